@@ -1,0 +1,59 @@
+"""Generate small test/demo videos with PyAV (a dev/demo dependency, imported lazily).
+
+Frames are smooth moving gradients plus a moving square, so the content changes
+from frame to frame and each frame is distinguishable after lossy coding.
+"""
+from __future__ import annotations
+
+import fractions
+from pathlib import Path
+
+import numpy as np
+
+
+def synth_frame(i: int, width: int, height: int) -> np.ndarray:
+    """A deterministic uint8 [H,W,3] frame for index ``i``."""
+    y, x = np.mgrid[0:height, 0:width]
+    r = (x * 255 // max(width - 1, 1) + 3 * i) % 256
+    g = (y * 255 // max(height - 1, 1) + 5 * i) % 256
+    b = np.full_like(x, (7 * i) % 256)
+    frame = np.stack([r, g, b], axis=-1).astype(np.uint8)
+    s = max(2, min(width, height) // 4)
+    x0 = (i * 3) % max(width - s, 1)
+    y0 = (i * 2) % max(height - s, 1)
+    frame[y0:y0 + s, x0:x0 + s] = 255 - frame[y0:y0 + s, x0:x0 + s]
+    return frame
+
+
+def write_video(path: str | Path, *, num_frames: int = 60, width: int = 320, height: int = 240,
+                fps: int = 30, codec: str = "libx264", pix_fmt: str = "yuv420p",
+                pts: list[int] | None = None, time_base: fractions.Fraction | None = None,
+                gop: int | None = None, options: dict | None = None) -> Path:
+    """Encode ``num_frames`` synthetic frames to ``path`` (container from the suffix).
+
+    ``pts``/``time_base`` give irregular timestamps (variable frame rate).
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if gop is not None:
+            stream.gop_size = gop
+        if options:
+            stream.options = dict(options)
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+            stream.time_base = time_base
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(synth_frame(i, width, height), format="rgb24")
+            if pts is not None:
+                frame.pts = pts[i]
+                frame.time_base = time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
