@@ -1,0 +1,69 @@
+"""The run manifest written to ``<output>/runs/<run_id>.json`` (one per run).
+
+Fields (JSON object):
+    schema_version      str   ``schemas.output.SCHEMA_VERSION``
+    run_id              str
+    package_version     str   installed ``xclip-index`` version
+    started_at, finished_at  str  ISO 8601 UTC
+    inputs              list[str]  the ``--input`` arguments as given
+    output              str
+    num_inputs          int   videos listed (= sum of ``counts``)
+    counts              {"ok": int, "failed": int, "skipped": int}
+    num_segments        int   segment rows written
+    model_source        str   the ``--model`` argument
+    model_id            str
+    weights_sha256      str
+    label_set           {"name": str, "sha256": str, "num_labels": int}
+    decode_config       dict  the sampler/decode settings used
+    config              dict  every stage config (reader, decoder, encoder, writer)
+    stage_seconds       dict  seconds per stage (see ``jobs.runner``)
+    clips_per_s         float
+    tables              {"videos": {"version": int, "rows": int},
+                         "segments": {...}}  LanceDB table versions after this run
+    parquet_files       list[str]  Parquet files this run wrote
+
+No field ever holds a credential: only URIs and settings the user passed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from schemas.output import SCHEMA_VERSION
+
+
+@dataclasses.dataclass(frozen=True)
+class RunManifest:
+    run_id: str
+    package_version: str
+    started_at: str
+    finished_at: str
+    inputs: list
+    output: str
+    num_inputs: int
+    counts: dict
+    num_segments: int
+    model_source: str
+    model_id: str
+    weights_sha256: str
+    label_set: dict
+    decode_config: dict
+    config: dict
+    stage_seconds: dict
+    clips_per_s: float
+    tables: dict
+    parquet_files: list
+    schema_version: str = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunManifest":
+        d: dict[str, Any] = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - set(d)
+        if missing:
+            raise ValueError(f"run manifest lacks {sorted(missing)}")
+        return cls(**{k: d[k] for k in names})

@@ -1,0 +1,180 @@
+"""Output tables of the indexing job: the ONLY place their columns are defined.
+
+Two tables, written both as Parquet datasets and as LanceDB tables:
+
+``videos`` (one row per listed input, whatever happened to it; key ``video_id``)
+    video_id        string     sha1 of the normalised URI (:func:`video_id`)
+    uri             string     normalised URI (``s3://bucket/key`` or an absolute path)
+    status          string     ``ok`` | ``failed`` | ``skipped``
+    error           string     reason; null when ok
+    duration_s      float64    container/stream duration (null when unknown)
+    fps             float64
+    num_frames      int64
+    width, height   int32
+    codec           string
+    num_segments    int32      segments written for this video (0 unless ok)
+    embedding       fixed_size_list<float32>[P]  L2-normalised mean of the clip
+                                embeddings; null unless ok
+    labels          list<string>   top-k of the mean clip probabilities, best first
+    label_scores    list<float32>  aligned with ``labels``
+    model_id        string     ``<model name>@<sha256 of weights, 12 hex>``
+    label_set       string     ``<label set name>@<sha256, 12 hex>``
+    run_id          string
+    source_size     int64      bytes; source fingerprint with etag or mtime
+    source_etag     string
+    source_mtime    timestamp[us, UTC]
+    indexed_at      timestamp[us, UTC]
+
+``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
+    segment_id      string     ``<video_id>:<segment_index, 6 digits>``
+    video_id, uri   string
+    segment_index   int32
+    start_s, end_s  float64    clip window in seconds, within the video's duration
+    frame_timestamps list<float64>  timestamps of the sampled frames
+    embedding       fixed_size_list<float32>[P]  L2-normalised clip embedding
+    labels          list<string>   zero-shot top-k (softmax over the label set)
+    label_scores    list<float32>
+    model_id, label_set, run_id  string
+    indexed_at      timestamp[us, UTC]
+
+Every schema carries ``xclip_index.schema_version`` and ``xclip_index.table`` in
+its metadata. ``SCHEMA_VERSION`` changes whenever a column is added, removed or
+changes type.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED)
+
+VIDEOS_TABLE = "videos"
+SEGMENTS_TABLE = "segments"
+VIDEOS_KEY = "video_id"
+SEGMENTS_KEY = "segment_id"
+VECTOR_COLUMN = "embedding"
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def normalize_uri(uri: str) -> str:
+    """The canonical spelling of an input: ``s3a://`` -> ``s3://``; ``file://``
+    and relative local paths -> absolute paths. Keys keep spaces and unicode."""
+    uri = str(uri).strip()
+    if uri.startswith("s3a://"):
+        return "s3://" + uri[len("s3a://"):]
+    if uri.startswith("s3://"):
+        return uri
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def video_id(uri: str) -> str:
+    """Stable id of an input: sha1 (hex) of its normalised URI."""
+    return hashlib.sha1(normalize_uri(uri).encode("utf-8")).hexdigest()
+
+
+def segment_id(vid: str, segment_index: int) -> str:
+    return f"{vid}:{int(segment_index):06d}"
+
+
+def _with_meta(fields: list[pa.Field], table: str) -> pa.Schema:
+    return pa.schema(fields, metadata={"xclip_index.schema_version": SCHEMA_VERSION,
+                                       "xclip_index.table": table})
+
+
+def vector_type(dim: int) -> pa.DataType:
+    if int(dim) <= 0:
+        raise ValueError(f"embedding dimension must be positive, got {dim}")
+    return pa.list_(pa.float32(), int(dim))
+
+
+def videos_schema(dim: int) -> pa.Schema:
+    """Schema of the ``videos`` table for embeddings of dimension ``dim``."""
+    return _with_meta([
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("fps", pa.float64()),
+        pa.field("num_frames", pa.int64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("codec", pa.string()),
+        pa.field("num_segments", pa.int32(), nullable=False),
+        pa.field(VECTOR_COLUMN, vector_type(dim)),
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("label_scores", pa.list_(pa.float32())),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("label_set", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("source_size", pa.int64()),
+        pa.field("source_etag", pa.string()),
+        pa.field("source_mtime", TIMESTAMP),
+        pa.field("indexed_at", TIMESTAMP, nullable=False),
+    ], VIDEOS_TABLE)
+
+
+def segments_schema(dim: int) -> pa.Schema:
+    """Schema of the ``segments`` table for embeddings of dimension ``dim``."""
+    return _with_meta([
+        pa.field("segment_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("segment_index", pa.int32(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("frame_timestamps", pa.list_(pa.float64())),
+        pa.field(VECTOR_COLUMN, vector_type(dim)),
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("label_scores", pa.list_(pa.float32())),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("label_set", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("indexed_at", TIMESTAMP, nullable=False),
+    ], SEGMENTS_TABLE)
+
+
+def schema_for(table: str, dim: int) -> pa.Schema:
+    if table == VIDEOS_TABLE:
+        return videos_schema(dim)
+    if table == SEGMENTS_TABLE:
+        return segments_schema(dim)
+    raise ValueError(f"unknown table {table!r}; expected {VIDEOS_TABLE!r} or {SEGMENTS_TABLE!r}")
+
+
+def schema_dim(schema: pa.Schema) -> int:
+    """The embedding dimension of a videos/segments schema."""
+    return schema.field(VECTOR_COLUMN).type.list_size
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts keyed by column) -> a table of exactly ``schema``.
+
+    A missing key is null; an unknown key is an error (no silent extra columns)."""
+    names = schema.names
+    for r in rows:
+        extra = set(r) - set(names)
+        if extra:
+            raise KeyError(f"unknown column(s) for {schema.metadata.get(b'xclip_index.table', b'?').decode()}: "
+                           f"{sorted(extra)}")
+    cols = {n: [r.get(n) for r in rows] for n in names}
+    return pa.Table.from_pydict(cols, schema=schema)
+
+
+def check_table(table: pa.Table, expected: pa.Schema) -> None:
+    """Raise ``ValueError`` unless ``table`` has exactly the columns and types of
+    ``expected`` (nullability and metadata ignored: LanceDB/Parquet relax them)."""
+    got = [(f.name, f.type) for f in table.schema]
+    want = [(f.name, f.type) for f in expected]
+    if got != want:
+        raise ValueError(f"schema mismatch:\n got  {got}\n want {want}")

@@ -1,0 +1,89 @@
+"""Rows that flow between the job's stages inside Ray Data (never persisted).
+
+Defined here so every stage agrees on one column list. Three schemas, one per
+hop:
+
+``INPUT_SCHEMA`` (reader -> decoder): one row per listed input
+    video_id, uri, source_size, source_etag, source_mtime,
+    status/error (null, or ``failed`` already at listing, e.g. "not found")
+
+``decoded_schema()`` (decoder -> encoder): per video, its clip rows
+(``kind="clip"``) and exactly one status row (``kind="video"``). Failed and
+skipped videos emit only the status row.
+    kind, video_id, uri
+    clip rows:   segment_index, start_s, end_s, frame_timestamps,
+                 frames (bytes of uint8 [T,S,S,3], C order), frames_shape [T,S,S,3]
+    status rows: status, error, duration_s, fps, num_frames, width, height, codec,
+                 num_segments (clip rows emitted), source_size, source_etag,
+                 source_mtime, decode_s (seconds spent on this video)
+
+``encoded_schema(dim, num_labels)`` (encoder -> writer): the same rows with
+``frames``/``frames_shape`` replaced by
+    embedding  fixed_size_list<float32>[P] (L2-normalised; clip rows only)
+    probs      fixed_size_list<float32>[K] (softmax over the label set)
+    error      (on a clip row: the encoder failed on its batch)
+    encode_s   seconds of model time attributed to the row
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.output import TIMESTAMP, vector_type
+
+KIND_CLIP = "clip"
+KIND_VIDEO = "video"
+
+INPUT_SCHEMA = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("source_size", pa.int64()),
+    pa.field("source_etag", pa.string()),
+    pa.field("source_mtime", TIMESTAMP),
+    pa.field("status", pa.string()),
+    pa.field("error", pa.string()),
+])
+
+_COMMON = [
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),
+    # clip rows
+    pa.field("segment_index", pa.int32()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("frame_timestamps", pa.list_(pa.float64())),
+]
+
+_STATUS = [
+    pa.field("status", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("fps", pa.float64()),
+    pa.field("num_frames", pa.int64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("codec", pa.string()),
+    pa.field("num_segments", pa.int32()),
+    pa.field("source_size", pa.int64()),
+    pa.field("source_etag", pa.string()),
+    pa.field("source_mtime", TIMESTAMP),
+    pa.field("decode_s", pa.float64()),
+]
+
+FRAMES = "frames"
+FRAMES_SHAPE = "frames_shape"
+
+
+def decoded_schema() -> pa.Schema:
+    return pa.schema(_COMMON + [
+        pa.field(FRAMES, pa.large_binary()),
+        pa.field(FRAMES_SHAPE, pa.list_(pa.int32())),
+    ] + _STATUS)
+
+
+def encoded_schema(dim: int, num_labels: int) -> pa.Schema:
+    return pa.schema(_COMMON + _STATUS + [
+        pa.field("embedding", vector_type(dim)),
+        pa.field("probs", vector_type(num_labels)),
+        pa.field("encode_s", pa.float64()),
+    ])
