@@ -1,0 +1,205 @@
+"""One frozen config per stage, validated when built, plus the TOML loader.
+
+A ``job.toml`` has one table per stage; every key is optional::
+
+    [reader]
+    include = ["*.mp4"]          # fnmatch globs on the URI; empty = everything
+    exclude = ["*/tmp/*"]
+    extensions = ["mp4", "mkv"]  # default: VIDEO_EXTENSIONS
+
+    [decoder]
+    sampler = "fixed"            # "fixed" | "tsn"
+    window_s = 2.0
+    stride_s = 2.0               # default: window_s
+    max_clips_per_video = 64
+    max_duration_s = 3600
+    timeout_s = 300
+    num_cpus = 1                 # CPUs per decode task
+
+    [encoder]
+    labels = "kinetics400"       # label set name or file
+    batch_size = 16              # clips per model call
+    precision = "fp32"           # "fp32" | "fp16" | "bf16" (half precisions on GPU)
+    top_k = 5
+    num_actors = 0               # 0 = sized from the cluster's resources
+    num_cpus = 0                 # CPUs per actor; 0 = automatic
+
+    [writer]
+    chunk_rows = 4096            # segment rows per Parquet file / LanceDB commit
+    optimize = true              # LanceDB optimize() at the end
+    vector_index_min_rows = 5000 # build an IVF-PQ index once a table has this many rows
+
+Command line flags override the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from typing import Any
+
+VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpeg", "m2v", "ts",
+                    "mts", "m2ts", "flv", "wmv", "asf", "3gp", "3g2", "ogv", "vob", "mxf", "gif")
+SAMPLERS = ("fixed", "tsn")
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _tuple(value, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    _check(all(isinstance(v, str) for v in value), f"{name}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderConfig:
+    """Where the videos come from (``jobs.reader``)."""
+    inputs: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", _tuple(self.inputs, "reader.inputs"))
+        object.__setattr__(self, "include", _tuple(self.include, "reader.include"))
+        object.__setattr__(self, "exclude", _tuple(self.exclude, "reader.exclude"))
+        exts = tuple(e.lower().lstrip(".") for e in _tuple(self.extensions, "reader.extensions"))
+        _check(len(exts) > 0 and all(exts), "reader.extensions: must list at least one extension")
+        object.__setattr__(self, "extensions", exts)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """How clips are cut from each video (``jobs.decoder``). Crop size and frames
+    per clip are not here: they come from the model's own configs."""
+    sampler: str = "fixed"
+    window_s: float = 2.0
+    stride_s: float | None = None
+    max_clips_per_video: int | None = 64
+    max_duration_s: float | None = None
+    timeout_s: float | None = 300.0
+    num_threads: int = 1
+    num_cpus: float = 1.0
+
+    def __post_init__(self):
+        _check(self.sampler in SAMPLERS, f"decoder.sampler: expected one of {SAMPLERS}, got {self.sampler!r}")
+        _check(self.window_s > 0, f"decoder.window_s: must be > 0, got {self.window_s}")
+        _check(self.stride_s is None or self.stride_s > 0, f"decoder.stride_s: must be > 0, got {self.stride_s}")
+        _check(self.max_clips_per_video is None or self.max_clips_per_video >= 1,
+               f"decoder.max_clips_per_video: must be >= 1, got {self.max_clips_per_video}")
+        _check(self.max_duration_s is None or self.max_duration_s > 0,
+               f"decoder.max_duration_s: must be > 0, got {self.max_duration_s}")
+        _check(self.timeout_s is None or self.timeout_s > 0, f"decoder.timeout_s: must be > 0, got {self.timeout_s}")
+        _check(self.num_threads >= 0, f"decoder.num_threads: must be >= 0, got {self.num_threads}")
+        _check(self.num_cpus > 0, f"decoder.num_cpus: must be > 0, got {self.num_cpus}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """The model stage (``jobs.encoder``)."""
+    model: str = ""
+    labels: str = "kinetics400"
+    batch_size: int = 16
+    precision: str = "fp32"
+    device: str = "auto"
+    top_k: int = 5
+    prompt_template: str = "{}"
+    num_actors: int = 0
+    num_cpus: float = 0.0
+
+    def __post_init__(self):
+        _check(bool(self.model), "encoder.model: a model source is required (--model)")
+        _check(bool(self.labels), "encoder.labels: a label set name or file is required")
+        _check(self.batch_size >= 1, f"encoder.batch_size: must be >= 1, got {self.batch_size}")
+        _check(self.precision in PRECISIONS,
+               f"encoder.precision: expected one of {PRECISIONS}, got {self.precision!r}")
+        _check(self.device in DEVICES, f"encoder.device: expected one of {DEVICES}, got {self.device!r}")
+        _check(self.top_k >= 1, f"encoder.top_k: must be >= 1, got {self.top_k}")
+        _check("{}" in self.prompt_template, "encoder.prompt_template: must contain '{}'")
+        _check(self.num_actors >= 0, f"encoder.num_actors: must be >= 0, got {self.num_actors}")
+        _check(self.num_cpus >= 0, f"encoder.num_cpus: must be >= 0, got {self.num_cpus}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WriterConfig:
+    """Where and how results are written (``jobs.writer``)."""
+    output: str = ""
+    chunk_rows: int = 4096
+    optimize: bool = True
+    vector_index_min_rows: int = 5000
+
+    def __post_init__(self):
+        _check(bool(self.output), "writer.output: an output location is required (--output)")
+        _check(self.chunk_rows >= 1, f"writer.chunk_rows: must be >= 1, got {self.chunk_rows}")
+        _check(self.vector_index_min_rows >= 256,
+               f"writer.vector_index_min_rows: must be >= 256 (IVF-PQ training), got {self.vector_index_min_rows}")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    reader: ReaderConfig
+    decoder: DecoderConfig
+    encoder: EncoderConfig
+    writer: WriterConfig
+    ray_address: str | None = None
+    run_id: str | None = None
+
+    def __post_init__(self):
+        _check(len(self.reader.inputs) > 0, "reader.inputs: at least one --input is required")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_STAGES = {"reader": ReaderConfig, "decoder": DecoderConfig, "encoder": EncoderConfig, "writer": WriterConfig}
+
+
+def _build(cls, section: str, values: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    _check(not unknown, f"[{section}]: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        return cls(**values)
+    except TypeError as e:  # a wrong type that comparison could not handle
+        raise ConfigError(f"[{section}]: {e}") from None
+
+
+def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+                 *, ray_address: str | None = None, run_id: str | None = None) -> JobConfig:
+    """Merge a parsed TOML document with per-stage overrides (overrides win; a
+    None override means "not given") and validate everything."""
+    file_values = dict(file_values or {})
+    top_unknown = set(file_values) - set(_STAGES) - {"ray_address", "run_id"}
+    _check(not top_unknown, f"job config: unknown table(s)/key(s) {sorted(top_unknown)}; "
+                            f"expected {sorted(_STAGES)}")
+    stages = {}
+    for name, cls in _STAGES.items():
+        values = dict(file_values.get(name) or {})
+        _check(isinstance(values, dict), f"job config: [{name}] must be a table")
+        values.update({k: v for k, v in ((overrides or {}).get(name) or {}).items() if v is not None})
+        stages[name] = _build(cls, name, values)
+    return JobConfig(**stages, ray_address=ray_address or file_values.get("ray_address"),
+                     run_id=run_id or file_values.get("run_id"))
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """Parse a job TOML file (local path or s3:// URI)."""
+    from xclip_core import storage
+
+    try:
+        text = storage.read_bytes(path).decode("utf-8")
+    except (OSError, FileNotFoundError) as e:
+        raise ConfigError(f"--config {path}: cannot read ({type(e).__name__}: {e})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config {path}: invalid TOML: {e}") from None

@@ -1,0 +1,163 @@
+"""Stage 1 (driver): turn the ``--input`` arguments into one row per video.
+
+An input is one of
+  * an ``s3://bucket/prefix/`` or a local folder: listed recursively, keeping
+    files whose extension is in ``ReaderConfig.extensions``;
+  * a manifest file (``.txt``/``.lst``/``.list``: one URI per line, ``#``
+    comments; ``.csv``/``.parquet``: a ``uri`` column). Relative entries resolve
+    against the manifest's folder. Entries are kept whatever their extension;
+  * a single video file (local or ``s3://``).
+
+Include/exclude globs (``fnmatch``, case-sensitive) match the full normalised
+URI, so ``*.mp4`` and ``s3://b/cams/*`` both work. Duplicates (same
+``video_id``) are listed once.
+
+Output: a ``pyarrow.Table`` of ``schemas.stream.INPUT_SCHEMA`` sorted by URI.
+Listed files carry their fingerprint (size, ETag or mtime). Manifest entries and
+single files are not stat'ed here (that happens in the decode tasks, in
+parallel); a missing one becomes a ``failed: not found`` row there.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import io
+import logging
+import os
+import posixpath
+
+import pyarrow as pa
+
+from jobs.config import ConfigError, ReaderConfig
+from schemas import normalize_uri, video_id
+from schemas.stream import INPUT_SCHEMA
+from xclip_core import storage
+
+log = logging.getLogger(__name__)
+
+MANIFEST_TEXT = ("txt", "lst", "list")
+MANIFEST_TABLE = ("csv", "parquet")
+
+
+def _ext(uri: str) -> str:
+    base = uri.rstrip("/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[-1].lower() if "." in base else ""
+
+
+def _utc(ts) -> dt.datetime | None:
+    if ts is None:
+        return None
+    if isinstance(ts, (int, float)):
+        return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+
+
+def _row(uri: str, size=None, etag=None, mtime=None) -> dict:
+    uri = normalize_uri(uri)
+    if etag is not None:
+        etag = str(etag).strip('"') or None
+    return {"video_id": video_id(uri), "uri": uri, "source_size": None if size is None else int(size),
+            "source_etag": etag, "source_mtime": _utc(mtime), "status": None, "error": None}
+
+
+def _list_s3_prefix(uri: str, exts: tuple[str, ...]) -> list[dict]:
+    fs = storage.s3_filesystem()
+    prefix = storage.strip_scheme(uri).rstrip("/")
+    found = fs.find(prefix, detail=True, withdirs=False)
+    rows = []
+    for key, info in found.items():
+        if info.get("type") == "directory" or _ext(key) not in exts:
+            continue
+        rows.append(_row("s3://" + key, info.get("size"), info.get("ETag") or info.get("etag"),
+                         info.get("LastModified")))
+    if not rows:
+        log.warning("input %s: no objects with a video extension found", uri)
+    return rows
+
+
+def _list_local_dir(path: str, exts: tuple[str, ...]) -> list[dict]:
+    rows = []
+    for root, dirs, files in os.walk(path, followlinks=True):
+        dirs.sort()
+        for name in sorted(files):
+            if _ext(name) not in exts:
+                continue
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue  # vanished or a broken link: not a listed input
+            rows.append(_row(full, st.st_size, None, st.st_mtime))
+    if not rows:
+        log.warning("input %s: no files with a video extension found", path)
+    return rows
+
+
+def _resolve(entry: str, manifest_uri: str) -> str:
+    entry = entry.strip()
+    if storage.is_s3(entry) or entry.startswith("file://") or os.path.isabs(entry):
+        return entry
+    base = manifest_uri.rsplit("/", 1)[0] if "/" in manifest_uri else "."
+    if storage.is_s3(manifest_uri):
+        return "s3://" + posixpath.normpath(storage.strip_scheme(base) + "/" + entry)
+    return os.path.join(os.path.dirname(os.path.abspath(manifest_uri)), entry)
+
+
+def _read_manifest(uri: str) -> list[dict]:
+    ext = _ext(uri)
+    try:
+        data = storage.read_bytes(uri)
+    except FileNotFoundError:
+        raise ConfigError(f"--input {uri}: manifest not found") from None
+    if ext in MANIFEST_TEXT:
+        entries = [ln for ln in (raw.strip() for raw in data.decode("utf-8").splitlines())
+                   if ln and not ln.startswith("#")]
+    else:
+        if ext == "csv":
+            import pyarrow.csv as pacsv
+            table = pacsv.read_csv(io.BytesIO(data))
+        else:
+            import pyarrow.parquet as pq
+            table = pq.read_table(io.BytesIO(data))
+        if "uri" not in table.column_names:
+            raise ConfigError(f"--input {uri}: manifest has no 'uri' column (columns: {table.column_names})")
+        entries = [str(u) for u in table.column("uri").to_pylist() if u is not None and str(u).strip()]
+    return [_row(_resolve(e, uri)) for e in entries]
+
+
+def _expand(uri: str, cfg: ReaderConfig) -> list[dict]:
+    ext = _ext(uri)
+    if storage.is_s3(uri):
+        if uri.endswith("/"):
+            return _list_s3_prefix(uri, cfg.extensions)
+        if ext in MANIFEST_TEXT + MANIFEST_TABLE:
+            return _read_manifest(uri)
+        if ext not in cfg.extensions and storage.s3_filesystem().isdir(storage.strip_scheme(uri)):
+            return _list_s3_prefix(uri, cfg.extensions)
+        return [_row(uri)]
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    if os.path.isdir(path):
+        return _list_local_dir(path, cfg.extensions)
+    if ext in MANIFEST_TEXT + MANIFEST_TABLE:
+        return _read_manifest(path)
+    if not os.path.exists(path) and ext not in cfg.extensions:
+        raise ConfigError(f"--input {uri}: no such folder or file")
+    return [_row(path)]
+
+
+def _keep(uri: str, cfg: ReaderConfig) -> bool:
+    if cfg.include and not any(fnmatch.fnmatchcase(uri, g) for g in cfg.include):
+        return False
+    return not any(fnmatch.fnmatchcase(uri, g) for g in cfg.exclude)
+
+
+def list_inputs(cfg: ReaderConfig) -> pa.Table:
+    """List every input of ``cfg`` (see module doc). Raises ``ConfigError`` for
+    an input that cannot be interpreted at all (missing folder or manifest)."""
+    rows: dict[str, dict] = {}
+    for uri in cfg.inputs:
+        for row in _expand(str(uri), cfg):
+            if _keep(row["uri"], cfg):
+                rows.setdefault(row["video_id"], row)
+    ordered = sorted(rows.values(), key=lambda r: r["uri"])
+    return pa.Table.from_pylist(ordered, schema=INPUT_SCHEMA)
