@@ -1,0 +1,41 @@
+"""Resize-shortest-edge + centre-crop geometry (Hugging Face CLIP/VideoMAE) and
+the per-frame conversion, done by swscale on the decoded frame: colour
+conversion and scaling in one call, only for sampled frames."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def resize_shape(width: int, height: int, shortest_edge: int) -> tuple[int, int]:
+    """(new_w, new_h): short side -> shortest_edge, long side int(size*long/short)."""
+    if width <= height:
+        return shortest_edge, int(shortest_edge * height / width)
+    return int(shortest_edge * width / height), shortest_edge
+
+
+def crop_box(width: int, height: int, shortest_edge: int, crop: int) -> tuple[int, int, int, int]:
+    """(new_w, new_h, top, left) of the centre crop in the resized image."""
+    rw, rh = resize_shape(width, height, shortest_edge)
+    return rw, rh, (rh - crop) // 2, (rw - crop) // 2
+
+
+def frame_to_crop(frame, crop: int, shortest_edge: int, interpolation: str = "BILINEAR",
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """An ``av.VideoFrame`` (any pixel format) -> uint8 [crop, crop, 3] RGB."""
+    rw, rh, top, left = crop_box(frame.width, frame.height, shortest_edge, crop)
+    rgb = frame.reformat(width=rw, height=rh, format="rgb24",
+                         interpolation=interpolation).to_ndarray()
+    view = rgb[top:top + crop, left:left + crop]
+    if out is None:
+        return np.ascontiguousarray(view)
+    out[...] = view
+    return out
+
+
+def rgb_to_crop(rgb: np.ndarray, crop: int, shortest_edge: int, interpolation: str = "BILINEAR",
+                out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [H, W, 3] RGB -> uint8 [crop, crop, 3] with the same swscale path."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame_to_crop(frame, crop, shortest_edge, interpolation, out)

@@ -1,0 +1,171 @@
+"""Open a video (local path or s3:// URI) and index it with one demux pass.
+
+The index is the list of video packet timestamps (no decoding), which gives the
+true duration (timestamps, right for variable frame rate), the frame count and
+the display-order rank of every packet; the decoder uses the ranks to skip
+non-reference frames that are not sampled.
+
+S3 objects are read into memory by default (``DecodeConfig.s3_read="auto"``,
+objects up to ``s3_memory_max_bytes``): the demux pass and the decode pass then
+cost one GET. Streaming through the s3fs file object issues ranged GETs for each
+pass (measured in bench/RESULTS.md, "S3 read").
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from xclip_core import storage
+from xclip_core.video.results import VideoMeta
+
+
+class VideoError(Exception):
+    """A video cannot be used; ``status`` is "failed" or "skipped"."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass
+class FrameIndex:
+    """Display-order frame table from the demux pass."""
+
+    pts: np.ndarray          # int64 sorted display-order pts (unique)
+    times: np.ndarray        # float64 seconds from the first frame, per display index
+    time_base: float
+    duration_s: float
+    rank_ok: bool            # every packet had a unique pts: per-packet skipping is safe
+
+
+def open_source(uri: str, cfg) -> tuple[object, int]:
+    """(file object or local path str, size in bytes). Raises VideoError."""
+    uri = str(uri)
+    if storage.is_s3(uri):
+        try:
+            fs = storage.s3_filesystem()
+            size = int(fs.info(storage.strip_scheme(uri))["size"])
+        except FileNotFoundError:
+            raise VideoError("failed", "not found")
+        except Exception as e:  # noqa: BLE001
+            raise VideoError("failed", f"cannot stat object: {type(e).__name__}: {e}")
+        if size == 0:
+            raise VideoError("failed", "empty file (0 bytes)")
+        mode = cfg.s3_read
+        if mode == "memory" or (mode == "auto" and size <= cfg.s3_memory_max_bytes):
+            return io.BytesIO(storage.read_bytes(uri)), size
+        return storage.open_input(uri, block_size=8 << 20, cache_type="readahead"), size
+    if not os.path.exists(uri):
+        raise VideoError("failed", "not found")
+    size = os.path.getsize(uri)
+    if size == 0:
+        raise VideoError("failed", "empty file (0 bytes)")
+    return uri, size
+
+
+def open_container(src):
+    import av
+
+    if hasattr(src, "seek"):
+        src.seek(0)
+    try:
+        return av.open(src, mode="r", metadata_errors="ignore")
+    except Exception as e:  # noqa: BLE001  (av.error.*, OSError, ...)
+        raise VideoError("failed", f"cannot open container: {_short(e)}")
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}"[:300]
+
+
+def video_stream(container):
+    streams = container.streams.video
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise VideoError("skipped", f"no video stream (streams: {', '.join(kinds)})")
+    stream = streams[0]
+    cc = stream.codec_context
+    name = getattr(cc, "name", None) if cc is not None else None
+    if cc is None or not name or name == "none":
+        tag = getattr(cc, "codec_tag", "") if cc is not None else ""
+        raise VideoError("failed", f"unsupported codec (no decoder; tag {tag!r})")
+    return stream
+
+
+def index_stream(container, stream) -> FrameIndex:
+    """Demux every video packet (no decoding) and build the display-order table."""
+    pts, durs, dts_only = [], [], 0
+    try:
+        for pkt in container.demux(stream):
+            if pkt.size == 0:
+                continue
+            p = pkt.pts
+            if p is None:
+                p = pkt.dts
+                dts_only += 1
+            if p is None:
+                continue
+            pts.append(p)
+            durs.append(pkt.duration or 0)
+    except Exception:  # noqa: BLE001  a truncated/garbled tail: keep what was read
+        pass
+    if not pts:
+        raise VideoError("failed", "no video packets")
+    arr = np.asarray(pts, dtype=np.int64)
+    uniq = np.unique(arr)
+    rank_ok = dts_only == 0 and len(uniq) == len(arr)
+    tb = float(stream.time_base) if stream.time_base else 1.0 / 1000
+    order = np.argsort(arr, kind="stable")
+    last_dur = durs[order[-1]]
+    if not last_dur:
+        deltas = np.diff(uniq)
+        last_dur = int(np.median(deltas)) if len(deltas) else 0
+        if not last_dur:
+            rate = stream.average_rate or stream.guessed_rate
+            last_dur = int(round(1.0 / (float(rate) * tb))) if rate else 0
+    times = (uniq - uniq[0]) * tb
+    duration = float((uniq[-1] - uniq[0] + last_dur) * tb)
+    return FrameIndex(pts=uniq, times=times, time_base=tb, duration_s=duration,
+                      rank_ok=rank_ok)
+
+
+def make_meta(stream, index: FrameIndex) -> VideoMeta:
+    n = len(index.pts)
+    cc = stream.codec_context
+    fps = n / index.duration_s if index.duration_s > 0 else float(stream.average_rate or 0)
+    return VideoMeta(duration_s=round(index.duration_s, 6), fps=round(fps, 6), num_frames=n,
+                     width=int(cc.width), height=int(cc.height), codec=str(cc.name))
+
+
+def check_limits(meta: VideoMeta, cfg) -> None:
+    """Raise VideoError("skipped", ...) when the video is over a limit."""
+    if meta.width <= 0 or meta.height <= 0:
+        raise VideoError("failed", f"invalid frame size {meta.width}x{meta.height}")
+    if cfg.max_duration_s is not None and meta.duration_s > cfg.max_duration_s:
+        raise VideoError("skipped", f"too long: {meta.duration_s:.2f} s > max_duration_s "
+                                    f"{cfg.max_duration_s}")
+    if meta.duration_s < cfg.min_duration_s:
+        raise VideoError("skipped", f"too short: {meta.duration_s:.2f} s < min_duration_s "
+                                    f"{cfg.min_duration_s}")
+    if cfg.max_pixels is not None and meta.width * meta.height > cfg.max_pixels:
+        raise VideoError("skipped", f"resolution over limit: {meta.width}x{meta.height} > "
+                                    f"max_pixels {cfg.max_pixels}")
+    if (cfg.max_width is not None and meta.width > cfg.max_width) or \
+            (cfg.max_height is not None and meta.height > cfg.max_height):
+        raise VideoError("skipped", f"resolution over limit: {meta.width}x{meta.height} > "
+                                    f"{cfg.max_width}x{cfg.max_height}")
+
+
+def probe(uri: str, cfg=None) -> VideoMeta:
+    """Metadata only (raises VideoError on a bad input)."""
+    from xclip_core.video.config import DecodeConfig
+
+    cfg = cfg or DecodeConfig()
+    src, _ = open_source(uri, cfg)
+    with open_container(src) as c:
+        stream = video_stream(c)
+        return make_meta(stream, index_stream(c, stream))
