@@ -106,7 +106,7 @@ class _Assembler:
                        frames=frames))
 
 
-def _decode_pyav(src, index, asm: _Assembler, cfg, stop) -> list[str]:
+def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]:
     notes: list[str] = []
     container = open_container(src)
     try:
@@ -162,7 +162,7 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop) -> list[str]:
     return notes
 
 
-def _decode_decord(src, index, asm: _Assembler, cfg, stop) -> list[str]:
+def _decode_decord(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]:
     import decord
 
     if hasattr(src, "seek"):
@@ -182,7 +182,7 @@ def _decode_decord(src, index, asm: _Assembler, cfg, stop) -> list[str]:
                 break
             if target > cur:
                 vr.skip_frames(target - cur)
-            rgb = vr.next().asnumpy()
+            rgb = _unpad(vr.next().asnumpy(), meta)
             cur = target + 1
             asm.offer(target, lambda out, r=rgb: rgb_to_crop(
                 r, cfg.crop_size, cfg.shortest_edge, cfg.interpolation, out))
@@ -191,6 +191,15 @@ def _decode_decord(src, index, asm: _Assembler, cfg, stop) -> list[str]:
     except Exception as e:  # noqa: BLE001  DECORDError mid-read
         notes.append(f"decode error: {_short(e)}")
     return notes
+
+
+def _unpad(rgb: np.ndarray, meta) -> np.ndarray:
+    """decord returns tiny frames with their row padding folded into the last axis
+    (a 16x16 frame comes back as (16, 16, 6)); cut the padding off."""
+    if rgb.shape[-1] == 3 or meta is None:
+        return rgb
+    h, w = rgb.shape[0], meta.width
+    return rgb.reshape(h, -1)[:, : w * 3].reshape(h, w, 3)
 
 
 def _produce(uri: str, cfg: DecodeConfig, put) -> None:
@@ -209,7 +218,7 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
             raise VideoError(FAILED, "no clips to sample")
         asm = _Assembler(plans, index.times, cfg, lambda clip: put(("clip", clip)))
         decode = _decode_pyav if cfg.backend == "pyav" else _decode_decord
-        notes = decode(src, index, asm, cfg, _STOP.get())
+        notes = decode(src, index, asm, cfg, _STOP.get(), meta)
         if claimed and index.duration_s < 0.9 * claimed - 0.2:
             notes.insert(0, f"truncated: {index.duration_s:.2f} s readable of {claimed:.2f} s")
         if not asm.done():

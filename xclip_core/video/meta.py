@@ -91,8 +91,7 @@ def video_stream(container):
     cc = stream.codec_context
     name = getattr(cc, "name", None) if cc is not None else None
     if cc is None or not name or name == "none":
-        tag = getattr(cc, "codec_tag", "") if cc is not None else ""
-        raise VideoError("failed", f"unsupported codec (no decoder; tag {tag!r})")
+        raise VideoError("failed", "unsupported codec: no decoder for the video stream")
     return stream
 
 

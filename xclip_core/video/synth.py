@@ -28,16 +28,18 @@ def synth_frame(i: int, width: int, height: int) -> np.ndarray:
 def write_video(path: str | Path, *, num_frames: int = 60, width: int = 320, height: int = 240,
                 fps: int = 30, codec: str = "libx264", pix_fmt: str = "yuv420p",
                 pts: list[int] | None = None, time_base: fractions.Fraction | None = None,
-                gop: int | None = None, options: dict | None = None) -> Path:
+                gop: int | None = None, options: dict | None = None,
+                container_options: dict | None = None) -> Path:
     """Encode ``num_frames`` synthetic frames to ``path`` (container from the suffix).
 
     ``pts``/``time_base`` give irregular timestamps (variable frame rate).
+    ``container_options`` go to the muxer (e.g. ``{"movflags": "faststart"}``).
     """
     import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", options=dict(container_options or {})) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if gop is not None:
@@ -52,6 +54,33 @@ def write_video(path: str | Path, *, num_frames: int = 60, width: int = 320, hei
             if pts is not None:
                 frame.pts = pts[i]
                 frame.time_base = time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_audio_only(path: str | Path, *, seconds: float = 1.0, codec: str = "aac",
+                     rate: int = 44100) -> Path:
+    """A file with one audio stream (a sine tone) and no video stream."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        n = int(seconds * rate)
+        t = np.arange(n) / rate
+        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
+        chunk = 1024
+        for start in range(0, n, chunk):
+            block = samples[start:start + chunk][None]
+            frame = av.AudioFrame.from_ndarray(block, format="flt" if fmt == "flt" else "fltp",
+                                               layout="mono")
+            frame.rate, frame.pts = rate, start
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
