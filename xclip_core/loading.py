@@ -85,7 +85,7 @@ def _fetch_s3(uri: str) -> Path:
     files = {Path(e["name"]).name: e for e in listing if e.get("type") == "file"}
     _check_files(set(files), uri)
     wanted = sorted(n for n in files if n.endswith(FETCH_SUFFIXES))
-    tag = "\n".join([uri] + [f"{n}:{files[n].get('ETag') or files[n].get('size')}" for n in wanted])
+    tag = "\n".join([f"s3://{prefix}"] + [f"{n}:{files[n].get('ETag') or files[n].get('size')}" for n in wanted])
     dest = cache_root() / hashlib.sha256(tag.encode()).hexdigest()[:24]
     if (dest / ".complete").exists():
         return dest
