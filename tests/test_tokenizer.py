@@ -167,3 +167,11 @@ def test_non_local_sources_go_through_resolve_checkpoint(tmp_path, monkeypatch):
     assert seen == ["s3://bucket/ckpt"] and tok.vocab_size == tokmod.DEFAULT_VOCAB_SIZE
     CLIPTokenizer.from_pretrained("microsoft/xclip-base-patch32")
     assert seen[-1] == "microsoft/xclip-base-patch32"
+
+
+def test_picklable_for_workers():
+    import pickle
+
+    tok = CLIPTokenizer.clip(vocab_size=4096)
+    again = pickle.loads(pickle.dumps(tok))
+    assert torch.equal(again(TEXTS)["input_ids"], tok(TEXTS)["input_ids"])
