@@ -15,6 +15,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     max_duration_s = 3600
     timeout_s = 300
     num_cpus = 1                 # CPUs per decode task
+    memory_mb = 1024             # memory reserved per decode task
 
     [encoder]
     labels = "kinetics400"       # label set name or file
@@ -89,8 +90,10 @@ class DecoderConfig:
     timeout_s: float | None = 300.0
     num_threads: int = 1
     num_cpus: float = 1.0
+    memory_mb: int = 1024
 
     def __post_init__(self):
+        _check(self.memory_mb >= 1, f"decoder.memory_mb: must be >= 1, got {self.memory_mb}")
         _check(self.sampler in SAMPLERS, f"decoder.sampler: expected one of {SAMPLERS}, got {self.sampler!r}")
         _check(self.window_s > 0, f"decoder.window_s: must be > 0, got {self.window_s}")
         _check(self.stride_s is None or self.stride_s > 0, f"decoder.stride_s: must be > 0, got {self.stride_s}")

@@ -3,6 +3,7 @@
 Fields (JSON object):
     schema_version      str   ``schemas.output.SCHEMA_VERSION``
     run_id              str
+    status              str   "running" (written at start) | "finished" | "failed"
     package_version     str   installed ``xclip-index`` version
     started_at, finished_at  str  ISO 8601 UTC
     inputs              list[str]  the ``--input`` arguments as given
@@ -54,6 +55,7 @@ class RunManifest:
     clips_per_s: float
     tables: dict
     parquet_files: list
+    status: str = "finished"
     schema_version: str = SCHEMA_VERSION
 
     def to_json(self) -> str:

@@ -157,6 +157,35 @@ def schema_dim(schema: pa.Schema) -> int:
     return schema.field(VECTOR_COLUMN).type.list_size
 
 
+def vectors(values, dim: int, valid=None) -> pa.FixedSizeListArray:
+    """[N, dim] floats (numpy or nested lists) -> ``fixed_size_list<float32>[dim]``;
+    rows where ``valid`` is False are null (their values are ignored)."""
+    import numpy as np
+
+    arr = np.ascontiguousarray(values, dtype=np.float32).reshape(-1, int(dim))
+    mask = None if valid is None else pa.array(~np.asarray(valid, dtype=bool))
+    return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), int(dim), mask=mask)
+
+
+def from_columns(columns: dict, schema: pa.Schema, num_rows: int) -> pa.Table:
+    """Columns (Python lists or Arrow arrays) -> a table of exactly ``schema``;
+    a missing column is all null, an unknown one is an error."""
+    extra = set(columns) - set(schema.names)
+    if extra:
+        raise KeyError(f"unknown column(s) for {schema.metadata.get(b'xclip_index.table', b'?').decode()}: "
+                       f"{sorted(extra)}")
+    arrays = []
+    for field in schema:
+        col = columns.get(field.name)
+        if col is None:
+            arrays.append(pa.nulls(num_rows, field.type))
+        elif isinstance(col, (pa.Array, pa.ChunkedArray)):
+            arrays.append(col if col.type == field.type else col.cast(field.type))
+        else:
+            arrays.append(pa.array(col, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows (dicts keyed by column) -> a table of exactly ``schema``.
 

@@ -14,7 +14,8 @@ skipped videos emit only the status row.
     clip rows:   segment_index, start_s, end_s, frame_timestamps,
                  frames (bytes of uint8 [T,S,S,3], C order), frames_shape [T,S,S,3]
     status rows: status, error, duration_s, fps, num_frames, width, height, codec,
-                 num_segments (clip rows emitted), source_size, source_etag,
+                 num_segments (clip rows emitted for the video; a video
+                 that failed midway may have emitted some, to be dropped), source_size, source_etag,
                  source_mtime, decode_s (seconds spent on this video)
 
 ``encoded_schema(dim, num_labels)`` (encoder -> writer): the same rows with

@@ -1,0 +1,119 @@
+"""``xclip-index run``: the indexing job from the command line.
+
+    xclip-index run --input URI [--input URI ...] --output URI --model SOURCE
+                    [--labels NAME|FILE] [--config job.toml] [--ray-address ADDR]
+                    [--include GLOB ...] [--exclude GLOB ...] [stage options]
+
+Exit status: 0 when the job finished (also when some videos failed: they are
+rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
+not loadable; 4 output not writable; 1 the pipeline broke down.
+S3 settings come from the standard AWS environment variables only.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+EXIT_OK, EXIT_PIPELINE, EXIT_CONFIG, EXIT_MODEL, EXIT_OUTPUT = 0, 1, 2, 3, 4
+_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def redact(text: str) -> str:
+    """Remove credential values from a message before it is printed or logged."""
+    for name in _SECRET_VARS:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xclip-index", description="Index videos with X-CLIP into Parquet and LanceDB.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the indexing job")
+    r.add_argument("--input", action="append", required=True, metavar="URI",
+                   help="s3://bucket/prefix/, a local folder, a video, or a manifest (.txt/.csv/.parquet); repeatable")
+    r.add_argument("--output", required=True, metavar="URI", help="output location (local folder or s3://)")
+    r.add_argument("--model", required=True, metavar="SOURCE", help="checkpoint dir, s3:// prefix or hub id")
+    r.add_argument("--labels", metavar="NAME|FILE", help="label set (default: kinetics400)")
+    r.add_argument("--config", metavar="job.toml", help="stage options; flags override it")
+    r.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: RAY_ADDRESS or a local Ray)")
+    r.add_argument("--run-id", help="run id (default: UTC time + random suffix)")
+    g = r.add_argument_group("reader")
+    g.add_argument("--include", action="append", metavar="GLOB", help="keep URIs matching this glob; repeatable")
+    g.add_argument("--exclude", action="append", metavar="GLOB", help="drop URIs matching this glob; repeatable")
+    g.add_argument("--extensions", metavar="EXT,EXT", help="video file extensions to list")
+    g = r.add_argument_group("decoder")
+    g.add_argument("--sampler", choices=("fixed", "tsn"))
+    g.add_argument("--window-s", type=float)
+    g.add_argument("--stride-s", type=float)
+    g.add_argument("--max-clips-per-video", type=int)
+    g.add_argument("--max-duration-s", type=float)
+    g = r.add_argument_group("encoder")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--num-actors", type=int)
+    g = r.add_argument_group("writer")
+    g.add_argument("--chunk-rows", type=int)
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    from jobs.config import build_config, load_toml
+
+    overrides = {
+        "reader": {"inputs": args.input, "include": args.include, "exclude": args.exclude,
+                   "extensions": args.extensions.split(",") if args.extensions else None},
+        "decoder": {"sampler": args.sampler, "window_s": args.window_s, "stride_s": args.stride_s,
+                    "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s},
+        "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
+                    "precision": args.precision, "device": args.device, "top_k": args.top_k,
+                    "num_actors": args.num_actors},
+        "writer": {"output": args.output, "chunk_rows": args.chunk_rows},
+    }
+    return build_config(load_toml(args.config) if args.config else None, overrides,
+                        ray_address=args.ray_address, run_id=args.run_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RedactFilter())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[handler])
+    from jobs.config import ConfigError
+    from jobs.encoder import ModelError
+    from jobs.runner import PipelineError, run
+    from jobs.writer import OutputError
+
+    def fail(code: int, msg: str) -> int:
+        print(f"xclip-index: error: {redact(msg)}", file=sys.stderr)
+        return code
+
+    try:
+        summary = run(config_from_args(args))
+    except ConfigError as e:
+        return fail(EXIT_CONFIG, str(e))
+    except ModelError as e:
+        return fail(EXIT_MODEL, str(e))
+    except OutputError as e:
+        return fail(EXIT_OUTPUT, str(e))
+    except PipelineError as e:
+        return fail(EXIT_PIPELINE, str(e))
+    print(redact(summary.format()))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

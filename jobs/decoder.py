@@ -1,0 +1,144 @@
+"""Stage 2: read, decode and sample each video (Ray CPU tasks).
+
+``decode_batch(batch, cfg=DecodeConfig)`` is a Ray Data ``map_batches``
+generator: for each input row (``schemas.stream.INPUT_SCHEMA``) it yields
+tables of ``schemas.stream.decoded_schema()``: the video's clip rows (a few at
+a time, as ``iter_clips`` produces them) and then exactly one status row whose
+``num_segments`` counts the clip rows emitted. It never raises on a bad input:
+a missing file, an unreadable container, a decoder timeout all become a
+``failed`` status row with the reason (``skipped`` for inputs over a
+configured limit). Failed and skipped videos emit no clip rows, except a video
+that fails after some clips were already emitted: the writer side drops those.
+
+Frames leave here as uint8 ``[T, S, S, 3]`` at the model's input size
+(``S`` = the model's crop size, ``T`` = its ``num_frames``; see
+``decode_config``), so only model-sized pixels cross the object store.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from jobs.config import DecoderConfig
+from schemas import STATUS_FAILED, STATUS_OK
+from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, KIND_VIDEO, decoded_schema
+from xclip_core import storage
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = decoded_schema()
+
+
+def decode_config(cfg: DecoderConfig, *, frames_per_clip: int, crop_size: int, shortest_edge: int):
+    """The ``xclip_core.video.DecodeConfig`` for this job: sampling options from
+    the job config, geometry and frame count from the model."""
+    from xclip_core.video import DecodeConfig
+
+    return DecodeConfig(sampler=cfg.sampler, frames_per_clip=int(frames_per_clip), window_s=cfg.window_s,
+                        stride_s=cfg.stride_s, crop_size=int(crop_size),
+                        shortest_edge=max(int(shortest_edge), int(crop_size)),
+                        max_clips_per_video=cfg.max_clips_per_video, max_duration_s=cfg.max_duration_s,
+                        timeout_s=cfg.timeout_s if cfg.timeout_s is not None else 1e9,
+                        num_threads=cfg.num_threads)
+
+
+def stat_source(uri: str) -> tuple[int | None, str | None, dt.datetime | None]:
+    """(size, etag, mtime) of an input; raises FileNotFoundError when it is absent."""
+    if storage.is_s3(uri):
+        info = storage.s3_filesystem().info(storage.strip_scheme(uri))
+        if info.get("type") == "directory":
+            raise FileNotFoundError(uri)
+        etag = info.get("ETag") or info.get("etag")
+        mtime = info.get("LastModified")
+        if mtime is not None and mtime.tzinfo is None:
+            mtime = mtime.replace(tzinfo=dt.timezone.utc)
+        return info.get("size"), (str(etag).strip('"') if etag else None), mtime
+    st = os.stat(uri)
+    return st.st_size, None, dt.datetime.fromtimestamp(st.st_mtime, tz=dt.timezone.utc)
+
+
+def _status_row(row: dict, **fields) -> dict:
+    out = {"kind": KIND_VIDEO, "video_id": row["video_id"], "uri": row["uri"], "num_segments": 0,
+           "source_size": row.get("source_size"), "source_etag": row.get("source_etag"),
+           "source_mtime": row.get("source_mtime")}
+    out.update(fields)
+    return out
+
+
+def _clip_row(row: dict, c) -> dict:
+    frames = np.ascontiguousarray(c.frames, dtype=np.uint8)
+    return {"kind": KIND_CLIP, "video_id": row["video_id"], "uri": row["uri"],
+            "segment_index": int(c.segment_index), "start_s": float(c.start_s), "end_s": float(c.end_s),
+            "frame_timestamps": [float(t) for t in np.asarray(c.timestamps).tolist()],
+            FRAMES: frames.tobytes(), FRAMES_SHAPE: list(frames.shape)}
+
+
+def _meta_fields(meta) -> dict:
+    if meta is None:
+        return {}
+    return {"duration_s": None if meta.duration_s is None else float(meta.duration_s),
+            "fps": None if meta.fps is None else float(meta.fps), "num_frames": meta.num_frames,
+            "width": meta.width, "height": meta.height, "codec": meta.codec}
+
+
+def decode_one(row: dict, cfg, *, clips_per_table: int = 8) -> Iterator[pa.Table]:
+    """One input row -> tables of its clip rows (``clips_per_table`` at a time,
+    so memory stays bounded for long videos), then one table with its status
+    row. Clips already yielded for a video that later fails are dropped by the
+    writer side (the status row says failed)."""
+    from xclip_core.video import iter_clips
+
+    t0 = time.perf_counter()
+
+    def status(**fields) -> pa.Table:
+        return pa.Table.from_pylist([_status_row(row, decode_s=time.perf_counter() - t0, **fields)],
+                                    schema=_SCHEMA)
+
+    if row.get("status") == STATUS_FAILED:  # already failed while listing
+        yield status(status=STATUS_FAILED, error=row.get("error"))
+        return
+    if row.get("source_size") is None:
+        try:
+            size, etag, mtime = stat_source(row["uri"])
+            row = dict(row, source_size=size, source_etag=etag, source_mtime=mtime)
+        except FileNotFoundError:
+            yield status(status=STATUS_FAILED, error="not found")
+            return
+        except Exception as e:
+            yield status(status=STATUS_FAILED, error=f"cannot stat: {type(e).__name__}: {e}"[:500])
+            return
+    pending, n, emitted = [], 0, 0
+    try:
+        stream = iter_clips(row["uri"], cfg)
+        for clip in stream:
+            pending.append(_clip_row(row, clip))
+            n += 1
+            if len(pending) >= clips_per_table:
+                yield pa.Table.from_pylist(pending, schema=_SCHEMA)
+                emitted += len(pending)
+                pending = []
+        result = stream.result
+        st, reason, meta = result.status, result.reason, result.meta
+    except Exception as e:  # iter_clips should not raise; if it does, it is this video's failure
+        st, reason, meta = STATUS_FAILED, f"decode error: {type(e).__name__}: {e}"[:500], None
+    if st == STATUS_OK and n == 0:
+        st, reason = STATUS_FAILED, reason or "no clips decoded"
+    if st != STATUS_OK:
+        pending = []  # not emitted; the status row counts only the clip rows already out
+    if pending:
+        yield pa.Table.from_pylist(pending, schema=_SCHEMA)
+        emitted += len(pending)
+    yield status(status=st, error=None if st == STATUS_OK else (reason or st), num_segments=emitted,
+                 **_meta_fields(meta))
+
+
+def decode_batch(batch: pa.Table, *, cfg) -> Iterator[pa.Table]:
+    """Ray Data UDF (``batch_format="pyarrow"``): one yielded table per video."""
+    for row in batch.to_pylist():
+        yield from decode_one(row, cfg)

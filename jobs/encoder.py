@@ -1,0 +1,189 @@
+"""Stage 3: X-CLIP on decoded clips, as a Ray actor (one model per actor).
+
+``Encoder(cfg)`` loads the model, the tokenizer, the label set and the
+preprocessing config once, and encodes the label prompts once
+(``model.encode_text``). Each call takes a decoded batch
+(``schemas.stream.decoded_schema()``) and returns it as
+``schemas.stream.encoded_schema(P, K)``:
+
+    embedding  L2-normalised clip embedding (``encode_video().video_embeds``)
+    probs      softmax over ``video_logits(video_embeds, prompt_text(text, tokens))``
+    encode_s   model seconds attributed to the row (batch time / clips in batch)
+
+Status rows pass through untouched. Frames arrive as uint8 ``[T, S, S, 3]``;
+scaling and normalisation (``xclip_core.preprocess``) run here, on the
+actor's device. If the model fails on a batch, its clip rows carry the error
+(``encode failed: ...``) and null vectors instead of failing the job.
+
+``inspect_model(cfg)`` runs on the driver before Ray starts: it loads
+everything once so an unusable model or label set stops the job early with a
+clear message, and returns what the other stages need to know.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from jobs.config import EncoderConfig
+from schemas.output import vectors
+from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, encoded_schema
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class ModelError(RuntimeError):
+    """The model, its preprocessing config, tokenizer or label set cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    source: str
+    model_id: str           # "<name>@<sha256[:12]>"
+    weights_sha256: str
+    dim: int                # projection dim P
+    num_frames: int         # frames per clip T
+    crop_size: int          # S (square crop)
+    shortest_edge: int
+    label_set_name: str
+    label_set_sha256: str
+    labels: tuple[str, ...]
+
+    @property
+    def label_set_id(self) -> str:
+        return f"{self.label_set_name}@{self.label_set_sha256[:12]}"
+
+
+def _model_name(source: str) -> str:
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    return name or source
+
+
+def inspect_model(cfg: EncoderConfig) -> ModelInfo:
+    """Load model, preprocessing config, tokenizer and labels once (driver side)."""
+    from xclip_core.labels import load_labels
+    from xclip_core.loading import resolve_checkpoint, weights_sha256
+    from xclip_core.model import XCLIP
+    from xclip_core.preprocess import PreprocessConfig
+    from xclip_core.tokenizer import CLIPTokenizer
+
+    try:
+        local = Path(resolve_checkpoint(cfg.model))
+        model = XCLIP.from_pretrained(local)
+        pre = PreprocessConfig.from_pretrained(local)
+        CLIPTokenizer.from_pretrained(local)
+        sha = weights_sha256(local)
+    except Exception as e:  # any reason the model is unusable is reported the same way
+        raise ModelError(f"--model {cfg.model}: cannot load the model ({type(e).__name__}: {e})") from None
+    try:
+        labels = load_labels(cfg.labels)
+    except Exception as e:
+        raise ModelError(f"--labels {cfg.labels}: cannot load the label set ({type(e).__name__}: {e})") from None
+    h, w = pre.crop_size
+    if h != w:
+        raise ModelError(f"--model {cfg.model}: non-square crop {pre.crop_size} is not supported")
+    vision = model.config.vision_config
+    if vision.image_size != h:
+        raise ModelError(f"--model {cfg.model}: preprocessor crop {h} != model image_size {vision.image_size}")
+    return ModelInfo(source=cfg.model, model_id=f"{_model_name(cfg.model)}@{sha[:12]}", weights_sha256=sha,
+                     dim=int(model.config.projection_dim), num_frames=int(vision.num_frames), crop_size=int(h),
+                     shortest_edge=int(pre.shortest_edge), label_set_name=labels.name,
+                     label_set_sha256=labels.sha256, labels=tuple(labels.labels))
+
+
+class Encoder:
+    """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
+
+    def __init__(self, cfg: EncoderConfig, *, num_threads: int | None = None):
+        import torch
+
+        from xclip_core.labels import load_labels
+        from xclip_core.loading import resolve_checkpoint
+        from xclip_core.model import XCLIP
+        from xclip_core.preprocess import PreprocessConfig
+        from xclip_core.tokenizer import CLIPTokenizer
+
+        t0 = time.perf_counter()
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.cfg = cfg
+        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if cfg.device == "auto" else cfg.device))
+        self.dtype = getattr(torch, _DTYPES[cfg.precision])
+        local = resolve_checkpoint(cfg.model)
+        self.model = XCLIP.from_pretrained(local, device=self.device, dtype=self.dtype)
+        self.pre = PreprocessConfig.from_pretrained(local)
+        labels = load_labels(cfg.labels)
+        tok = CLIPTokenizer.from_pretrained(local)
+        prompts = [cfg.prompt_template.format(label) for label in labels.labels]
+        with torch.inference_mode():
+            enc = tok(prompts)
+            self.text = self.model.encode_text(enc["input_ids"].to(self.device),
+                                               enc["attention_mask"].to(self.device))  # [K, P]
+        self.dim = int(self.model.config.projection_dim)
+        self.num_labels = len(labels.labels)
+        self.schema = encoded_schema(self.dim, self.num_labels)
+        self.load_s = time.perf_counter() - t0
+        log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)
+
+    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+        import torch.nn.functional as F
+
+        from xclip_core.preprocess import preprocess
+
+        x = torch.from_numpy(np.stack(frames)).to(self.device, non_blocking=True)  # [B,T,S,S,3] uint8
+        with torch.inference_mode():
+            px = preprocess(x, self.pre, dtype=self.dtype)  # [B,T,3,S,S]
+            feats = self.model.encode_video(px)
+            prompted = self.model.prompt_text(self.text, feats.visual_tokens)
+            logits = self.model.video_logits(feats.video_embeds, prompted)
+            probs = torch.softmax(logits.float(), dim=-1)
+            emb = F.normalize(feats.video_embeds.float(), dim=-1)
+        return emb.cpu().numpy(), probs.cpu().numpy()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        kinds = batch.column("kind").to_pylist()
+        clip_rows = [i for i, k in enumerate(kinds) if k == KIND_CLIP]
+        emb = np.zeros((n, self.dim), np.float32)
+        probs = np.zeros((n, self.num_labels), np.float32)
+        valid = np.zeros(n, bool)
+        errors = batch.column("error").to_pylist()
+        encode_s = [None] * n
+        if clip_rows:
+            t0 = time.perf_counter()
+            frames_col = batch.column(FRAMES)
+            shapes = batch.column(FRAMES_SHAPE)
+            try:
+                frames = [np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
+                          for i in clip_rows]
+                e, p = self._encode(frames)
+                emb[clip_rows], probs[clip_rows], valid[clip_rows] = e, p, True
+            except Exception as exc:  # recorded per clip; the writer fails those videos
+                msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
+                log.warning("%s (%d clips)", msg, len(clip_rows))
+                for i in clip_rows:
+                    errors[i] = msg
+            per_clip = (time.perf_counter() - t0) / len(clip_rows)
+            for i in clip_rows:
+                encode_s[i] = per_clip
+        cols = {}
+        for field in self.schema:
+            if field.name == "embedding":
+                cols[field.name] = vectors(emb, self.dim, valid)
+            elif field.name == "probs":
+                cols[field.name] = vectors(probs, self.num_labels, valid)
+            elif field.name == "encode_s":
+                cols[field.name] = pa.array(encode_s, pa.float64())
+            elif field.name == "error":
+                cols[field.name] = pa.array(errors, pa.string())
+            else:
+                cols[field.name] = batch.column(field.name)
+        return pa.Table.from_pydict(cols, schema=self.schema)
