@@ -1,0 +1,93 @@
+"""The xclip-index command line: clear errors with distinct exit codes, and one real run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import EXIT_CONFIG, EXIT_MODEL, EXIT_OUTPUT, main
+from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, read_lance
+
+CLI = str(Path(sys.executable).parent / "xclip-index")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from xclip_core.checkpoint import write_random_checkpoint
+
+    return str(write_random_checkpoint(tmp_path_factory.mktemp("model") / "m", preset="tiny", num_frames=4))
+
+
+@pytest.fixture
+def one_video(tmp_path):
+    from xclip_core.video.synth import write_video
+
+    write_video(tmp_path / "in" / "v.mp4", num_frames=30, width=32, height=32, fps=30)
+    return str(tmp_path / "in")
+
+
+def _run(capsys, *argv) -> tuple[int, str]:
+    code = main(["run", *argv])
+    return code, capsys.readouterr().err
+
+
+def test_missing_arguments_exit_2():
+    proc = subprocess.run([CLI, "run", "--output", "o"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--input" in proc.stderr and "--model" in proc.stderr
+
+
+def test_unloadable_model(capsys, tmp_path, one_video):
+    code, err = _run(capsys, "--input", one_video, "--output", str(tmp_path / "o"),
+                     "--model", str(tmp_path / "no-such-model"))
+    assert code == EXIT_MODEL and "cannot load the model" in err and "no-such-model" in err
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    code, err = _run(capsys, "--input", one_video, "--output", str(tmp_path / "o"), "--model", str(tmp_path / "broken"))
+    assert code == EXIT_MODEL and "cannot load the model" in err
+
+
+def test_bad_options_and_inputs(capsys, tmp_path, tiny_model, one_video):
+    base = ["--output", str(tmp_path / "o"), "--model", tiny_model]
+    code, err = _run(capsys, "--input", one_video, *base, "--batch-size", "0")
+    assert code == EXIT_CONFIG and "encoder.batch_size" in err
+    code, err = _run(capsys, "--input", str(tmp_path / "nowhere"), *base)
+    assert code == EXIT_CONFIG and "no such folder" in err
+    code, err = _run(capsys, "--input", one_video, *base, "--labels", str(tmp_path / "labels.txt"))
+    assert code == EXIT_MODEL and "label set" in err
+    (tmp_path / "job.toml").write_text("[encoder]\nprecison = 'fp16'\n")
+    code, err = _run(capsys, "--input", one_video, *base, "--config", str(tmp_path / "job.toml"))
+    assert code == EXIT_CONFIG and "precison" in err
+
+
+def test_unwritable_output(capsys, tmp_path, tiny_model, one_video):
+    (tmp_path / "file").write_text("a file, not a folder")
+    code, err = _run(capsys, "--input", one_video, "--output", str(tmp_path / "file" / "out"), "--model", tiny_model)
+    assert code == EXIT_OUTPUT and "--output" in err
+
+
+@pytest.mark.slow
+def test_cli_run_on_s3_starts_local_ray_and_keeps_secrets(s3_server, s3_bucket, tmp_path, tiny_model):
+    corpus = make_corpus(s3_server, s3_bucket, tmp_path / "corpus")
+    output = f"s3://{s3_bucket}/out"
+    (tmp_path / "job.toml").write_text("[encoder]\nbatch_size = 2\ntop_k = 2\n[decoder]\nmax_clips_per_video = 2\n")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([CLI, "run", *sum((["--input", i] for i in corpus["inputs"]), []), "--output", output,
+                           "--model", tiny_model, "--config", str(tmp_path / "job.toml"), "--top-k", "4"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n = len(corpus["ok"]) + len(corpus["failed"])
+    assert f"{n} videos: {len(corpus['ok'])} ok, {len(corpus['failed'])} failed, 0 skipped" in proc.stdout
+    assert "clips/s" in proc.stdout and "seconds per stage" in proc.stdout
+    videos = read_lance(output, "videos").to_pylist()
+    assert len(videos) == n
+    ok = [v for v in videos if v["status"] == "ok"]
+    assert all(len(v["labels"]) == 4 for v in ok)  # flag beats the file's top_k
+    assert all(v["num_segments"] <= 2 for v in ok)  # from the file
+    secret = os.environ[SECRET_ENV]
+    assert secret not in proc.stdout and secret not in proc.stderr
+    for key, body in all_output_bytes(output):
+        assert secret.encode() not in body, key
