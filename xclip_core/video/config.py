@@ -36,7 +36,8 @@ class DecodeConfig:
         non-reference frames (see bench/RESULTS.md), so it is not implemented and
         raises if set.
       s3_read: "auto" | "memory" | "stream"; auto reads objects up to
-        ``s3_memory_max_bytes`` into memory (measured faster), streams larger ones.
+        ``s3_memory_max_bytes`` into memory (measured faster), streams larger ones
+        through s3fs with ``s3_block_size`` read-ahead blocks.
     """
 
     sampler: str = "fixed"
@@ -58,7 +59,8 @@ class DecodeConfig:
     backend: str = "pyav"
     approximate: bool = False
     s3_read: str = "auto"
-    s3_memory_max_bytes: int = 1 << 30
+    s3_memory_max_bytes: int = 512 << 20
+    s3_block_size: int = 32 << 20
     queue_size: int = 2
 
     def __post_init__(self):

@@ -56,8 +56,8 @@ def open_source(uri: str, cfg) -> tuple[object, int]:
             raise VideoError("failed", "empty file (0 bytes)")
         mode = cfg.s3_read
         if mode == "memory" or (mode == "auto" and size <= cfg.s3_memory_max_bytes):
-            return io.BytesIO(storage.read_bytes(uri)), size
-        return storage.open_input(uri, block_size=8 << 20, cache_type="readahead"), size
+            return io.BytesIO(fs.cat_file(storage.strip_scheme(uri))), size  # one GET
+        return storage.open_input(uri, block_size=cfg.s3_block_size, cache_type="readahead"), size
     if not os.path.exists(uri):
         raise VideoError("failed", "not found")
     size = os.path.getsize(uri)
