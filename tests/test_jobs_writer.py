@@ -1,0 +1,70 @@
+import datetime as dt
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from jobs.config import ConfigError, WriterConfig
+from jobs.writer import OutputError, Writer
+from schemas.output import from_columns, vectors
+from tests.jobs_helpers import open_lance_table, read_lance
+
+P = 4
+NOW = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
+
+
+def _segments(vid, n, run_id):
+    emb = np.eye(P, dtype=np.float32)[np.arange(n) % P]
+    return from_columns({"segment_id": [schemas.segment_id(vid, i) for i in range(n)], "video_id": [vid] * n,
+                         "uri": [f"/v/{vid}.mp4"] * n, "segment_index": list(range(n)),
+                         "start_s": [float(i) for i in range(n)], "end_s": [i + 1.0 for i in range(n)],
+                         "embedding": vectors(emb, P), "labels": [["a"]] * n, "label_scores": [[0.5]] * n,
+                         "model_id": ["m"] * n, "label_set": ["l"] * n, "run_id": [run_id] * n,
+                         "indexed_at": [NOW] * n}, schemas.segments_schema(P), n)
+
+
+def _videos(vids, run_id, ok=True):
+    rows = [{"video_id": v, "uri": f"/v/{v}.mp4", "status": "ok" if ok else "failed",
+             "error": None if ok else "bad", "num_segments": 1, "model_id": "m", "label_set": "l",
+             "run_id": run_id, "indexed_at": NOW} for v in vids]
+    t = schemas.to_table(rows, schemas.videos_schema(P))
+    emb = vectors(np.ones((len(vids), P)) / 2, P, [ok] * len(vids))
+    return t.set_column(t.schema.get_field_index("embedding"), "embedding", emb)
+
+
+def test_chunks_upserts_and_stale_segments(tmp_path):
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out, chunk_rows=3), run_id="r1", dim=P)
+    w.add("segments", _segments("v1", 3, "r1"))  # a full chunk: flushed now
+    w.add("segments", _segments("v2", 2, "r1"))
+    w.add("videos", _videos(["v1", "v2", "v3"], "r1", ok=True))
+    tables = w.close()
+    assert tables["segments"]["rows"] == 5 and tables["videos"]["rows"] == 3
+    files = sorted(os.listdir(tmp_path / "out" / "parquet" / "segments"))
+    assert files == ["r1-00000.parquet", "r1-00001.parquet"]
+    assert pq.read_table(tmp_path / "out" / "parquet" / "segments").num_rows == 5
+    w2 = Writer(WriterConfig(output=out), run_id="r2", dim=P)
+    w2.add("segments", _segments("v1", 2, "r2"))  # v1 now has 2 segments: segment 2 is stale
+    w2.add("videos", _videos(["v1", "v3"], "r2", ok=False))
+    w2.close()
+    seg = read_lance(out, "segments").to_pylist()
+    assert sorted(s["segment_id"] for s in seg) == sorted([schemas.segment_id("v1", i) for i in range(2)] +
+                                                          [schemas.segment_id("v2", i) for i in range(2)])
+    videos = {v["video_id"]: v for v in read_lance(out, "videos").to_pylist()}
+    assert len(videos) == 3 and videos["v1"]["run_id"] == "r2" and videos["v1"]["embedding"] is None
+    assert videos["v2"]["run_id"] == "r1"
+    assert sorted(os.listdir(tmp_path / "out" / "parquet" / "videos")) == ["r1-00000.parquet", "r2-00000.parquet"]
+    assert {i.columns[0] for i in open_lance_table(out, "videos").list_indices()} >= {"video_id"}
+
+
+def test_other_dimension_and_unwritable(tmp_path):
+    out = str(tmp_path / "out")
+    Writer(WriterConfig(output=out), run_id="r1", dim=P).close()
+    with pytest.raises(ConfigError, match="does not match"):
+        Writer(WriterConfig(output=out), run_id="r2", dim=P * 2)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="cannot open or create"):
+        Writer(WriterConfig(output=str(tmp_path / "f" / "out")), run_id="r", dim=P)
