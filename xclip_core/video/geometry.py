@@ -3,7 +3,23 @@ the per-frame conversion, done by swscale on the decoded frame: colour
 conversion and scaling in one call, only for sampled frames."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+
+_local = threading.local()
+
+
+def _reformatter():
+    """One swscale context per thread, reused across frames: a fresh context per
+    frame (what ``VideoFrame.reformat`` does for each new frame) spends ~2 ms
+    building filters, several times the conversion itself."""
+    r = getattr(_local, "reformatter", None)
+    if r is None:
+        from av.video.reformatter import VideoReformatter
+
+        r = _local.reformatter = VideoReformatter()
+    return r
 
 
 def resize_shape(width: int, height: int, shortest_edge: int) -> tuple[int, int]:
@@ -23,8 +39,8 @@ def frame_to_crop(frame, crop: int, shortest_edge: int, interpolation: str = "BI
                   out: np.ndarray | None = None) -> np.ndarray:
     """An ``av.VideoFrame`` (any pixel format) -> uint8 [crop, crop, 3] RGB."""
     rw, rh, top, left = crop_box(frame.width, frame.height, shortest_edge, crop)
-    rgb = frame.reformat(width=rw, height=rh, format="rgb24",
-                         interpolation=interpolation).to_ndarray()
+    rgb = _reformatter().reformat(frame, width=rw, height=rh, format="rgb24",
+                                  interpolation=interpolation).to_ndarray()
     view = rgb[top:top + crop, left:left + crop]
     if out is None:
         return np.ascontiguousarray(view)
