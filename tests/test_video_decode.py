@@ -12,7 +12,7 @@ from xclip_core.video import (FAILED, OK, SKIPPED, DecodeConfig, abandoned_decod
 from xclip_core.video import decode as decode_mod
 from xclip_core.video.geometry import frame_to_crop, rgb_to_crop
 
-GOOD = ["h264_mp4", "hevc_mkv", "vp9_webm", "mpeg4_avi", "portrait", "tiny", "one_frame", "vfr",
+GOOD = ["h264_mp4", "hevc_mkv", "hevc10_mkv", "vp9_webm", "mpeg4_avi", "portrait", "tiny", "one_frame", "vfr",
         "short_clip", "faststart"]
 
 
@@ -107,6 +107,26 @@ def test_threads_and_decord_backend_agree(videos):
             # chroma is upsampled differently; 16x16 -> 224 magnifies that 14x)
             diff = np.abs(a.frames.astype(int) - b.frames.astype(int))
             assert diff.mean() < (10.0 if name == "tiny" else 2.0), (name, diff.mean())
+
+
+def test_without_usable_timestamps_every_frame_is_decoded(videos, monkeypatch):
+    """Packets without unique pts: no skipping, frames indexed in output order."""
+    from xclip_core.video import meta as meta_mod
+
+    real = meta_mod.index_stream
+
+    def no_rank(*a, **k):
+        idx = real(*a, **k)
+        idx.rank_ok = False
+        return idx
+
+    monkeypatch.setattr(decode_mod, "index_stream", no_rank)
+    path = str(videos["h264_mp4"])
+    r = decode_video(path)
+    assert r.status == OK
+    ref = reference_frames(path, r.clips[0].frame_indices, DecodeConfig())
+    for i, j in enumerate(r.clips[0].frame_indices):
+        np.testing.assert_array_equal(r.clips[0].frames[i], ref[int(j)])
 
 
 def test_against_independent_decord_reference(videos):
