@@ -14,7 +14,8 @@ SECRET_ENV = "AWS_SECRET_ACCESS_KEY"
 def make_corpus(endpoint: str, bucket: str, workdir: Path) -> dict:
     """Upload good and broken videos plus a manifest; return what a run should find.
 
-    Returns {"inputs": [...], "ok": {uri: ...}, "failed": {uri: reason substring}}.
+    Returns {"inputs": [...], "ok": [uri, ...], "failed": {uri: reason substring or None},
+    "long": uri of the 5 s video (in "ok"; skipped by a max_duration_s under 5)}.
     """
     import boto3
 
@@ -27,6 +28,7 @@ def make_corpus(endpoint: str, bucket: str, workdir: Path) -> dict:
         "vids/sub dir/ü clip.mkv": (45, 48, 64, 15),
         "vids/c.mov": (30, 40, 40, 30),
         "extra/d.mp4": (75, 56, 40, 25),
+        "vids/long.mp4": (150, 32, 32, 30),  # 5 s: skipped when max_duration_s < 5
     }
     for key, (n, w, h, fps) in good.items():
         local = workdir / key.replace("/", "_")
@@ -49,6 +51,7 @@ def make_corpus(endpoint: str, bucket: str, workdir: Path) -> dict:
         "inputs": [u("vids/"), u("lists/m.txt")],
         "ok": sorted(u(k) for k in good),
         "failed": {**{u(k): None for k in broken}, u("vids/missing.mp4"): "not found"},
+        "long": u("vids/long.mp4"),
     }
 
 

@@ -47,3 +47,12 @@ def test_bad_inputs_give_only_a_status_row(tmp_path, dcfg):
     assert [r["status"] for r in rows] == ["failed"] * 4
     assert rows[2]["error"] == "not found" and rows[3]["error"] == "listing said so"
     assert all(r["error"] and r["num_segments"] == 0 for r in rows)
+
+
+def test_over_limit_is_skipped_with_reason(tmp_path):
+    from xclip_core.video.synth import write_video
+
+    p = write_video(tmp_path / "long.mp4", num_frames=90, width=32, height=32, fps=30)
+    cfg = decode_config(DecoderConfig(max_duration_s=1.0), frames_per_clip=4, crop_size=32, shortest_edge=32)
+    (row,) = _rows(list(decode_one(_row(str(p)), cfg)))
+    assert row["status"] == "skipped" and row["error"] and row["num_segments"] == 0

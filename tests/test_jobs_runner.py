@@ -45,26 +45,32 @@ def corpus(s3_server, tmp_path_factory):
 
     bucket = "jobs-e2e"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
-    return {"bucket": bucket, **make_corpus(s3_server, bucket, tmp_path_factory.mktemp("corpus"))}
+    c = make_corpus(s3_server, bucket, tmp_path_factory.mktemp("corpus"))
+    c["ok"].remove(c["long"])  # over this module's max_duration_s
+    return {"bucket": bucket, "skipped": [c["long"]], **c}
+
+
+OPTIONS = {"encoder": {"batch_size": 3, "top_k": TOP_K}, "decoder": {"max_duration_s": 4.0}}
 
 
 @pytest.fixture(scope="module")
 def first_run(ray_session, tiny_model, corpus):
     output = f"s3://{corpus['bucket']}/index out/"
-    summary = index_videos(corpus["inputs"], output, tiny_model, encoder={"batch_size": 3, "top_k": TOP_K},
-                           run_id="run-1")
+    summary = index_videos(corpus["inputs"], output, tiny_model, run_id="run-1", **OPTIONS)
     return output, summary
 
 
 def test_accounting_and_statuses(first_run, corpus):
     output, summary = first_run
-    n_inputs = len(corpus["ok"]) + len(corpus["failed"])
+    n_inputs = len(corpus["ok"]) + len(corpus["failed"]) + len(corpus["skipped"])
     assert summary.num_inputs == n_inputs
-    assert summary.counts == {"ok": len(corpus["ok"]), "failed": len(corpus["failed"]), "skipped": 0}
+    assert summary.counts == {"ok": len(corpus["ok"]), "failed": len(corpus["failed"]), "skipped": 1}
     videos = read_lance(output, schemas.VIDEOS_TABLE).to_pylist()
     assert len(videos) == n_inputs and len({v["video_id"] for v in videos}) == n_inputs
     by_uri = {v["uri"]: v for v in videos}
-    assert set(by_uri) == set(corpus["ok"]) | set(corpus["failed"])
+    assert set(by_uri) == set(corpus["ok"]) | set(corpus["failed"]) | set(corpus["skipped"])
+    skipped = by_uri[corpus["long"]]
+    assert skipped["status"] == "skipped" and "4" in skipped["error"] and skipped["embedding"] is None
     for uri in corpus["ok"]:
         v = by_uri[uri]
         assert v["status"] == "ok" and v["error"] is None and v["num_segments"] >= 1, v
@@ -142,7 +148,7 @@ def test_parquet_reads_in_duckdb_and_lancedb_search(first_run, corpus):
     base = output.rstrip("/")
     rows = con.sql(f"SELECT status, count(*) FROM read_parquet('{base}/parquet/videos/*.parquet') "
                    f"GROUP BY status ORDER BY status").fetchall()
-    assert rows == [("failed", len(corpus["failed"])), ("ok", len(corpus["ok"]))]
+    assert rows == [("failed", len(corpus["failed"])), ("ok", len(corpus["ok"])), ("skipped", 1)]
     n_seg = con.sql(f"SELECT count(*), count(DISTINCT segment_id) FROM "
                     f"read_parquet('{base}/parquet/segments/*.parquet')").fetchall()
     assert n_seg == [(summary.num_segments, summary.num_segments)]
@@ -181,8 +187,7 @@ def test_manifest_and_no_secret_anywhere(first_run, tiny_model, capsys):
 def test_rerun_leaves_the_same_rows(first_run, tiny_model, corpus):
     output, first = first_run
     before = {n: read_lance(output, n) for n in (schemas.VIDEOS_TABLE, schemas.SEGMENTS_TABLE)}
-    second = index_videos(corpus["inputs"], output, tiny_model, encoder={"batch_size": 3, "top_k": TOP_K},
-                          run_id="run-2")
+    second = index_videos(corpus["inputs"], output, tiny_model, run_id="run-2", **OPTIONS)
     assert second.counts == first.counts and second.num_segments == first.num_segments
     for name, key in ((schemas.VIDEOS_TABLE, schemas.VIDEOS_KEY), (schemas.SEGMENTS_TABLE, schemas.SEGMENTS_KEY)):
         after = read_lance(output, name)
