@@ -109,6 +109,25 @@ def test_threads_and_decord_backend_agree(videos):
             assert diff.mean() < (10.0 if name == "tiny" else 2.0), (name, diff.mean())
 
 
+@pytest.mark.parametrize("name", ["h264_mp4", "hevc_mkv", "vfr", "faststart"])
+def test_approximate_takes_the_nearest_decoded_frame(videos, name):
+    path = str(videos[name])
+    exact = decode_video(path)
+    approx = decode_video(path, DecodeConfig(approximate=True))
+    assert approx.status == OK and len(approx.clips) == len(exact.clips)
+    idx = np.concatenate([c.frame_indices for c in approx.clips])
+    ref = reference_frames(path, idx, DecodeConfig())
+    for a, e in zip(approx.clips, exact.clips):
+        assert np.abs(a.frame_indices - e.frame_indices).max() <= 2
+        if name == "vfr":
+            want = (np.asarray(vf.VFR_PTS) / 1000.0)[a.frame_indices]
+        else:
+            want = a.frame_indices / 30.0
+        np.testing.assert_allclose(a.timestamps, want, atol=1e-3)
+        for i, j in enumerate(a.frame_indices):            # real frames, reported honestly
+            np.testing.assert_array_equal(a.frames[i], ref[int(j)])
+
+
 def test_without_usable_timestamps_every_frame_is_decoded(videos, monkeypatch):
     """Packets without unique pts: no skipping, frames indexed in output order."""
     from xclip_core.video import meta as meta_mod

@@ -72,5 +72,5 @@ def test_config_validation():
         DecodeConfig(sampler="nope")
     with pytest.raises(ValueError):
         DecodeConfig(crop_size=256, shortest_edge=224)
-    with pytest.raises(NotImplementedError):
-        DecodeConfig(approximate=True)
+    with pytest.raises(ValueError):
+        DecodeConfig(approximate=True, backend="decord")

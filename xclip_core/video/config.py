@@ -32,9 +32,11 @@ class DecodeConfig:
         spent consuming clips does not count); then the video is ``failed``.
       num_threads: decoder threads (1 = one core per worker, for process pools).
       backend: "pyav" (default, fastest measured) or "decord".
-      approximate: reserved; exact sampling already skips undisplayed
-        non-reference frames (see bench/RESULTS.md), so it is not implemented and
-        raises if set.
+      approximate: opt-in, pyav only: the decoder drops *every* non-reference frame
+        and each sampled index takes the nearest decoded (reference) frame in
+        display order (ties: the earlier one); the real indices and timestamps are
+        reported. Exact sampling already drops the non-reference frames that are
+        not sampled, so the gain is small (bench/approx.py, bench/RESULTS.md).
       s3_read: "auto" | "memory" | "stream"; auto reads objects up to
         ``s3_memory_max_bytes`` into memory (measured faster), streams larger ones
         through s3fs with ``s3_block_size`` read-ahead blocks.
@@ -78,10 +80,8 @@ class DecodeConfig:
             raise ValueError("need 1 <= crop_size <= shortest_edge")
         if self.num_threads < 0:
             raise ValueError("num_threads must be >= 0 (0 = decoder default)")
-        if self.approximate:
-            raise NotImplementedError(
-                "approximate=True is not implemented: exact sampling already skips "
-                "non-reference frames that are not sampled (see bench/RESULTS.md)")
+        if self.approximate and self.backend != "pyav":
+            raise ValueError("approximate=True needs backend='pyav'")
 
     @property
     def stride(self) -> float:

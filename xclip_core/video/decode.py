@@ -76,26 +76,40 @@ class _Assembler:
     def done(self) -> bool:
         return not self.pending
 
-    def offer(self, j: int, convert) -> None:
-        """Frame with display index ``j`` decoded; ``convert(out)`` writes its crop."""
-        first = None
+    def offer(self, j: int, convert, prev: tuple | None = None) -> None:
+        """Frame with display index ``j`` decoded; ``convert(out)`` writes its crop.
+        Targets <= j are filled with it, or with ``prev`` = (index, convert) of the
+        previous decoded frame when that one is nearer (approximate mode)."""
+        done: dict[int, np.ndarray] = {}
         while self.pending and self.pending[0] <= j:
             target = self.pending.popleft()
-            for p, s in self.slots.pop(target):
-                if p not in self.bufs:
-                    T, S = self.cfg.frames_per_clip, self.cfg.crop_size
-                    self.bufs[p] = [np.empty((T, S, S, 3), np.uint8),
-                                    np.empty(T, np.int64), 0]
-                buf = self.bufs[p]
-                if first is None:
-                    convert(buf[0][s])
-                    first = buf[0][s]
-                else:
-                    buf[0][s] = first
-                buf[1][s] = j
-                buf[2] += 1
-                if buf[2] == len(self.plans[p].frame_indices):
-                    self._emit(p)
+            if prev is not None and target - prev[0] <= j - target:
+                self._fill(target, prev[0], prev[1], done)
+            else:
+                self._fill(target, j, convert, done)
+
+    def finish(self, last: tuple | None) -> None:
+        """Approximate mode, end of stream: targets after the last decoded frame
+        take that frame."""
+        done: dict[int, np.ndarray] = {}
+        while last is not None and self.pending:
+            self._fill(self.pending.popleft(), last[0], last[1], done)
+
+    def _fill(self, target: int, src: int, convert, done: dict) -> None:
+        for p, s in self.slots.pop(target):
+            if p not in self.bufs:
+                T, S = self.cfg.frames_per_clip, self.cfg.crop_size
+                self.bufs[p] = [np.empty((T, S, S, 3), np.uint8), np.empty(T, np.int64), 0]
+            buf = self.bufs[p]
+            if src in done:
+                buf[0][s] = done[src]
+            else:
+                convert(buf[0][s])
+                done[src] = buf[0][s]
+            buf[1][s] = src
+            buf[2] += 1
+            if buf[2] == len(self.plans[p].frame_indices):
+                self._emit(p)
 
     def _emit(self, p):
         frames, idx, _ = self.bufs.pop(p)
@@ -114,8 +128,12 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]
         cc = stream.codec_context
         cc.thread_count = cfg.num_threads
         cc.thread_type = "NONE" if cfg.num_threads == 1 else "AUTO"
-        need_pts = set(index.pts[asm.needed].tolist()) if index.rank_ok else None
+        approx = cfg.approximate and index.rank_ok  # needs display ranks
+        need_pts = set(index.pts[asm.needed].tolist()) if index.rank_ok and not approx else None
         skipping = False
+        if approx:
+            cc.skip_frame = "NONREF"
+        prev = None
         errors = consecutive = 0
         last_j = -1
         for pkt in container.demux(stream):
@@ -145,10 +163,15 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]
                 if j <= last_j:
                     continue
                 last_j = j
-                asm.offer(j, lambda out, f=frame: frame_to_crop(
+                conv = (lambda out, f=frame: frame_to_crop(
                     f, cfg.crop_size, cfg.shortest_edge, cfg.interpolation, out))
+                asm.offer(j, conv, prev)
+                if approx:
+                    prev = (j, conv)
             if asm.done():
                 break
+        if approx:
+            asm.finish(prev)
         if errors:
             notes.append(f"{errors} packets failed to decode")
     except _Stopped:
