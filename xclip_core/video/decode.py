@@ -232,8 +232,8 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
             stream = video_stream(container)
             index = index_stream(container, stream)
             meta = make_meta(stream, index)
-            claimed = float(stream.duration * stream.time_base) if stream.duration else (
-                container.duration / 1e6 if container.duration else None)
+            # the video stream's own duration (the container's may include longer audio)
+            claimed = float(stream.duration * stream.time_base) if stream.duration else None
         put(("meta", meta))
         check_limits(meta, cfg)
         plans = plan_clips(index.times, index.duration_s, cfg)
