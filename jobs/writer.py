@@ -12,11 +12,11 @@ LanceDB tables are written by upsert (``merge_insert`` on ``video_id`` /
 them: they are the deduplicated view. Parquet is an append-only log: each run
 writes its own files (named by ``run_id``, never overwriting another run's),
 and every row carries ``run_id`` and ``indexed_at``. The current row of a key
-is the one with the latest ``indexed_at``; see ``LATEST_PARQUET_SQL``. A
-rerun's stale segments (a video that now has fewer clips) stay in LanceDB
-until that video is deleted: ``merge_insert`` also deletes the video's
-segments that this run did not produce (``when_not_matched_by_source_delete``
-filtered on the videos this chunk touched).
+is the one with the latest ``indexed_at``; see ``LATEST_PARQUET_SQL``. When a
+video now has fewer segments than in an earlier run, the segments upsert also
+deletes its stale ones from LanceDB (``when_not_matched_by_source_delete``
+restricted to the videos in the chunk; all segments of a video are committed
+in the same chunk).
 
 Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file
 and one LanceDB commit per table per chunk), then ``optimize()`` compacts.

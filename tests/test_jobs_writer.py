@@ -16,14 +16,15 @@ P = 4
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
 
 
-def _segments(vid, n, run_id):
-    emb = np.eye(P, dtype=np.float32)[np.arange(n) % P]
+def _segments(vid, n, run_id, emb=None):
+    emb = np.eye(P, dtype=np.float32)[np.arange(n) % P] if emb is None else emb
+    dim = emb.shape[1]
     return from_columns({"segment_id": [schemas.segment_id(vid, i) for i in range(n)], "video_id": [vid] * n,
                          "uri": [f"/v/{vid}.mp4"] * n, "segment_index": list(range(n)),
                          "start_s": [float(i) for i in range(n)], "end_s": [i + 1.0 for i in range(n)],
-                         "embedding": vectors(emb, P), "labels": [["a"]] * n, "label_scores": [[0.5]] * n,
+                         "embedding": vectors(emb, dim), "labels": [["a"]] * n, "label_scores": [[0.5]] * n,
                          "model_id": ["m"] * n, "label_set": ["l"] * n, "run_id": [run_id] * n,
-                         "indexed_at": [NOW] * n}, schemas.segments_schema(P), n)
+                         "indexed_at": [NOW] * n}, schemas.segments_schema(dim), n)
 
 
 def _videos(vids, run_id, ok=True):
@@ -68,3 +69,21 @@ def test_other_dimension_and_unwritable(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="cannot open or create"):
         Writer(WriterConfig(output=str(tmp_path / "f" / "out")), run_id="r", dim=P)
+
+
+def test_vector_index_once_the_table_is_large_enough(tmp_path):
+    out, dim = str(tmp_path / "out"), 32
+    emb = np.random.default_rng(0).normal(size=(300, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    w = Writer(WriterConfig(output=out, vector_index_min_rows=256), run_id="r1", dim=dim)
+    w.add("segments", _segments("a", 200, "r1", emb[:200]))
+    w.close()
+    table = open_lance_table(out, "segments")
+    assert [i.index_type for i in table.list_indices()] == ["BTree"]  # 200 < 256: no vector index yet
+    w = Writer(WriterConfig(output=out, vector_index_min_rows=256), run_id="r2", dim=dim)
+    w.add("segments", _segments("b", 100, "r2", emb[200:]))
+    w.close()
+    table = open_lance_table(out, "segments")
+    assert sorted(i.index_type for i in table.list_indices()) == ["BTree", "IvfPq"]
+    hit = table.search(emb[250]).limit(1).to_list()[0]
+    assert hit["segment_id"] == schemas.segment_id("b", 50)
