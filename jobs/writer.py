@@ -12,11 +12,13 @@ LanceDB tables are written by upsert (``merge_insert`` on ``video_id`` /
 them: they are the deduplicated view. Parquet is an append-only log: each run
 writes its own files (named by ``run_id``, never overwriting another run's),
 and every row carries ``run_id`` and ``indexed_at``. The current row of a key
-is the one with the latest ``indexed_at``; see ``LATEST_PARQUET_SQL``. When a
-video now has fewer segments than in an earlier run, the segments upsert also
-deletes its stale ones from LanceDB (``when_not_matched_by_source_delete``
-restricted to the videos in the chunk; all segments of a video are committed
-in the same chunk).
+is the one with the latest ``indexed_at``, and the current segments are those
+of the run that wrote their video's current row (``CURRENT_VIDEOS_SQL``,
+``CURRENT_SEGMENTS_SQL`` for DuckDB). In LanceDB, stale segments go away too:
+when a video now has fewer segments, the segments upsert deletes the rest
+(``when_not_matched_by_source_delete`` restricted to the chunk's videos; all
+segments of a video are committed in the same chunk), and a video that is no
+longer ``ok`` has its segments deleted when its videos row is committed.
 
 Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file
 and one LanceDB commit per table per chunk), then ``optimize()`` compacts.
@@ -30,15 +32,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.config import ConfigError, WriterConfig
-from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, VECTOR_COLUMN, VIDEOS_KEY, VIDEOS_TABLE, check_table,
+from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY, VIDEOS_TABLE, check_table,
                      segments_schema, videos_schema)
 from xclip_core import storage
 
 log = logging.getLogger(__name__)
 
-LATEST_PARQUET_SQL = """
-SELECT * FROM read_parquet('{path}/*.parquet')
-QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY indexed_at DESC, run_id DESC) = 1
+# DuckDB views of the Parquet log: {output} is the job's --output (without a trailing slash).
+CURRENT_VIDEOS_SQL = """
+SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet')
+QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
+""".strip()
+# a segment is current when it comes from the run that wrote its video's current row
+CURRENT_SEGMENTS_SQL = """
+SELECT s.* FROM read_parquet('{output}/parquet/segments/*.parquet') s
+JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
 """.strip()
 
 
@@ -121,6 +129,12 @@ class Writer:
             vids = table.column("video_id").unique().to_pylist()
             merge = merge.when_not_matched_by_source_delete(f"video_id IN ({_sql_list(vids)})")
         merge.execute(table, on_bad_vectors="null")
+        if name == VIDEOS_TABLE:
+            not_ok = [v for v, st in zip(table.column("video_id").to_pylist(), table.column("status").to_pylist())
+                      if st != STATUS_OK]
+            where = f"video_id IN ({_sql_list(not_ok)})"
+            if not_ok and self.tables[SEGMENTS_TABLE].count_rows(where):
+                self.tables[SEGMENTS_TABLE].delete(where)  # segments of a video that is no longer ok
         self.seconds["lancedb"] += time.perf_counter() - t1
 
     # ------------------------------------------------------------ closing

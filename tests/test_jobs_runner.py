@@ -10,7 +10,7 @@ import pytest
 
 import schemas
 from jobs.runner import index_videos
-from jobs.writer import LATEST_PARQUET_SQL
+from jobs.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL
 from schemas.manifest import RunManifest
 from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, open_lance_table, read_lance, \
     reference_clip_embeddings
@@ -204,7 +204,11 @@ def test_rerun_leaves_the_same_rows(first_run, tiny_model, corpus):
     # Parquet is a log of both runs; the latest-row view equals the LanceDB table
     con = duckdb.connect()
     con.register_filesystem(storage.s3_filesystem())
-    path = output.rstrip("/") + "/parquet/videos"
-    assert con.sql(f"SELECT count(*) FROM read_parquet('{path}/*.parquet')").fetchall()[0][0] == 2 * first.num_inputs
-    latest = con.sql(LATEST_PARQUET_SQL.format(path=path, key="video_id")).fetchall()
-    assert len(latest) == first.num_inputs
+    base = output.rstrip("/")
+    assert con.sql(f"SELECT count(*) FROM read_parquet('{base}/parquet/videos/*.parquet')").fetchall()[0][0] \
+        == 2 * first.num_inputs
+    current = con.sql(CURRENT_VIDEOS_SQL.format(output=base)).arrow().read_all()
+    assert current.num_rows == first.num_inputs and set(current.column("run_id").to_pylist()) == {"run-2"}
+    segments = con.sql(CURRENT_SEGMENTS_SQL.format(output=base)).arrow().read_all()
+    assert sorted(segments.column("segment_id").to_pylist()) == \
+        sorted(read_lance(output, schemas.SEGMENTS_TABLE).column("segment_id").to_pylist())

@@ -1,6 +1,7 @@
 import datetime as dt
 import os
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,7 +9,7 @@ import pytest
 
 import schemas
 from jobs.config import ConfigError, WriterConfig
-from jobs.writer import OutputError, Writer
+from jobs.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL, OutputError, Writer
 from schemas.output import from_columns, vectors
 from tests.jobs_helpers import open_lance_table, read_lance
 
@@ -49,15 +50,21 @@ def test_chunks_upserts_and_stale_segments(tmp_path):
     assert pq.read_table(tmp_path / "out" / "parquet" / "segments").num_rows == 5
     w2 = Writer(WriterConfig(output=out), run_id="r2", dim=P)
     w2.add("segments", _segments("v1", 2, "r2"))  # v1 now has 2 segments: segment 2 is stale
-    w2.add("videos", _videos(["v1", "v3"], "r2", ok=False))
+    w2.add("videos", _videos(["v1"], "r2", ok=True))
+    w2.add("videos", _videos(["v2", "v3"], "r2", ok=False))  # v2 is no longer ok: its segments go
     w2.close()
     seg = read_lance(out, "segments").to_pylist()
-    assert sorted(s["segment_id"] for s in seg) == sorted([schemas.segment_id("v1", i) for i in range(2)] +
-                                                          [schemas.segment_id("v2", i) for i in range(2)])
+    assert sorted(s["segment_id"] for s in seg) == [schemas.segment_id("v1", i) for i in range(2)]
     videos = {v["video_id"]: v for v in read_lance(out, "videos").to_pylist()}
-    assert len(videos) == 3 and videos["v1"]["run_id"] == "r2" and videos["v1"]["embedding"] is None
-    assert videos["v2"]["run_id"] == "r1"
+    assert len(videos) == 3 and videos["v1"]["run_id"] == "r2" and videos["v2"]["embedding"] is None
+    assert videos["v2"]["status"] == "failed"
     assert sorted(os.listdir(tmp_path / "out" / "parquet" / "videos")) == ["r1-00000.parquet", "r2-00000.parquet"]
+    # the Parquet log's current views agree with LanceDB
+    con = duckdb.connect()
+    cur_videos = con.sql(CURRENT_VIDEOS_SQL.format(output=out)).fetchall()
+    cur_segments = con.sql(CURRENT_SEGMENTS_SQL.format(output=out)).arrow().read_all()
+    assert len(cur_videos) == 3
+    assert sorted(cur_segments.column("segment_id").to_pylist()) == sorted(s["segment_id"] for s in seg)
     assert {i.columns[0] for i in open_lance_table(out, "videos").list_indices()} >= {"video_id"}
 
 
