@@ -35,8 +35,13 @@ Command line flags override the file.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import re
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpeg", "m2v", "ts",
                     "mts", "m2ts", "flv", "wmv", "asf", "3gp", "3g2", "ogv", "vob", "mxf", "gif")
@@ -158,6 +163,8 @@ class JobConfig:
 
     def __post_init__(self):
         _check(len(self.reader.inputs) > 0, "reader.inputs: at least one --input is required")
+        _check(self.run_id is None or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.run_id) is not None,
+               f"run_id: letters, digits, '.', '_' and '-' only (it names files), got {self.run_id!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -35,6 +35,13 @@ def test_validation_names_the_setting(file_values, overrides, match):
         build_config(file_values, base)
 
 
+def test_run_id_names_files_safely():
+    base = {"reader": {"inputs": ["x/"]}, "encoder": {"model": "m"}, "writer": {"output": "o"}}
+    assert build_config(None, base, run_id="2026-11-26_a.1").run_id == "2026-11-26_a.1"
+    with pytest.raises(ConfigError, match="run_id"):
+        build_config(None, base, run_id="../x")
+
+
 def test_bad_toml(tmp_path):
     p = tmp_path / "job.toml"
     p.write_text("[encoder\n")
