@@ -10,7 +10,31 @@ from jobs.decoder import decode_config
 from jobs.runner import index_videos
 from tests.jobs_helpers import make_corpus, read_lance, reference_clip_embeddings
 
-pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("resources, expect", [
+    ({"CPU": 2.0}, (1, 1.0, 0.0, 1.0)),            # the 2-core box: one actor, one decode task at a time
+    ({"CPU": 1.0}, (1, 0.5, 0.0, 0.5)),            # never book every CPU for the actors
+    ({"CPU": 16.0}, (4, 2.0, 0.0, 1.0)),           # half the CPUs encode, half decode
+    ({"CPU": 16.0, "GPU": 2.0}, (2, 1.0, 1.0, 1.0)),  # one actor per GPU
+])
+def test_plan_resources(resources, expect):
+    from jobs.cluster import plan_resources
+    from jobs.config import EncoderConfig
+
+    plan = plan_resources(EncoderConfig(model="m"), DecoderConfig(), resources)
+    assert (plan.num_actors, plan.actor_cpus, plan.actor_gpus, plan.decode_cpus) == expect
+    assert plan.num_actors * plan.actor_cpus + plan.decode_cpus <= resources["CPU"]
+
+
+def test_plan_resources_respects_settings():
+    from jobs.cluster import plan_resources
+    from jobs.config import EncoderConfig
+
+    plan = plan_resources(EncoderConfig(model="m", device="cpu"), DecoderConfig(), {"CPU": 8.0, "GPU": 1.0})
+    assert plan.actor_gpus == 0.0 and plan.num_actors == 2
+    with pytest.raises(RuntimeError, match="no GPU"):
+        plan_resources(EncoderConfig(model="m", device="cuda"), DecoderConfig(), {"CPU": 8.0})
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +52,7 @@ def cluster(s3_server):
     c.shutdown()
 
 
+@pytest.mark.slow
 def test_two_node_run_gives_the_reference_rows(cluster, s3_server, s3_bucket, tmp_path):
     import ray
     from xclip_core.checkpoint import write_random_checkpoint

@@ -26,6 +26,8 @@ TOP_K = 3
 def ray_session(s3_server):
     import ray
 
+    if ray.is_initialized():  # another module's session: the AWS env must reach this one's workers
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False)  # after s3_server: workers inherit the AWS env
     yield
     ray.shutdown()
