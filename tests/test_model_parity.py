@@ -143,7 +143,7 @@ def test_grad_path_equals_inference_path_and_backprops():
     with torch.no_grad():
         fast = ours(pixels, ids, mask).logits_per_video
     out = ours(pixels, ids, mask).logits_per_video  # autograd on: concat path, no caches
-    assert rel_err(out.detach(), fast) <= 1e-6
+    assert rel_err(out.detach(), fast) <= 1e-5
     out.sum().backward()
     grad = ours.vision_model.encoder.layers[0].self_attn.q_proj.weight.grad
     assert grad is not None and grad.abs().sum() > 0
