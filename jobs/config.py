@@ -14,6 +14,9 @@ A ``job.toml`` has one table per stage; every key is optional::
     max_clips_per_video = 64
     max_duration_s = 3600
     timeout_s = 300
+    max_pixels = 8294400         # skip inputs above 4K (width x height)
+    backend = "pyav"             # "pyav" | "decord"
+    approximate = false          # pyav only: decode reference frames only (faster, nearest frames)
     num_cpus = 1                 # CPUs per decode task
     memory_mb = 1024             # memory reserved per decode task
 
@@ -46,6 +49,7 @@ except ModuleNotFoundError:  # Python 3.10
 VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpeg", "m2v", "ts",
                     "mts", "m2ts", "flv", "wmv", "asf", "3gp", "3g2", "ogv", "vob", "mxf", "gif")
 SAMPLERS = ("fixed", "tsn")
+BACKENDS = ("pyav", "decord")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -93,11 +97,17 @@ class DecoderConfig:
     max_clips_per_video: int | None = 64
     max_duration_s: float | None = None
     timeout_s: float | None = 300.0
+    max_pixels: int | None = None
+    backend: str = "pyav"
+    approximate: bool = False
     num_threads: int = 1
     num_cpus: float = 1.0
     memory_mb: int = 1024
 
     def __post_init__(self):
+        _check(self.backend in BACKENDS, f"decoder.backend: expected one of {BACKENDS}, got {self.backend!r}")
+        _check(not self.approximate or self.backend == "pyav", "decoder.approximate: needs backend = 'pyav'")
+        _check(self.max_pixels is None or self.max_pixels >= 1, f"decoder.max_pixels: must be >= 1, got {self.max_pixels}")
         _check(self.memory_mb >= 1, f"decoder.memory_mb: must be >= 1, got {self.memory_mb}")
         _check(self.sampler in SAMPLERS, f"decoder.sampler: expected one of {SAMPLERS}, got {self.sampler!r}")
         _check(self.window_s > 0, f"decoder.window_s: must be > 0, got {self.window_s}")

@@ -45,6 +45,7 @@ def decode_config(cfg: DecoderConfig, *, frames_per_clip: int, crop_size: int, s
                         shortest_edge=max(int(shortest_edge), int(crop_size)),
                         max_clips_per_video=cfg.max_clips_per_video, max_duration_s=cfg.max_duration_s,
                         timeout_s=cfg.timeout_s if cfg.timeout_s is not None else 1e9,
+                        max_pixels=cfg.max_pixels, backend=cfg.backend, approximate=cfg.approximate,
                         num_threads=cfg.num_threads)
 
 

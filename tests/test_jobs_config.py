@@ -22,6 +22,7 @@ def test_toml_then_overrides(tmp_path):
     ({}, {"encoder": {"precision": "fp8"}}, "encoder.precision"),
     ({}, {"encoder": {"batch_size": 0}}, "encoder.batch_size"),
     ({}, {"decoder": {"sampler": "uniform"}}, "decoder.sampler"),
+    ({}, {"decoder": {"backend": "decord", "approximate": True}}, "decoder.approximate"),
     ({}, {"encoder": {"model": ""}}, "model source is required"),
     ({}, {"writer": {"output": ""}}, "output location is required"),
     ({}, {"reader": {"inputs": []}}, "at least one --input"),
