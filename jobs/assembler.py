@@ -166,7 +166,7 @@ class VideoAssembler:
                 why = f"incomplete: {len(p.clips)} of {p.status['num_segments']} clips arrived"
                 src = p.status
             else:
-                why, src = "no result from the pipeline", r
+                why, src = "no result from the pipeline (its task failed; see the Ray logs)", r
             video = {k: src.get(k) for k in _VIDEO_FIELDS if k in src}
             video.update(self._base(), video_id=vid, uri=r["uri"], status=STATUS_FAILED,
                          error=reason or why, num_segments=0)

@@ -101,7 +101,11 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, plan):
     ctx.enable_progress_bars = sys.stderr.isatty()
     dcfg = decode_config(cfg.decoder, frames_per_clip=info.num_frames, crop_size=info.crop_size,
                          shortest_edge=info.shortest_edge)
-    ds = ray.data.from_arrow(_blocks(inputs, plan.total_cpus))
+    blocks = _blocks(inputs, plan.total_cpus)
+    # A block whose task dies for good (e.g. a decoder crash killing its worker after retries) is
+    # dropped instead of failing the run; its videos are then reported failed by the assembler.
+    ctx.max_errored_blocks = max(1, len(blocks) // 10)
+    ds = ray.data.from_arrow(blocks)
     # The memory request also keeps Ray from fusing decode into the encoder actors (it fuses
     # task -> actor stages with equal resource requests), which would serialise decoding there.
     ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg}, batch_size=1, batch_format="pyarrow",

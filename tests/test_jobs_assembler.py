@@ -88,7 +88,7 @@ def test_finish_accounts_for_every_input():
                                   schema=INPUT_SCHEMA)
     videos = {v["video_id"]: v for v in pa.concat_tables(a.finish(inputs)).to_pylist()}
     assert "incomplete: 1 of 2" in videos["v5"]["error"] and videos["v5"]["duration_s"] == 3.0
-    assert videos["v6"]["error"] == "no result from the pipeline"
+    assert videos["v6"]["error"].startswith("no result from the pipeline")
     assert a.counts == {"failed": 2}
     b = _assembler()
     (t,) = b.finish(inputs, reason="pipeline error: X")
