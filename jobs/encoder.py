@@ -100,7 +100,10 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
 class Encoder:
     """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
 
-    def __init__(self, cfg: EncoderConfig, *, num_threads: int | None = None):
+    def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
+                 num_threads: int | None = None):
+        """``labels``: the label names as the driver loaded them (a label file on the
+        driver's disk need not exist on worker nodes); default: ``load_labels(cfg.labels)``."""
         import torch
 
         from xclip_core.labels import load_labels
@@ -119,15 +122,15 @@ class Encoder:
         local = resolve_checkpoint(cfg.model)
         self.model = XCLIP.from_pretrained(local, device=self.device, dtype=self.dtype)
         self.pre = PreprocessConfig.from_pretrained(local)
-        labels = load_labels(cfg.labels)
+        labels = tuple(labels) if labels is not None else load_labels(cfg.labels).labels
         tok = CLIPTokenizer.from_pretrained(local)
-        prompts = [cfg.prompt_template.format(label) for label in labels.labels]
+        prompts = [cfg.prompt_template.format(label) for label in labels]
         with torch.inference_mode():
             enc = tok(prompts)
             self.text = self.model.encode_text(enc["input_ids"].to(self.device),
                                                enc["attention_mask"].to(self.device))  # [K, P]
         self.dim = int(self.model.config.projection_dim)
-        self.num_labels = len(labels.labels)
+        self.num_labels = len(labels)
         self.schema = encoded_schema(self.dim, self.num_labels)
         self.load_s = time.perf_counter() - t0
         log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)

@@ -73,10 +73,13 @@ def test_cli_run_on_s3_starts_local_ray_and_keeps_secrets(s3_server, s3_bucket, 
     corpus = make_corpus(s3_server, s3_bucket, tmp_path / "corpus")
     output = f"s3://{s3_bucket}/out"
     (tmp_path / "job.toml").write_text("[encoder]\nbatch_size = 2\ntop_k = 2\n[decoder]\nmax_clips_per_video = 2\n")
+    labels = ["juggling balls", "surfing", "playing chess", "riding a bike", "baking cookies"]
+    (tmp_path / "my labels.txt").write_text("# custom\n" + "\n".join(labels) + "\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run([CLI, "run", *sum((["--input", i] for i in corpus["inputs"]), []), "--output", output,
-                           "--model", tiny_model, "--config", str(tmp_path / "job.toml"), "--top-k", "4"],
+                           "--model", tiny_model, "--config", str(tmp_path / "job.toml"), "--top-k", "4",
+                           "--labels", str(tmp_path / "my labels.txt")],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     n = len(corpus["ok"]) + len(corpus["failed"])
@@ -85,7 +88,8 @@ def test_cli_run_on_s3_starts_local_ray_and_keeps_secrets(s3_server, s3_bucket, 
     videos = read_lance(output, "videos").to_pylist()
     assert len(videos) == n
     ok = [v for v in videos if v["status"] == "ok"]
-    assert all(len(v["labels"]) == 4 for v in ok)  # flag beats the file's top_k
+    assert all(len(v["labels"]) == 4 and set(v["labels"]) <= set(labels) for v in ok)  # flag beats the file
+    assert all(v["label_set"].startswith("my labels@") for v in videos)
     assert all(v["num_segments"] <= 2 for v in ok)  # from the file
     secret = os.environ[SECRET_ENV]
     assert secret not in proc.stdout and secret not in proc.stderr

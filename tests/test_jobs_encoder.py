@@ -59,3 +59,9 @@ def test_encoder_failure_becomes_row_errors(model_dir, decoded):
     assert all(r["error"].startswith("encode failed:") and r["embedding"] is None
                for r in rows if r["kind"] == KIND_CLIP)
     assert rows[-1]["error"] is None and rows[-1]["status"] == "ok"
+
+
+def test_labels_from_the_driver_need_no_file_on_the_worker(model_dir, decoded):
+    enc = Encoder(EncoderConfig(model=model_dir, labels="/only/on/the/driver.txt"), labels=("a", "b", "c"))
+    out = enc(decoded)
+    assert out.schema.field("probs").type.list_size == 3
