@@ -95,3 +95,9 @@ def test_cli_run_on_s3_starts_local_ray_and_keeps_secrets(s3_server, s3_bucket, 
     assert secret not in proc.stdout and secret not in proc.stderr
     for key, body in all_output_bytes(output):
         assert secret.encode() not in body, key
+
+
+def test_output_bucket_missing(capsys, s3_server, tiny_model, one_video):
+    code, err = _run(capsys, "--input", one_video, "--output", "s3://no-such-bucket-xyz/out", "--model", tiny_model)
+    assert code == EXIT_OUTPUT and "no-such-bucket-xyz" in err
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in err
