@@ -94,13 +94,11 @@ def _blocks(inputs: pa.Table, total_cpus: float) -> list[pa.Table]:
     return [inputs.slice(i, size) for i in range(0, n, size)]
 
 
-def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, plan):
+def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
     import ray
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
-    dcfg = decode_config(cfg.decoder, frames_per_clip=info.num_frames, crop_size=info.crop_size,
-                         shortest_edge=info.shortest_edge)
     blocks = _blocks(inputs, plan.total_cpus)
     # A block whose task dies for good (e.g. a decoder crash killing its worker after retries) is
     # dropped instead of failing the run; its videos are then reported failed by the assembler.
@@ -115,7 +113,7 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, plan):
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
-    return ds, dcfg
+    return ds
 
 
 def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_segments, seconds, clips_per_s,
@@ -127,7 +125,7 @@ def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_segm
         counts={s: int(counts.get(s, 0)) for s in STATUSES}, num_segments=n_segments,
         model_source=cfg.encoder.model, model_id=info.model_id, weights_sha256=info.weights_sha256,
         label_set={"name": info.label_set_name, "sha256": info.label_set_sha256, "num_labels": len(info.labels)},
-        decode_config=dataclasses.asdict(dcfg) if dcfg is not None else {}, config=cfg.to_dict(),
+        decode_config=dataclasses.asdict(dcfg), config=cfg.to_dict(),
         stage_seconds=seconds, clips_per_s=clips_per_s, tables=tables, parquet_files=files, status=status)
 
 
@@ -143,6 +141,11 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     t0 = time.perf_counter()
     info = inspect_model(cfg.encoder)
     seconds["model_check"] = time.perf_counter() - t0
+    try:
+        dcfg = decode_config(cfg.decoder, frames_per_clip=info.num_frames, crop_size=info.crop_size,
+                             shortest_edge=info.shortest_edge)
+    except ValueError as e:
+        raise ConfigError(f"decoder settings do not fit this model: {e}") from None
     t0 = time.perf_counter()
     inputs = list_inputs(cfg.reader)
     seconds["list"] = time.perf_counter() - t0
@@ -150,13 +153,12 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
 
     writer = Writer(cfg.writer, run_id=run_id, dim=info.dim)
     manifest_path = f"runs/{run_id}.json"
-    writer.write_text(manifest_path, _manifest(cfg, info, None, run_id, started, "running", {}, inputs.num_rows,
+    writer.write_text(manifest_path, _manifest(cfg, info, dcfg, run_id, started, "running", {}, inputs.num_rows,
                                                0, seconds, 0.0, {}, []).to_json())
     assembler = VideoAssembler(dim=info.dim, labeler=Labeler(info.labels, cfg.encoder.top_k),
                                identity=RunIdentity(run_id, info.model_id, info.label_set_id))
     t_assemble = 0.0
     failure = None
-    dcfg = None
     t_pipe = time.perf_counter()
     if inputs.num_rows:
         t0 = time.perf_counter()
@@ -167,7 +169,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
         t_pipe = time.perf_counter()
         last_report = t_pipe
         try:
-            ds, dcfg = _build_dataset(cfg, inputs, info, plan)
+            ds = _build_dataset(cfg, inputs, info, dcfg, plan)
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 t0 = time.perf_counter()
                 seg_tables, video_tables = assembler.add(batch)
@@ -179,7 +181,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                 if time.perf_counter() - last_report >= progress_every_s:
                     last_report = time.perf_counter()
                     _progress(assembler, inputs.num_rows, last_report - t_pipe)
-        except Exception as e:  # Ray gave up (e.g. lost actors): record what is missing, then fail
+        except Exception as e:  # Ray (or a commit) gave up: record what is missing, then fail
             failure = f"pipeline error: {type(e).__name__}: {e}"
             log.error("%s", failure)
     seconds["pipeline"] = time.perf_counter() - t_pipe
