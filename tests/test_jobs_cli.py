@@ -101,3 +101,11 @@ def test_output_bucket_missing(capsys, s3_server, tiny_model, one_video):
     code, err = _run(capsys, "--input", one_video, "--output", "s3://no-such-bucket-xyz/out", "--model", tiny_model)
     assert code == EXIT_OUTPUT and "no-such-bucket-xyz" in err
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in err
+
+
+def test_empty_input_finishes_without_ray(capsys, tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()
+    code = main(["run", "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o"), "--model", tiny_model])
+    out = capsys.readouterr().out
+    assert code == 0 and "0 videos: 0 ok, 0 failed, 0 skipped" in out
+    assert len(list((tmp_path / "o" / "runs").iterdir())) == 1
