@@ -41,10 +41,7 @@ import dataclasses
 import re
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+import tomllib
 
 VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpeg", "m2v", "ts",
                     "mts", "m2ts", "flv", "wmv", "asf", "3gp", "3g2", "ogv", "vob", "mxf", "gif")
