@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 
 from jobs.config import DecoderConfig, EncoderConfig
 
@@ -36,8 +37,11 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     kwargs = {"include_dashboard": False, "log_to_driver": True}
-    # address None: ray.init joins RAY_ADDRESS when set (ray job submit), else starts a local Ray
-    ray.init(address=address or None, **kwargs)
+    # address None: ray.init joins RAY_ADDRESS when set (ray job submit), else starts a local Ray.
+    # Ray's daemons are fork+exec'd, so lancedb's fork warning (the writer already connected) is moot.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
+        ray.init(address=address or None, **kwargs)
     return True
 
 
