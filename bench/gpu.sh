@@ -25,4 +25,4 @@ for args in "--dtype bf16 --batch 128" "--dtype bf16 --batch 128 --compile" "--d
 done
 
 echo "== decode benchmark (16 cores)"
-timeout 150 python3 bench/decode.py --processes "$(nproc)" 2>&1 | tail -20
+timeout 170 python3 bench/decode.py --rounds 2 --no-s3 --processes "$(nproc)" --reps 3 --cache /tmp/xclip_bench 2>&1 | tail -32
