@@ -99,10 +99,14 @@ class VisionEmbeddings(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """[BT, 3, H, W] -> [BT, N+1, D]; the last slot is left for the message token."""
-        BT = pixels.shape[0]
-        patches = self.patch_embedding(pixels.to(self.patch_embedding.weight.dtype))  # [BT, D, g, g]
-        patches = patches.flatten(2).transpose(1, 2)  # [BT, N-1, D]
-        D = patches.shape[2]
+        BT, C, H, W = pixels.shape
+        w = self.patch_embedding.weight  # [D, C, p, p]
+        D, p = w.shape[0], w.shape[-1]
+        g = H // p
+        # the stride-p convolution as one matmul over flattened patches (cuDNN runs a 32x32-kernel
+        # conv several times slower than the equivalent GEMM)
+        patches = pixels.to(w.dtype).reshape(BT, C, g, p, g, p).permute(0, 2, 4, 1, 3, 5)  # [BT, g, g, C, p, p]
+        patches = patches.reshape(BT, g * g, C * p * p) @ w.reshape(D, C * p * p).t()  # [BT, N-1, D]
         pos = self.position_embedding.weight  # [N, D]
         cls = (self.class_embedding + pos[0]).expand(BT, 1, D)
         slot = patches.new_zeros(BT, 1, D)  # spare slot for the message token
