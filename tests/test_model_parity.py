@@ -215,4 +215,4 @@ def test_cuda_bf16_matches_transformers():
         with torch.autocast("cuda", dtype=torch.bfloat16):
             amp = ours(pixels.cuda(), ids.cuda(), mask.cuda()).logits_per_video.float().cpu()
     assert rel_err(fp32, ref) <= 1e-4  # TF32 may be on
-    assert rel_err(amp, ref) < 5e-2
+    assert cosine_err(amp, ref, hf) < 2e-2  # the CPU autocast test's measure (logits of random weights are ~0)
