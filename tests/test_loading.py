@@ -211,3 +211,16 @@ def test_missing_local_dir_and_offline_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="pass a local directory"):
         XCLIP.from_pretrained("microsoft/xclip-base-patch32-does-not-exist")
+
+
+def test_hub_id_from_the_hub_cache(hf_dir, tmp_path, monkeypatch):
+    """A hub id resolves through huggingface_hub's snapshot cache (offline here, as in CI)."""
+    d, hf = hf_dir
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--someorg--xclip-tiny"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    copy_ckpt(d, repo / "snapshots" / commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_checkpoint("someorg/xclip-tiny") == repo / "snapshots" / commit
+    assert_same_logits(XCLIP.from_pretrained("someorg/xclip-tiny"), hf)

@@ -64,15 +64,24 @@ def _looks_like_hub_id(src: str) -> bool:
 
 
 def _fetch_hub(repo_id: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
 
-        return Path(snapshot_download(repo_id, allow_patterns=["*" + s for s in FETCH_SUFFIXES]))
+    try:
+        local = Path(snapshot_download(repo_id, allow_patterns=["*" + s for s in FETCH_SUFFIXES],
+                                       cache_dir=os.environ.get("HF_HUB_CACHE") or None))
     except Exception as e:  # offline, unknown repo, no network: all end the same way
         raise CheckpointError(
             f"could not fetch hub checkpoint {repo_id!r} ({type(e).__name__}: {e}). Without hub access, "
             f"pass a local directory in Hugging Face layout or an s3://bucket/prefix copy of it "
             f"({CONFIG_NAME}, {WEIGHTS_NAME}, preprocessor_config.json, tokenizer files)") from e
+    names = {p.name for p in local.iterdir()}
+    if WEIGHTS_NAME not in names and WEIGHTS_INDEX_NAME not in names:
+        try:  # the pickle weights were not downloaded; say so rather than "model.safetensors not found"
+            names |= {Path(f).name for f in HfApi().list_repo_files(repo_id)}
+        except Exception:
+            pass
+    _check_files(names, f"hub:{repo_id}")
+    return local
 
 
 def _fetch_s3(uri: str) -> Path:
