@@ -106,9 +106,14 @@ def test_save_pretrained_checkpoint_loads_strictly(hf_dir):
     assert weights_sha256(d) == hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest()
 
 
-def test_bf16_dtype_option(hf_dir):
+def test_dtype_option(hf_dir, tmp_path):
     ours = XCLIP.from_pretrained(hf_dir[0], dtype=torch.bfloat16)
     assert ours.logit_scale.dtype == torch.bfloat16
+    # a half-precision file still loads as fp32 unless asked otherwise
+    half = transformers.XCLIPModel.from_pretrained(hf_dir[0]).half()
+    half.save_pretrained(tmp_path / "half")
+    ours = XCLIP.from_pretrained(tmp_path / "half")
+    assert {p.dtype for p in ours.parameters()} == {torch.float32}
 
 
 # ----------------------------------------------------------------------------- s3

@@ -242,8 +242,13 @@ class XCLIP(nn.Module):
 
     @classmethod
     def from_pretrained(cls, source: str | Path, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None) -> "XCLIP":
-        """Load from a local HF-layout dir, ``s3://bucket/prefix`` or a hub id; eval mode."""
+                        dtype: torch.dtype = torch.float32) -> "XCLIP":
+        """Load from a local HF-layout dir, ``s3://bucket/prefix`` or a hub id, in eval mode.
+
+        Weights come from safetensors only and must match the config exactly (names, count,
+        shapes). ``dtype`` is the weights' dtype on ``device`` whatever the file stores
+        (fp32 by default; bf16/fp16 for half-precision inference, or use autocast).
+        """
         from .loading import check_state_dict, load_checkpoint
 
         config, state = load_checkpoint(source)
@@ -251,5 +256,4 @@ class XCLIP(nn.Module):
             model = cls(config)
         check_state_dict(model, state)  # key count, names and shapes, with a readable error
         model.load_state_dict(state, strict=True, assign=True)
-        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-        return model.eval()
+        return model.to(device=device, dtype=dtype).eval()
