@@ -1,17 +1,17 @@
 """xclip_core: a pure-PyTorch X-CLIP video-text model plus the video decoding
 and sampling it needs. A library usable on its own: it never imports ray or lancedb.
 
-    from xclip_core import XCLIP, CLIPTokenizer, PreprocessConfig, preprocess
+    from xclip_core import XCLIP, CLIPTokenizer, PreprocessConfig
     model = XCLIP.from_pretrained("path/or/s3://bucket/prefix/or/microsoft/xclip-base-patch32")
 """
 from .config import XCLIPConfig, XCLIPTextConfig, XCLIPVisionConfig
 from .labels import LabelSet, load_labels
 from .model import XCLIP, VideoFeatures, XCLIPOutput
-from .preprocess import PreprocessConfig, preprocess
+from .preprocess import PreprocessConfig  # the function: xclip_core.preprocess.preprocess
 from .tokenizer import CLIPTokenizer, write_tokenizer_files
 
 __all__ = [
     "XCLIP", "XCLIPConfig", "XCLIPTextConfig", "XCLIPVisionConfig", "XCLIPOutput", "VideoFeatures",
-    "CLIPTokenizer", "write_tokenizer_files", "PreprocessConfig", "preprocess", "LabelSet", "load_labels",
+    "CLIPTokenizer", "write_tokenizer_files", "PreprocessConfig", "LabelSet", "load_labels",
 ]
 __version__ = "0.1.0"
