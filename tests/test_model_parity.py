@@ -202,17 +202,3 @@ def test_wrong_num_frames_is_a_clear_error():
         ours(pixels[:, :16], ids, mask)
     with pytest.raises(ValueError, match="expects 3x64x64"):
         ours(pixels[..., :32, :32], ids, mask)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_bf16_matches_transformers():
-    hf, ours, spec = make_pair("B32-8f")
-    pixels, ids, mask = make_inputs(spec)
-    with torch.no_grad():
-        ref = hf(pixel_values=pixels, input_ids=ids, attention_mask=mask).logits_per_video
-        ours = ours.cuda()
-        fp32 = ours(pixels.cuda(), ids.cuda(), mask.cuda()).logits_per_video.cpu()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            amp = ours(pixels.cuda(), ids.cuda(), mask.cuda()).logits_per_video.float().cpu()
-    assert rel_err(fp32, ref) <= 1e-4  # TF32 may be on
-    assert cosine_err(amp, ref, hf) < 2e-2  # the CPU autocast test's measure (logits of random weights are ~0)
