@@ -97,6 +97,30 @@ def vector_type(dim: int) -> pa.DataType:
     return pa.list_(pa.float32(), int(dim))
 
 
+# Field groups shared by the output tables and the inter-stage rows (schemas/stream.py).
+MEDIA_FIELDS = (
+    pa.field("duration_s", pa.float64()),
+    pa.field("fps", pa.float64()),
+    pa.field("num_frames", pa.int64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("codec", pa.string()),
+)
+FINGERPRINT_FIELDS = (
+    pa.field("source_size", pa.int64()),
+    pa.field("source_etag", pa.string()),
+    pa.field("source_mtime", TIMESTAMP),
+)
+
+
+def clip_fields(*, nullable: bool) -> list[pa.Field]:
+    """A clip's place in its video (null on the stream's status rows)."""
+    return [pa.field("segment_index", pa.int32(), nullable=nullable),
+            pa.field("start_s", pa.float64(), nullable=nullable),
+            pa.field("end_s", pa.float64(), nullable=nullable),
+            pa.field("frame_timestamps", pa.list_(pa.float64()))]
+
+
 def videos_schema(dim: int) -> pa.Schema:
     """Schema of the ``videos`` table for embeddings of dimension ``dim``."""
     return _with_meta([
@@ -104,12 +128,7 @@ def videos_schema(dim: int) -> pa.Schema:
         pa.field("uri", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
-        pa.field("duration_s", pa.float64()),
-        pa.field("fps", pa.float64()),
-        pa.field("num_frames", pa.int64()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("codec", pa.string()),
+        *MEDIA_FIELDS,
         pa.field("num_segments", pa.int32(), nullable=False),
         pa.field(VECTOR_COLUMN, vector_type(dim)),
         pa.field("labels", pa.list_(pa.string())),
@@ -117,9 +136,7 @@ def videos_schema(dim: int) -> pa.Schema:
         pa.field("model_id", pa.string(), nullable=False),
         pa.field("label_set", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
-        pa.field("source_size", pa.int64()),
-        pa.field("source_etag", pa.string()),
-        pa.field("source_mtime", TIMESTAMP),
+        *FINGERPRINT_FIELDS,
         pa.field("indexed_at", TIMESTAMP, nullable=False),
     ], VIDEOS_TABLE)
 
@@ -130,10 +147,7 @@ def segments_schema(dim: int) -> pa.Schema:
         pa.field("segment_id", pa.string(), nullable=False),
         pa.field("video_id", pa.string(), nullable=False),
         pa.field("uri", pa.string(), nullable=False),
-        pa.field("segment_index", pa.int32(), nullable=False),
-        pa.field("start_s", pa.float64(), nullable=False),
-        pa.field("end_s", pa.float64(), nullable=False),
-        pa.field("frame_timestamps", pa.list_(pa.float64())),
+        *clip_fields(nullable=False),
         pa.field(VECTOR_COLUMN, vector_type(dim)),
         pa.field("labels", pa.list_(pa.string())),
         pa.field("label_scores", pa.list_(pa.float32())),

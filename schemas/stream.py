@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.output import TIMESTAMP, vector_type
+from schemas.output import FINGERPRINT_FIELDS, MEDIA_FIELDS, clip_fields, vector_type
 
 KIND_CLIP = "clip"
 KIND_VIDEO = "video"
@@ -37,9 +37,7 @@ KIND_VIDEO = "video"
 INPUT_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string(), nullable=False),
-    pa.field("source_size", pa.int64()),
-    pa.field("source_etag", pa.string()),
-    pa.field("source_mtime", TIMESTAMP),
+    *FINGERPRINT_FIELDS,
     pa.field("status", pa.string()),
     pa.field("error", pa.string()),
 ])
@@ -48,26 +46,15 @@ _COMMON = [
     pa.field("kind", pa.string(), nullable=False),
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string(), nullable=False),
-    # clip rows
-    pa.field("segment_index", pa.int32()),
-    pa.field("start_s", pa.float64()),
-    pa.field("end_s", pa.float64()),
-    pa.field("frame_timestamps", pa.list_(pa.float64())),
+    *clip_fields(nullable=True),  # clip rows
 ]
 
 _STATUS = [
     pa.field("status", pa.string()),
     pa.field("error", pa.string()),
-    pa.field("duration_s", pa.float64()),
-    pa.field("fps", pa.float64()),
-    pa.field("num_frames", pa.int64()),
-    pa.field("width", pa.int32()),
-    pa.field("height", pa.int32()),
-    pa.field("codec", pa.string()),
+    *MEDIA_FIELDS,
     pa.field("num_segments", pa.int32()),
-    pa.field("source_size", pa.int64()),
-    pa.field("source_etag", pa.string()),
-    pa.field("source_mtime", TIMESTAMP),
+    *FINGERPRINT_FIELDS,
     pa.field("decode_s", pa.float64()),
 ]
 
