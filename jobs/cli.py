@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--num-actors", type=int)
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
+    g.add_argument("--skip-unchanged", action="store_true", default=None,
+                   help="incremental: skip inputs already indexed ok with the same model, labels and "
+                        "source fingerprint (retries failures; resumes an interrupted run)")
     return p
 
 
@@ -80,7 +83,7 @@ def config_from_args(args: argparse.Namespace):
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
                     "num_actors": args.num_actors},
-        "writer": {"output": args.output, "chunk_rows": args.chunk_rows},
+        "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,
                         ray_address=args.ray_address, run_id=args.run_id)

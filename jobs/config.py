@@ -151,6 +151,7 @@ class WriterConfig:
     chunk_rows: int = 4096
     optimize: bool = True
     vector_index_min_rows: int = 5000
+    skip_unchanged: bool = False  # incremental reindex (jobs.incremental)
 
     def __post_init__(self):
         _check(bool(self.output), "writer.output: an output location is required (--output)")

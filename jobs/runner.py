@@ -40,6 +40,7 @@ from jobs.assembler import RunIdentity, VideoAssembler
 from jobs.config import ConfigError, JobConfig, build_config
 from jobs.decoder import decode_batch, decode_config
 from jobs.encoder import Encoder, ModelError, inspect_model
+from jobs.incremental import changed_mask
 from jobs.labeler import Labeler
 from jobs.reader import list_inputs
 from jobs.writer import OutputError, Writer
@@ -59,6 +60,7 @@ class RunSummary:
     run_id: str
     counts: dict
     num_inputs: int
+    num_unchanged: int
     num_segments: int
     clips_per_s: float
     stage_seconds: dict
@@ -69,7 +71,9 @@ class RunSummary:
         c = self.counts
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
         return (f"run {self.run_id}: {self.num_inputs} videos: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, "
-                f"{c.get('skipped', 0)} skipped; {self.num_segments} clips, {self.clips_per_s:.2f} clips/s\n"
+                f"{c.get('skipped', 0)} skipped"
+                + (f", {self.num_unchanged} unchanged (kept)" if self.num_unchanged else "")
+                + f"; {self.num_segments} clips, {self.clips_per_s:.2f} clips/s\n"
                 f"seconds per stage: {stages}\nmanifest: {self.manifest_uri}")
 
 
@@ -116,12 +120,12 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
     return ds
 
 
-def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_segments, seconds, clips_per_s,
-              tables, files) -> RunManifest:
+def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unchanged, n_segments, seconds,
+              clips_per_s, tables, files) -> RunManifest:
     return RunManifest(
         run_id=run_id, package_version=_package_version(), started_at=started,
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat() if status != "running" else "",
-        inputs=list(cfg.reader.inputs), output=cfg.writer.output, num_inputs=n_inputs,
+        inputs=list(cfg.reader.inputs), output=cfg.writer.output, num_inputs=n_inputs, num_unchanged=n_unchanged,
         counts={s: int(counts.get(s, 0)) for s in STATUSES}, num_segments=n_segments,
         model_source=cfg.encoder.model, model_id=info.model_id, weights_sha256=info.weights_sha256,
         label_set={"name": info.label_set_name, "sha256": info.label_set_sha256, "num_labels": len(info.labels)},
@@ -152,9 +156,18 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     log.info("run %s: %d inputs listed in %.1fs", run_id, inputs.num_rows, seconds["list"])
 
     writer = Writer(cfg.writer, run_id=run_id, dim=info.dim)
+    num_listed, num_unchanged = inputs.num_rows, 0
+    if cfg.writer.skip_unchanged:
+        t0 = time.perf_counter()
+        keep = changed_mask(inputs, writer.indexed_ok(), model_id=info.model_id, label_set=info.label_set_id)
+        inputs = inputs.filter(pa.array(keep, pa.bool_()))
+        num_unchanged = num_listed - inputs.num_rows
+        seconds["skip_unchanged"] = time.perf_counter() - t0
+        log.info("run %s: %d of %d inputs unchanged since they were indexed: kept as they are",
+                 run_id, num_unchanged, num_listed)
     manifest_path = f"runs/{run_id}.json"
-    writer.write_text(manifest_path, _manifest(cfg, info, dcfg, run_id, started, "running", {}, inputs.num_rows,
-                                               0, seconds, 0.0, {}, []).to_json())
+    writer.write_text(manifest_path, _manifest(cfg, info, dcfg, run_id, started, "running", {}, num_listed,
+                                               num_unchanged, 0, seconds, 0.0, {}, []).to_json())
     assembler = VideoAssembler(dim=info.dim, labeler=Labeler(info.labels, cfg.encoder.top_k),
                                identity=RunIdentity(run_id, info.model_id, info.label_set_id))
     t_assemble = 0.0
@@ -193,10 +206,11 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                    optimize=writer.seconds["optimize"], total=time.perf_counter() - t_start)
     clips_per_s = assembler.num_segments / seconds["pipeline"] if seconds["pipeline"] > 0 else 0.0
     status = "failed" if failure else "finished"
-    manifest = _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, inputs.num_rows,
+    manifest = _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, num_listed, num_unchanged,
                          assembler.num_segments, seconds, clips_per_s, tables, writer.parquet_files)
     manifest_uri = writer.write_text(manifest_path, manifest.to_json())
-    summary = RunSummary(run_id=run_id, counts=dict(manifest.counts), num_inputs=inputs.num_rows,
+    summary = RunSummary(run_id=run_id, counts=dict(manifest.counts), num_inputs=num_listed,
+                         num_unchanged=num_unchanged,
                          num_segments=assembler.num_segments, clips_per_s=clips_per_s,
                          stage_seconds={k: round(v, 3) for k, v in seconds.items()},
                          manifest_uri=manifest_uri, tables=tables)

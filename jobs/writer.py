@@ -95,6 +95,12 @@ class Writer:
                                   f"(another model or schema version?): {e}") from None
         self.fs, self.base = storage.pyarrow_filesystem(cfg.output)
 
+    def indexed_ok(self) -> pa.Table:
+        """The existing ``ok`` videos rows' keys, model, label set and fingerprints (jobs.incremental)."""
+        cols = [VIDEOS_KEY, "model_id", "label_set", "source_size", "source_etag", "source_mtime"]
+        return self.tables[VIDEOS_TABLE].search().where(f"status = '{STATUS_OK}'").select(cols) \
+            .limit(None).to_arrow()
+
     # ------------------------------------------------------------ buffering
     def add(self, table_name: str, table: pa.Table) -> None:
         self._buffers[table_name].append(table)

@@ -8,8 +8,9 @@ Fields (JSON object):
     started_at, finished_at  str  ISO 8601 UTC
     inputs              list[str]  the ``--input`` arguments as given
     output              str
-    num_inputs          int   videos listed (= sum of ``counts``)
-    counts              {"ok": int, "failed": int, "skipped": int}
+    num_inputs          int   videos listed (= sum of ``counts`` + ``num_unchanged``)
+    num_unchanged       int   inputs skipped as already indexed and unchanged (--skip-unchanged)
+    counts              {"ok": int, "failed": int, "skipped": int}  videos processed by this run
     num_segments        int   segment rows written
     model_source        str   the ``--model`` argument
     model_id            str
@@ -43,6 +44,7 @@ class RunManifest:
     inputs: list
     output: str
     num_inputs: int
+    num_unchanged: int
     counts: dict
     num_segments: int
     model_source: str

@@ -68,7 +68,7 @@ def test_stream_schemas_share_status_columns():
 
 def test_manifest_roundtrip():
     m = RunManifest(run_id="r", package_version="0.1.0", started_at="a", finished_at="b",
-                    inputs=["s3://b/"], output="s3://o", num_inputs=3,
+                    inputs=["s3://b/"], output="s3://o", num_inputs=3, num_unchanged=0,
                     counts={"ok": 1, "failed": 1, "skipped": 1}, num_segments=4, model_source="m",
                     model_id="m@1", weights_sha256="ab", label_set={"name": "k", "sha256": "c"},
                     decode_config={}, config={}, stage_seconds={"decode": 1.0}, clips_per_s=2.0,
