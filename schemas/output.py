@@ -121,6 +121,16 @@ def clip_fields(*, nullable: bool) -> list[pa.Field]:
             pa.field("frame_timestamps", pa.list_(pa.float64()))]
 
 
+def result_fields(dim: int) -> list[pa.Field]:
+    """What the model said and which run/model/labels said it (videos and segments alike)."""
+    return [pa.field(VECTOR_COLUMN, vector_type(dim)),
+            pa.field("labels", pa.list_(pa.string())),
+            pa.field("label_scores", pa.list_(pa.float32())),
+            pa.field("model_id", pa.string(), nullable=False),
+            pa.field("label_set", pa.string(), nullable=False),
+            pa.field("run_id", pa.string(), nullable=False)]
+
+
 def videos_schema(dim: int) -> pa.Schema:
     """Schema of the ``videos`` table for embeddings of dimension ``dim``."""
     return _with_meta([
@@ -130,12 +140,7 @@ def videos_schema(dim: int) -> pa.Schema:
         pa.field("error", pa.string()),
         *MEDIA_FIELDS,
         pa.field("num_segments", pa.int32(), nullable=False),
-        pa.field(VECTOR_COLUMN, vector_type(dim)),
-        pa.field("labels", pa.list_(pa.string())),
-        pa.field("label_scores", pa.list_(pa.float32())),
-        pa.field("model_id", pa.string(), nullable=False),
-        pa.field("label_set", pa.string(), nullable=False),
-        pa.field("run_id", pa.string(), nullable=False),
+        *result_fields(dim),
         *FINGERPRINT_FIELDS,
         pa.field("indexed_at", TIMESTAMP, nullable=False),
     ], VIDEOS_TABLE)
@@ -148,12 +153,7 @@ def segments_schema(dim: int) -> pa.Schema:
         pa.field("video_id", pa.string(), nullable=False),
         pa.field("uri", pa.string(), nullable=False),
         *clip_fields(nullable=False),
-        pa.field(VECTOR_COLUMN, vector_type(dim)),
-        pa.field("labels", pa.list_(pa.string())),
-        pa.field("label_scores", pa.list_(pa.float32())),
-        pa.field("model_id", pa.string(), nullable=False),
-        pa.field("label_set", pa.string(), nullable=False),
-        pa.field("run_id", pa.string(), nullable=False),
+        *result_fields(dim),
         pa.field("indexed_at", TIMESTAMP, nullable=False),
     ], SEGMENTS_TABLE)
 
