@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Submit an indexing run to a running Ray cluster (ray up infra/cluster.yaml).
-#   RAY_ADDRESS=http://<head>:8265 infra/submit.sh s3://videos/2026/ s3://index/kinetics/ s3://models/xclip-base-patch32
+#   RAY_ADDRESS=http://<head>:8265 infra/submit.sh s3://videos/2026/ s3://index/kinetics/ s3://models/xclip-base-patch32 [FLAGS...]
+# Extra FLAGS go to `xclip-index run` after --config job.toml, so they override it (e.g. --precision fp32).
 # Ray 2.60 clusters use token auth: export RAY_AUTH_TOKEN (or have ~/.ray/auth_token) for the submit.
 set -euo pipefail
 INPUT=${1:?input uri}; OUTPUT=${2:?output uri}; MODEL=${3:?model source}
@@ -9,4 +10,4 @@ INPUT=${1:?input uri}; OUTPUT=${2:?output uri}; MODEL=${3:?model source}
 ray job submit --address "$RAY_ADDRESS" \
   --working-dir "$(dirname "$0")" \
   --runtime-env-json '{"env_vars": {"AWS_REGION": "'"${AWS_REGION:-us-east-1}"'"}}' \
-  -- xclip-index run --input "$INPUT" --output "$OUTPUT" --model "$MODEL" --config job.toml
+  -- xclip-index run --input "$INPUT" --output "$OUTPUT" --model "$MODEL" --config job.toml "${@:4}"
