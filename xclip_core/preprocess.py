@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xclip_core.geometry import resize_output_size
+
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 _RESAMPLE = {2: "bilinear", 3: "bicubic", "bilinear": "bilinear", "bicubic": "bicubic"}
 
@@ -119,13 +121,6 @@ class PreprocessConfig:
             "image_mean": list(self.image_mean), "image_std": list(self.image_std),
             "image_processor_type": "VideoMAEImageProcessor", "processor_class": "XCLIPProcessor",
         }
-
-
-def resize_output_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
-    """transformers' shortest-edge rule: short side -> n, long side -> int(n * long / short)."""
-    if width <= height:
-        return int(shortest_edge * height / width), shortest_edge
-    return shortest_edge, int(shortest_edge * width / height)
 
 
 def _center_crop(x: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:

@@ -7,6 +7,8 @@ import threading
 
 import numpy as np
 
+from xclip_core.geometry import resize_output_size
+
 _local = threading.local()
 
 
@@ -23,10 +25,9 @@ def _reformatter():
 
 
 def resize_shape(width: int, height: int, shortest_edge: int) -> tuple[int, int]:
-    """(new_w, new_h): short side -> shortest_edge, long side int(size*long/short)."""
-    if width <= height:
-        return shortest_edge, int(shortest_edge * height / width)
-    return int(shortest_edge * width / height), shortest_edge
+    """(new_w, new_h) by the model preprocessing's rule (``xclip_core.geometry``)."""
+    new_h, new_w = resize_output_size(height, width, shortest_edge)
+    return new_w, new_h
 
 
 def crop_box(width: int, height: int, shortest_edge: int, crop: int) -> tuple[int, int, int, int]:
