@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +10,11 @@ from pathlib import Path
 import pytest
 
 import schemas
+from tests.conftest import free_port
 from tests.jobs_helpers import read_lance
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def ray_head(tmp_path_factory):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "RAY_AUTH_MODE": "disabled"}
     ray_bin = shutil.which("ray", path=env["PATH"])
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     start = [ray_bin, "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard", "true",
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--disable-usage-stats"]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
