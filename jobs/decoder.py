@@ -16,9 +16,7 @@ Frames leave here as uint8 ``[T, S, S, 3]`` at the model's input size
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
 import time
 from typing import Iterator
 
@@ -26,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.config import DecoderConfig
+from jobs.reader import stat_source
 from schemas import STATUS_FAILED, STATUS_OK
 from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, KIND_VIDEO, decoded_schema
-from xclip_core import storage
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +45,6 @@ def decode_config(cfg: DecoderConfig, *, frames_per_clip: int, crop_size: int, s
                         timeout_s=cfg.timeout_s if cfg.timeout_s is not None else 1e9,
                         max_pixels=cfg.max_pixels, backend=cfg.backend, approximate=cfg.approximate,
                         num_threads=cfg.num_threads)
-
-
-def stat_source(uri: str) -> tuple[int | None, str | None, dt.datetime | None]:
-    """(size, etag, mtime) of an input; raises FileNotFoundError when it is absent."""
-    if storage.is_s3(uri):
-        info = storage.s3_filesystem().info(storage.strip_scheme(uri))
-        if info.get("type") == "directory":
-            raise FileNotFoundError(uri)
-        etag = info.get("ETag") or info.get("etag")
-        mtime = info.get("LastModified")
-        if mtime is not None and mtime.tzinfo is None:
-            mtime = mtime.replace(tzinfo=dt.timezone.utc)
-        return info.get("size"), (str(etag).strip('"') if etag else None), mtime
-    st = os.stat(uri)
-    return st.st_size, None, dt.datetime.fromtimestamp(st.st_mtime, tz=dt.timezone.utc)
 
 
 def _status_row(row: dict, **fields) -> dict:

@@ -60,6 +60,23 @@ def _row(uri: str, size=None, etag=None, mtime=None) -> dict:
             "source_etag": etag, "source_mtime": _utc(mtime), "status": None, "error": None}
 
 
+def _s3_fingerprint(info: dict) -> tuple[int | None, str | None, dt.datetime | None]:
+    etag = info.get("ETag") or info.get("etag")
+    return info.get("size"), (str(etag).strip('"') or None) if etag else None, _utc(info.get("LastModified"))
+
+
+def stat_source(uri: str) -> tuple[int | None, str | None, dt.datetime | None]:
+    """(size, etag, mtime) of one input (decode tasks stat manifest entries with
+    it); raises FileNotFoundError when it is absent."""
+    if storage.is_s3(uri):
+        info = storage.s3_filesystem().info(storage.strip_scheme(uri))
+        if info.get("type") == "directory":
+            raise FileNotFoundError(uri)
+        return _s3_fingerprint(info)
+    st = os.stat(uri)
+    return st.st_size, None, _utc(st.st_mtime)
+
+
 def _list_s3_prefix(uri: str, exts: tuple[str, ...]) -> list[dict]:
     fs = storage.s3_filesystem()
     prefix = storage.strip_scheme(uri).rstrip("/")
@@ -68,8 +85,7 @@ def _list_s3_prefix(uri: str, exts: tuple[str, ...]) -> list[dict]:
     for key, info in found.items():
         if info.get("type") == "directory" or _ext(key) not in exts:
             continue
-        rows.append(_row("s3://" + key, info.get("size"), info.get("ETag") or info.get("etag"),
-                         info.get("LastModified")))
+        rows.append(_row("s3://" + key, *_s3_fingerprint(info)))
     if not rows:
         log.warning("input %s: no objects with a video extension found", uri)
     return rows
