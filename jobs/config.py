@@ -130,6 +130,7 @@ class EncoderConfig:
     prompt_template: str = "{}"
     num_actors: int = 0
     num_cpus: float = 0.0
+    compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")

@@ -129,27 +129,39 @@ class Encoder:
             enc = tok(prompts)
             self.text = self.model.encode_text(enc["input_ids"].to(self.device),
                                                enc["attention_mask"].to(self.device))  # [K, P]
+        # torch.compile measured 1.68x transformers vs 1.48x eager (H200, bf16, batch 128; bench/RESULTS.md).
+        # Shapes are static: short batches are padded to batch_size, so it compiles once per actor.
+        self._step = torch.compile(self._forward, dynamic=False) if cfg.compile else self._forward
         self.dim = int(self.model.config.projection_dim)
         self.num_labels = len(labels)
         self.schema = encoded_schema(self.dim, self.num_labels)
         self.load_s = time.perf_counter() - t0
         log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)
 
-    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, x):
+        """uint8 clips [B,T,S,S,3] on the device -> (L2-normalised embeddings [B,P], label probs [B,K])."""
         import torch
         import torch.nn.functional as F
 
         from xclip_core.preprocess import preprocess
 
-        x = torch.from_numpy(np.stack(frames)).to(self.device, non_blocking=True)  # [B,T,S,S,3] uint8
+        px = preprocess(x, self.pre, dtype=self.dtype)  # [B,T,3,S,S]
+        feats = self.model.encode_video(px)
+        prompted = self.model.prompt_text(self.text, feats.visual_tokens)
+        logits = self.model.video_logits(feats.video_embeds, prompted)
+        return F.normalize(feats.video_embeds.float(), dim=-1), torch.softmax(logits.float(), dim=-1)
+
+    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        n = len(frames)
+        batch = np.stack(frames)  # [B,T,S,S,3] uint8
+        if self.cfg.compile and n < self.cfg.batch_size:  # one static shape for the compiled step
+            batch = np.concatenate([batch, np.zeros((self.cfg.batch_size - n, *batch.shape[1:]), np.uint8)])
+        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         with torch.inference_mode():
-            px = preprocess(x, self.pre, dtype=self.dtype)  # [B,T,3,S,S]
-            feats = self.model.encode_video(px)
-            prompted = self.model.prompt_text(self.text, feats.visual_tokens)
-            logits = self.model.video_logits(feats.video_embeds, prompted)
-            probs = torch.softmax(logits.float(), dim=-1)
-            emb = F.normalize(feats.video_embeds.float(), dim=-1)
-        return emb.cpu().numpy(), probs.cpu().numpy()
+            emb, probs = self._step(x)
+        return emb[:n].cpu().numpy(), probs[:n].cpu().numpy()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows

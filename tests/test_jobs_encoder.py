@@ -65,3 +65,18 @@ def test_labels_from_the_driver_need_no_file_on_the_worker(model_dir, decoded):
     enc = Encoder(EncoderConfig(model=model_dir, labels="/only/on/the/driver.txt"), labels=("a", "b", "c"))
     out = enc(decoded)
     assert out.schema.field("probs").type.list_size == 3
+
+
+def test_compiled_encoder_equals_eager_on_full_and_short_batches(model_dir, decoded):
+    """encoder.compile: torch.compile of the whole step (inductor; here its CPU backend) gives the eager
+    numbers, also for a short batch, which is padded to the one compiled shape."""
+    eager = Encoder(EncoderConfig(model=model_dir, batch_size=4), num_threads=1)
+    compiled = Encoder(EncoderConfig(model=model_dir, batch_size=4, compile=True), num_threads=1)
+    assert compiled._step is not compiled._forward and eager._step == eager._forward
+    for part in (decoded, decoded.slice(1, 1)):
+        want, got = eager(part).to_pylist(), compiled(part).to_pylist()
+        assert len(got) == len(want) == part.num_rows
+        for w, g in zip(want, got):
+            if w["kind"] == KIND_CLIP:
+                np.testing.assert_allclose(g["embedding"], w["embedding"], atol=1e-5)
+                np.testing.assert_allclose(g["probs"], w["probs"], atol=1e-6)
