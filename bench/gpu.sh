@@ -17,7 +17,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 
 echo "== CUDA tests"
-timeout 120 python3 -m pytest -q -x -p no:cacheprovider tests/test_model_cuda.py 2>&1 | tail -15
+timeout 150 python3 -m pytest -q -p no:cacheprovider -s tests/test_model_cuda.py tests/test_preprocess.py tests/test_jobs_encoder_cuda.py 2>&1 | grep -E "^\[|passed|failed|Error" | tail -25
 
 echo "== model benchmark"
 for args in "--dtype bf16 --batch 128" "--dtype bf16 --batch 128 --compile" "--dtype fp32 --batch 128"; do

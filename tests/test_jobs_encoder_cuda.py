@@ -57,3 +57,17 @@ def test_cuda_encoder_matches_cpu_and_reports_throughput(demo_model):
             dt = (time.perf_counter() - t0) / 3
             print(f"\n[encoder cuda] {precision} batch {size}: {size / dt:.0f} clips/s "
                   f"(incl. uint8 unpack, H2D copy, preprocess, text prompting, D2H)")
+
+
+def test_cuda_compiled_encoder_matches_eager(demo_model):
+    from jobs.config import EncoderConfig
+    from jobs.encoder import Encoder
+
+    batch = _decoded(20, 8, 224)  # 20 clips with batch_size 16: one full and one padded call
+    eager = Encoder(EncoderConfig(model=demo_model, device="cuda", precision="bf16", batch_size=16))
+    compiled = Encoder(EncoderConfig(model=demo_model, device="cuda", precision="bf16", batch_size=16,
+                                     compile=True))
+    for part in (batch.slice(0, 16), batch.slice(16)):
+        want = np.array(eager(part).column("embedding").to_pylist()[:4])
+        got = np.array(compiled(part).column("embedding").to_pylist()[:4])
+        np.testing.assert_allclose(got, want, atol=2e-2)
