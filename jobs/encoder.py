@@ -66,16 +66,15 @@ def _model_name(source: str) -> str:
 
 
 def inspect_model(cfg: EncoderConfig) -> ModelInfo:
-    """Load model, preprocessing config, tokenizer and labels once (driver side)."""
+    """Validate model, preprocessing config, tokenizer and labels once (driver side)."""
     from xclip_core.labels import load_labels
-    from xclip_core.loading import resolve_checkpoint, weights_sha256
-    from xclip_core.model import XCLIP
+    from xclip_core.loading import inspect_checkpoint, resolve_checkpoint, weights_sha256
     from xclip_core.preprocess import PreprocessConfig
     from xclip_core.tokenizer import CLIPTokenizer
 
     try:
         local = Path(resolve_checkpoint(cfg.model))
-        model = XCLIP.from_pretrained(local)
+        config = inspect_checkpoint(local)  # strict key/shape check from the headers; weights load in the actors
         pre = PreprocessConfig.from_pretrained(local)
         CLIPTokenizer.from_pretrained(local)
         sha = weights_sha256(local)
@@ -88,11 +87,11 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
     h, w = pre.crop_size
     if h != w:
         raise ModelError(f"--model {cfg.model}: non-square crop {pre.crop_size} is not supported")
-    vision = model.config.vision_config
+    vision = config.vision_config
     if vision.image_size != h:
         raise ModelError(f"--model {cfg.model}: preprocessor crop {h} != model image_size {vision.image_size}")
     return ModelInfo(source=cfg.model, model_id=f"{_model_name(cfg.model)}@{sha[:12]}", weights_sha256=sha,
-                     dim=int(model.config.projection_dim), num_frames=int(vision.num_frames), crop_size=int(h),
+                     dim=int(config.projection_dim), num_frames=int(vision.num_frames), crop_size=int(h),
                      shortest_edge=int(pre.shortest_edge), label_set_name=labels.name,
                      label_set_sha256=labels.sha256, labels=tuple(labels.labels))
 

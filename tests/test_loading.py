@@ -12,7 +12,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from xclip_core.config import XCLIPConfig  # noqa: E402
-from xclip_core.loading import CheckpointError, resolve_checkpoint, weights_sha256  # noqa: E402
+from xclip_core.loading import CheckpointError, inspect_checkpoint, resolve_checkpoint, weights_sha256  # noqa: E402,E501
 from xclip_core.model import XCLIP  # noqa: E402
 
 VOCAB = 1000
@@ -190,8 +190,9 @@ def test_missing_and_unexpected_keys(hf_dir, tmp_path):
     state.pop("logit_scale")
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(d / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"missing \['logit_scale'\].*unexpected \['extra.weight'\]"):
-        XCLIP.from_pretrained(d)
+    for load in (XCLIP.from_pretrained, inspect_checkpoint):  # full load and header-only check agree
+        with pytest.raises(CheckpointError, match=r"missing \['logit_scale'\].*unexpected \['extra.weight'\]"):
+            load(d)
 
 
 def test_config_weights_shape_mismatch(hf_dir, tmp_path):
@@ -199,8 +200,15 @@ def test_config_weights_shape_mismatch(hf_dir, tmp_path):
     cfg = json.loads((d / "config.json").read_text())
     cfg["vision_config"]["num_frames"] = 8  # the weights hold a [1, 4, P] MIT position embedding
     (d / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"mit.position_embedding: checkpoint \(1, 4, 32\)"):
-        XCLIP.from_pretrained(d)
+    for load in (XCLIP.from_pretrained, inspect_checkpoint):
+        with pytest.raises(CheckpointError, match=r"mit.position_embedding: checkpoint \(1, 4, 32\)"):
+            load(d)
+
+
+def test_inspect_checkpoint_returns_the_loadable_config(hf_dir):
+    """The driver's check: the config of a loadable checkpoint, with no weight materialised."""
+    config = inspect_checkpoint(hf_dir[0])
+    assert config == XCLIP.from_pretrained(hf_dir[0]).config
 
 
 def test_wrong_num_frames_input(hf_dir):

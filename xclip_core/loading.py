@@ -161,13 +161,38 @@ def read_state_dict(ckpt_dir: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.endswith(SKIPPED_KEY_SUFFIXES)}
 
 
-def load_checkpoint(source: str | os.PathLike) -> tuple[XCLIPConfig, dict[str, torch.Tensor]]:
+def read_state_shapes(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+    """The state dict as ``meta`` tensors: names and shapes from the safetensors headers, no data read."""
+    from safetensors import safe_open
+
+    state: dict[str, torch.Tensor] = {}
+    for path in weight_files(ckpt_dir):
+        with safe_open(str(path), framework="pt") as f:
+            for k in f.keys():
+                state[k] = torch.empty(f.get_slice(k).get_shape(), device="meta")
+    return {k: v for k, v in state.items() if not k.endswith(SKIPPED_KEY_SUFFIXES)}
+
+
+def inspect_checkpoint(source: str | os.PathLike) -> XCLIPConfig:
+    """The config of a checkpoint whose weights would load strictly (key count, names, shapes),
+    checked from the file headers alone: for a driver that only needs to validate."""
+    from .model import XCLIP
+
+    config, state = load_checkpoint(source, read=read_state_shapes)
+    with torch.device("meta"):
+        model = XCLIP(config)
+    check_state_dict(model, state)
+    return config
+
+
+def load_checkpoint(source: str | os.PathLike, *, read=read_state_dict
+                    ) -> tuple[XCLIPConfig, dict[str, torch.Tensor]]:
     """(config, state dict without position_ids buffers) from any supported source."""
     ckpt_dir = resolve_checkpoint(source)
     if not (ckpt_dir / CONFIG_NAME).exists():
         raise FileNotFoundError(f"{CONFIG_NAME} not found in checkpoint {source}")
     config = XCLIPConfig.from_json_file(ckpt_dir / CONFIG_NAME)
-    return config, read_state_dict(ckpt_dir)
+    return config, read(ckpt_dir)
 
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
