@@ -109,6 +109,7 @@ class Encoder:
         from xclip_core.loading import resolve_checkpoint
         from xclip_core.model import XCLIP
         from xclip_core.preprocess import PreprocessConfig
+        from xclip_core.scoring import ClipScorer, class_text_features
         from xclip_core.tokenizer import CLIPTokenizer
 
         t0 = time.perf_counter()
@@ -123,11 +124,9 @@ class Encoder:
         self.pre = PreprocessConfig.from_pretrained(local)
         labels = tuple(labels) if labels is not None else load_labels(cfg.labels).labels
         tok = CLIPTokenizer.from_pretrained(local)
-        prompts = [cfg.prompt_template.format(label) for label in labels]
-        with torch.inference_mode():
-            enc = tok(prompts)
-            self.text = self.model.encode_text(enc["input_ids"].to(self.device),
-                                               enc["attention_mask"].to(self.device))  # [K, P]
+        prompts = [[cfg.prompt_template.format(label)] for label in labels]
+        self.text = class_text_features(self.model, tok, prompts, device=self.device)  # [K, P]
+        self.scorer = ClipScorer(self.model, self.text)
         # torch.compile measured 1.68x transformers vs 1.48x eager (H200, bf16, batch 128; bench/RESULTS.md).
         # Shapes are static: short batches are padded to batch_size, so it compiles once per actor.
         self._step = torch.compile(self._forward, dynamic=False) if cfg.compile else self._forward
@@ -139,16 +138,14 @@ class Encoder:
 
     def _forward(self, x):
         """uint8 clips [B,T,S,S,3] on the device -> (L2-normalised embeddings [B,P], label probs [B,K])."""
-        import torch
         import torch.nn.functional as F
 
         from xclip_core.preprocess import preprocess
 
         px = preprocess(x, self.pre, dtype=self.dtype)  # [B,T,3,S,S]
         feats = self.model.encode_video(px)
-        prompted = self.model.prompt_text(self.text, feats.visual_tokens)
-        logits = self.model.video_logits(feats.video_embeds, prompted)
-        return F.normalize(feats.video_embeds.float(), dim=-1), torch.softmax(logits.float(), dim=-1)
+        probs = self.scorer.probs(feats.video_embeds, feats.visual_tokens)
+        return F.normalize(feats.video_embeds.float(), dim=-1), probs
 
     def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         import torch
