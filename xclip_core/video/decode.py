@@ -2,7 +2,9 @@
 
 ``decode_video(uri, cfg) -> VideoResult`` and the streaming ``iter_clips(uri, cfg)``
 never raise on bad input: every problem becomes status "failed" or "skipped"
-with a reason.
+with a reason. Only media and I/O errors count as bad input
+(``xclip_core.video.errors.MEDIA_ERRORS``); any other exception (a
+``TypeError`` from an API change, say) is a bug and is raised to the caller.
 
 Backends
   "pyav" (default): demux pass (timestamps -> display ranks), then one decode
@@ -40,8 +42,9 @@ import numpy as np
 
 from xclip_core.video.config import DecodeConfig
 from xclip_core.video.geometry import frame_to_crop, rgb_to_crop
+from xclip_core.video.errors import MEDIA_ERRORS, decord_errors
 from xclip_core.video.meta import (VideoError, _short, check_limits, index_stream,
-                                   make_meta, open_container, open_source, video_stream)
+                                   make_meta, open_container, open_source, rate, video_stream)
 from xclip_core.video.results import FAILED, OK, Clip, VideoResult
 from xclip_core.video.sampling import plan_clips
 
@@ -147,7 +150,7 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]
             try:
                 frames = cc.decode(pkt)
                 consecutive = 0
-            except Exception:  # noqa: BLE001  corrupt packet: drop it, like ffmpeg
+            except MEDIA_ERRORS:  # corrupt packet: drop it, like ffmpeg
                 errors += 1
                 consecutive += 1
                 if consecutive >= _MAX_CONSECUTIVE_ERRORS:
@@ -178,7 +181,7 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]
         raise
     except VideoError:
         raise
-    except Exception as e:  # noqa: BLE001  demux error mid-stream
+    except MEDIA_ERRORS as e:  # demux error mid-stream (anything else is our bug: it propagates)
         notes.append(f"read error: {_short(e)}")
     finally:
         container.close()
@@ -188,31 +191,32 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]
 def _decode_decord(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]:
     import decord
 
+    bad_media = decord_errors()
     if hasattr(src, "seek"):
         src.seek(0)
     notes: list[str] = []
     try:
         vr = decord.VideoReader(src, ctx=decord.cpu(0), num_threads=cfg.num_threads)
-    except Exception as e:  # noqa: BLE001  RuntimeError / DECORDError
+    except bad_media as e:
         raise VideoError(FAILED, f"decord cannot open: {_short(e)}")
     n, cur = len(vr), 0
-    try:
-        for target in asm.needed.tolist():
-            if stop.is_set():
-                raise _Stopped
-            if target >= n:
-                notes.append(f"decord reads {n} frames, index has {len(index.pts)}")
-                break
+    for target in asm.needed.tolist():
+        if stop.is_set():
+            raise _Stopped
+        if target >= n:
+            notes.append(f"decord reads {n} frames, index has {len(index.pts)}")
+            break
+        try:  # only the decord calls: a bad_media error from our own code would be a bug
             if target > cur:
                 vr.skip_frames(target - cur)
-            rgb = _unpad(vr.next().asnumpy(), meta)
-            cur = target + 1
-            asm.offer(target, lambda out, r=rgb: rgb_to_crop(
-                r, cfg.crop_size, cfg.shortest_edge, cfg.interpolation, out))
-    except _Stopped:
-        raise
-    except Exception as e:  # noqa: BLE001  DECORDError mid-read
-        notes.append(f"decode error: {_short(e)}")
+            rgb = vr.next().asnumpy()
+        except bad_media as e:  # DECORDError mid-read
+            notes.append(f"decode error: {_short(e)}")
+            break
+        rgb = _unpad(rgb, meta)
+        cur = target + 1
+        asm.offer(target, lambda out, r=rgb: rgb_to_crop(
+            r, cfg.crop_size, cfg.shortest_edge, cfg.interpolation, out))
     return notes
 
 
@@ -233,7 +237,8 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
             index = index_stream(container, stream)
             meta = make_meta(stream, index)
             # the video stream's own duration (the container's may include longer audio)
-            claimed = float(stream.duration * stream.time_base) if stream.duration else None
+            tb = rate(stream.time_base)
+            claimed = float(stream.duration * tb) if stream.duration and tb else None
         put(("meta", meta))
         check_limits(meta, cfg)
         plans = plan_clips(index.times, index.duration_s, cfg)
@@ -253,8 +258,10 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
         return
     except VideoError as e:
         _put_quiet(put, ("done", e.status, e.reason))
-    except Exception as e:  # noqa: BLE001  never let one video crash a run
-        _put_quiet(put, ("done", FAILED, f"internal error: {_short(e)}"))
+    except MEDIA_ERRORS as e:  # an I/O or FFmpeg error outside the handlers above
+        _put_quiet(put, ("done", FAILED, f"read error: {_short(e)}"))
+    except BaseException as e:  # a bug (ours or a dependency's): the caller re-raises it
+        _put_quiet(put, ("raise", e))
 
 
 def _put_quiet(put, item):
@@ -326,6 +333,10 @@ class ClipStream:
                 elif kind == "clip":
                     n += 1
                     yield item[1]
+                elif kind == "raise":  # not a bad video: fail loudly in the caller's thread
+                    self.result = VideoResult(self.uri, FAILED, f"internal error: {_short(item[1])}",
+                                              self.meta, num_clips=n, decode_s=round(waited, 6))
+                    raise item[1]
                 else:
                     _, status, reason = item
                     self.result = VideoResult(self.uri, status, reason, self.meta,

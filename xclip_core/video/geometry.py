@@ -24,6 +24,26 @@ def _reformatter():
     return r
 
 
+_THREADS_KW: dict | None = None
+
+
+def _threads_kw() -> dict:
+    """``{"threads": 1}`` where ``reformat`` takes it (PyAV >= 18: its default,
+    ``threads=None``, means one swscale thread per CPU, which oversubscribes N
+    one-CPU decode tasks); ``{}`` on older PyAV. Detected once per process."""
+    global _THREADS_KW
+    if _THREADS_KW is None:
+        import av
+
+        probe = av.VideoFrame(2, 2, "rgb24")
+        try:
+            _reformatter().reformat(probe, width=2, height=2, format="rgb24", threads=1)
+            _THREADS_KW = {"threads": 1}
+        except TypeError:  # PyAV < 18: no ``threads`` keyword
+            _THREADS_KW = {}
+    return _THREADS_KW
+
+
 def resize_shape(width: int, height: int, shortest_edge: int) -> tuple[int, int]:
     """(new_w, new_h) by the model preprocessing's rule (``xclip_core.geometry``)."""
     new_h, new_w = resize_output_size(height, width, shortest_edge)
@@ -41,7 +61,7 @@ def frame_to_crop(frame, crop: int, shortest_edge: int, interpolation: str = "BI
     """An ``av.VideoFrame`` (any pixel format) -> uint8 [crop, crop, 3] RGB."""
     rw, rh, top, left = crop_box(frame.width, frame.height, shortest_edge, crop)
     rgb = _reformatter().reformat(frame, width=rw, height=rh, format="rgb24",
-                                  interpolation=interpolation).to_ndarray()
+                                  interpolation=interpolation, **_threads_kw()).to_ndarray()
     view = rgb[top:top + crop, left:left + crop]
     if out is None:
         return np.ascontiguousarray(view)

@@ -19,15 +19,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from xclip_core import storage
+from xclip_core.video.errors import MEDIA_ERRORS, VideoError, short as _short
 from xclip_core.video.results import VideoMeta
 
 
-class VideoError(Exception):
-    """A video cannot be used; ``status`` is "failed" or "skipped"."""
-
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status, self.reason = status, reason
+def rate(x) -> float | None:
+    """A PyAV rational as float, or None when unset. PyAV < 19 gives None for an
+    unset rate or time base; PyAV 19 gives the falsy ``AVRational(0, 1)``. Both,
+    and a zero denominator, mean "unknown" here."""
+    if x is None:
+        return None
+    try:
+        if not x.denominator or not x.numerator:
+            return None
+    except AttributeError:  # a plain number
+        return float(x) or None
+    return float(x)
 
 
 @dataclass
@@ -50,8 +57,8 @@ def open_source(uri: str, cfg) -> tuple[object, int]:
             size = int(fs.info(storage.strip_scheme(uri))["size"])
         except FileNotFoundError:
             raise VideoError("failed", "not found")
-        except Exception as e:  # noqa: BLE001
-            raise VideoError("failed", f"cannot stat object: {type(e).__name__}: {e}")
+        except MEDIA_ERRORS as e:
+            raise VideoError("failed", f"cannot stat object: {_short(e)}")
         if size == 0:
             raise VideoError("failed", "empty file (0 bytes)")
         mode = cfg.s3_read
@@ -72,14 +79,10 @@ def open_container(src):
     if hasattr(src, "seek"):
         src.seek(0)
     try:
-        return av.open(src, mode="r", metadata_errors="ignore")
-    except Exception as e:  # noqa: BLE001  (av.error.*, OSError, ...)
+        # no metadata_errors=/metadata_encoding=/stream_options=: PyAV 19 removed them
+        return av.open(src, mode="r")
+    except MEDIA_ERRORS as e:
         raise VideoError("failed", f"cannot open container: {_short(e)}")
-
-
-def _short(e: Exception) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {msg}"[:300]
 
 
 def video_stream(container):
@@ -110,22 +113,22 @@ def index_stream(container, stream) -> FrameIndex:
                 continue
             pts.append(p)
             durs.append(pkt.duration or 0)
-    except Exception:  # noqa: BLE001  a truncated/garbled tail: keep what was read
+    except MEDIA_ERRORS:  # a truncated/garbled tail: keep what was read
         pass
     if not pts:
         raise VideoError("failed", "no video packets")
     arr = np.asarray(pts, dtype=np.int64)
     uniq = np.unique(arr)
     rank_ok = dts_only == 0 and len(uniq) == len(arr)
-    tb = float(stream.time_base) if stream.time_base else 1.0 / 1000
+    tb = rate(stream.time_base) or 1.0 / 1000
     order = np.argsort(arr, kind="stable")
     last_dur = durs[order[-1]]
     if not last_dur:
         deltas = np.diff(uniq)
         last_dur = int(np.median(deltas)) if len(deltas) else 0
         if not last_dur:
-            rate = stream.average_rate or stream.guessed_rate
-            last_dur = int(round(1.0 / (float(rate) * tb))) if rate else 0
+            fps = rate(stream.average_rate) or rate(stream.guessed_rate)
+            last_dur = int(round(1.0 / (fps * tb))) if fps else 0
     times = (uniq - uniq[0]) * tb
     duration = float((uniq[-1] - uniq[0] + last_dur) * tb)
     return FrameIndex(pts=uniq, times=times, time_base=tb, duration_s=duration,
@@ -135,7 +138,7 @@ def index_stream(container, stream) -> FrameIndex:
 def make_meta(stream, index: FrameIndex) -> VideoMeta:
     n = len(index.pts)
     cc = stream.codec_context
-    fps = n / index.duration_s if index.duration_s > 0 else float(stream.average_rate or 0)
+    fps = n / index.duration_s if index.duration_s > 0 else (rate(stream.average_rate) or 0.0)
     return VideoMeta(duration_s=round(index.duration_s, 6), fps=round(fps, 6), num_frames=n,
                      width=int(cc.width), height=int(cc.height), codec=str(cc.name))
 
