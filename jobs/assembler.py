@@ -57,6 +57,7 @@ class VideoAssembler:
         self._pending: dict[str, _Pending] = {}
         self.done: set[str] = set()
         self.counts = collections.Counter()
+        self.num_partial = 0  # ok videos whose error says "partial: ..."
         self.num_segments = 0
         self.decode_s = 0.0
         self.encode_s = 0.0
@@ -147,6 +148,8 @@ class VideoAssembler:
 
     def _count(self, video: dict) -> None:
         self.counts[video["status"]] += 1
+        if video["status"] == STATUS_OK and str(video.get("error") or "").startswith("partial"):
+            self.num_partial += 1
         self.done.add(video["video_id"])
 
     def _videos_table(self, rows: list[dict]) -> pa.Table:

@@ -6,7 +6,11 @@
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
-not loadable; 4 output not writable; 1 the pipeline broke down.
+not loadable; 4 output not writable; 1 the pipeline broke down; 5 internal
+error: a bug in xclip-index or a dependency (an exception that is not a media or
+I/O error, e.g. a TypeError after a library API change) or the breaker tripped
+(many videos failing with the same reason); finished videos are written,
+unfinished ones get no row, so a rerun after the fix does them.
 S3 settings come from the standard AWS environment variables only.
 """
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import sys
 
 EXIT_OK, EXIT_PIPELINE, EXIT_CONFIG, EXIT_MODEL, EXIT_OUTPUT = 0, 1, 2, 3, 4
+EXIT_INTERNAL = 5
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                         handlers=[handler])
     from jobs.config import ConfigError
     from jobs.encoder import ModelError
-    from jobs.runner import PipelineError, run
+    from jobs.runner import InternalError, PipelineError, run
     from jobs.writer import OutputError
 
     def fail(code: int, msg: str) -> int:
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_MODEL, str(e))
     except OutputError as e:
         return fail(EXIT_OUTPUT, str(e))
+    except InternalError as e:
+        return fail(EXIT_INTERNAL, str(e))
     except PipelineError as e:
         return fail(EXIT_PIPELINE, str(e))
     print(redact(summary.format()))

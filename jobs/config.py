@@ -100,8 +100,15 @@ class DecoderConfig:
     num_threads: int = 1
     num_cpus: float = 1.0
     memory_mb: int = 1024
+    # the breaker (jobs.breaker): stop the run when the first N finished videos all fail with the
+    # same reason, or over this share does once N are done; breaker_first_n = 0 turns it off
+    breaker_first_n: int = 20
+    breaker_max_share: float = 0.5
 
     def __post_init__(self):
+        _check(self.breaker_first_n >= 0, f"decoder.breaker_first_n: must be >= 0 (0: off), got {self.breaker_first_n}")
+        _check(0 < self.breaker_max_share <= 1,
+               f"decoder.breaker_max_share: must be in (0, 1], got {self.breaker_max_share}")
         _check(self.backend in BACKENDS, f"decoder.backend: expected one of {BACKENDS}, got {self.backend!r}")
         _check(not self.approximate or self.backend == "pyav", "decoder.approximate: needs backend = 'pyav'")
         _check(self.max_pixels is None or self.max_pixels >= 1, f"decoder.max_pixels: must be >= 1, got {self.max_pixels}")

@@ -7,7 +7,11 @@ a time, as ``iter_clips`` produces them) and then exactly one status row whose
 ``num_segments`` counts the clip rows emitted. It never raises on a bad input:
 a missing file, an unreadable container, a decoder timeout all become a
 ``failed`` status row with the reason (``skipped`` for inputs over a
-configured limit). Failed and skipped videos emit no clip rows, except a video
+configured limit). Only media and I/O errors are bad inputs
+(``xclip_core.video.errors.MEDIA_ERRORS``): any other exception is a bug in us
+or a dependency and fails the task, and so the run (no row claims the input was
+bad). An ``ok`` video decoded only in part keeps its ``partial: ...`` reason
+in ``error``. Failed and skipped videos emit no clip rows, except a video
 that fails after some clips were already emitted: the writer side drops those.
 
 Frames leave here as uint8 ``[T, S, S, 3]`` at the model's input size
@@ -25,6 +29,7 @@ import pyarrow as pa
 
 from jobs.config import DecoderConfig
 from jobs.reader import stat_source
+from xclip_core.video.errors import MEDIA_ERRORS, short
 from schemas import STATUS_FAILED, STATUS_OK
 from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, KIND_VIDEO, decoded_schema
 
@@ -94,8 +99,8 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8) -> Iterator[pa.Table
         except FileNotFoundError:
             yield status(status=STATUS_FAILED, error="not found")
             return
-        except Exception as e:
-            yield status(status=STATUS_FAILED, error=f"cannot stat: {type(e).__name__}: {e}"[:500])
+        except MEDIA_ERRORS as e:  # permissions, S3 errors after retries; a bug propagates
+            yield status(status=STATUS_FAILED, error=f"cannot stat: {short(e)}")
             return
     pending, n, emitted = [], 0, 0
     try:
@@ -109,8 +114,8 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8) -> Iterator[pa.Table
                 pending = []
         result = stream.result
         st, reason, meta = result.status, result.reason, result.meta
-    except Exception as e:  # iter_clips should not raise; if it does, it is this video's failure
-        st, reason, meta = STATUS_FAILED, f"decode error: {type(e).__name__}: {e}"[:500], None
+    except MEDIA_ERRORS as e:  # iter_clips turns these into results; kept as a last guard
+        st, reason, meta = STATUS_FAILED, f"decode error: {short(e)}", None
     if st == STATUS_OK and n == 0:
         st, reason = STATUS_FAILED, reason or "no clips decoded"
     if st != STATUS_OK:
@@ -118,7 +123,8 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8) -> Iterator[pa.Table
     if pending:
         yield pa.Table.from_pylist(pending, schema=_SCHEMA)
         emitted += len(pending)
-    yield status(status=st, error=None if st == STATUS_OK else (reason or st), num_segments=emitted,
+    # an ok video keeps its "partial: ..." reason (counted as partial in the manifest)
+    yield status(status=st, error=reason if st == STATUS_OK else (reason or st), num_segments=emitted,
                  **_meta_fields(meta))
 
 

@@ -37,9 +37,11 @@ import pyarrow as pa
 
 from jobs import cluster
 from jobs.assembler import RunIdentity, VideoAssembler
+from jobs.breaker import Breaker, BreakerTripped
 from jobs.config import ConfigError, JobConfig, build_config
 from jobs.decoder import decode_batch, decode_config
 from jobs.encoder import Encoder, ModelError, inspect_model
+from jobs.failures import bug_reason
 from jobs.incremental import changed_mask
 from jobs.labeler import Labeler
 from jobs.reader import list_inputs
@@ -55,6 +57,13 @@ class PipelineError(RuntimeError):
     """The Ray pipeline broke down (results so far are written, rest marked failed)."""
 
 
+class InternalError(PipelineError):
+    """A bug in us or a dependency (an exception that is not a media or I/O error)
+    or the breaker tripped (``jobs.breaker``): the run stopped. Results so far are
+    written; inputs that did not finish get NO row (they are not known to be bad),
+    so a rerun (``--skip-unchanged``) does them."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
     run_id: str
@@ -66,12 +75,14 @@ class RunSummary:
     stage_seconds: dict
     manifest_uri: str
     tables: dict
+    num_partial: int = 0
 
     def format(self) -> str:
         c = self.counts
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
         return (f"run {self.run_id}: {self.num_inputs} videos: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, "
                 f"{c.get('skipped', 0)} skipped"
+                + (f" ({self.num_partial} of the ok partial)" if self.num_partial else "")
                 + (f", {self.num_unchanged} unchanged (kept)" if self.num_unchanged else "")
                 + f"; {self.num_segments} clips, {self.clips_per_s:.2f} clips/s\n"
                 f"seconds per stage: {stages}\nmanifest: {self.manifest_uri}")
@@ -104,9 +115,8 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
     blocks = _blocks(inputs, plan.total_cpus)
-    # A block whose task dies for good (e.g. a decoder crash killing its worker after retries) is
-    # dropped instead of failing the run; its videos are then reported failed by the assembler.
-    ctx.max_errored_blocks = max(1, len(blocks) // 10)
+    # No ctx.max_errored_blocks: a block that fails for good fails the run (an application error is
+    # a bug, never retried; a crashed worker is retried by Ray's task retries first).
     ds = ray.data.from_arrow(blocks)
     # The memory request also keeps Ray from fusing decode into the encoder actors (it fuses
     # task -> actor stages with equal resource requests), which would serialise decoding there.
@@ -171,7 +181,8 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     assembler = VideoAssembler(dim=info.dim, labeler=Labeler(info.labels, cfg.encoder.top_k),
                                identity=RunIdentity(run_id, info.model_id, info.label_set_id))
     t_assemble = 0.0
-    failure = None
+    failure, internal = None, False
+    breaker = Breaker(first_n=cfg.decoder.breaker_first_n, max_share=cfg.decoder.breaker_max_share)
     t_pipe = time.perf_counter()
     if inputs.num_rows:
         t0 = time.perf_counter()
@@ -191,15 +202,25 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                     writer.add(SEGMENTS_TABLE, t)
                 for t in video_tables:
                     writer.add(VIDEOS_TABLE, t)
+                    breaker.observe(t)
                 if time.perf_counter() - last_report >= progress_every_s:
                     last_report = time.perf_counter()
                     _progress(assembler, inputs.num_rows, last_report - t_pipe)
+        except BreakerTripped as e:
+            failure, internal = str(e), True
+            log.error("%s", failure)
         except Exception as e:  # Ray (or a commit) gave up: record what is missing, then fail
-            failure = f"pipeline error: {type(e).__name__}: {e}"
+            bug = bug_reason(e)
+            if bug:
+                failure, internal = (f"internal error (a bug in xclip-index or a dependency, not a bad video): "
+                                     f"{bug}; unfinished videos were left unwritten, rerun after the fix"), True
+            else:
+                failure = f"pipeline error: {type(e).__name__}: {e}"
             log.error("%s", failure)
     seconds["pipeline"] = time.perf_counter() - t_pipe
-    for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
-        writer.add(VIDEOS_TABLE, t)
+    if not internal:  # after a bug or a trip, unfinished inputs are not known to be bad: no rows
+        for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
+            writer.add(VIDEOS_TABLE, t)
     tables = writer.close()
     seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,
                    write_parquet=writer.seconds["parquet"], write_lancedb=writer.seconds["lancedb"],
@@ -208,14 +229,15 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     status = "failed" if failure else "finished"
     manifest = _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, num_listed, num_unchanged,
                          assembler.num_segments, seconds, clips_per_s, tables, writer.parquet_files)
+    manifest = dataclasses.replace(manifest, num_partial=assembler.num_partial)
     manifest_uri = writer.write_text(manifest_path, manifest.to_json())
     summary = RunSummary(run_id=run_id, counts=dict(manifest.counts), num_inputs=num_listed,
                          num_unchanged=num_unchanged,
                          num_segments=assembler.num_segments, clips_per_s=clips_per_s,
                          stage_seconds={k: round(v, 3) for k, v in seconds.items()},
-                         manifest_uri=manifest_uri, tables=tables)
+                         manifest_uri=manifest_uri, tables=tables, num_partial=assembler.num_partial)
     if failure:
-        raise PipelineError(f"{failure}\n{summary.format()}")
+        raise (InternalError if internal else PipelineError)(f"{failure}\n{summary.format()}")
     return summary
 
 

@@ -23,6 +23,8 @@ Fields (JSON object):
     tables              {"videos": {"version": int, "rows": int},
                          "segments": {...}}  LanceDB table versions after this run
     parquet_files       list[str]  Parquet files this run wrote
+    num_partial         int   of ``counts["ok"]``, videos indexed from part of the file (their
+                              ``videos.error`` starts with "partial: "; e.g. a truncated stream)
 
 No field ever holds a credential: only URIs and settings the user passed.
 """
@@ -59,6 +61,7 @@ class RunManifest:
     parquet_files: list
     status: str = "finished"
     schema_version: str = SCHEMA_VERSION
+    num_partial: int = 0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
@@ -67,7 +70,9 @@ class RunManifest:
     def from_json(cls, text: str) -> "RunManifest":
         d: dict[str, Any] = json.loads(text)
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = names - set(d)
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = required - set(d)
         if missing:
             raise ValueError(f"run manifest lacks {sorted(missing)}")
-        return cls(**{k: d[k] for k in names})
+        return cls(**{k: d[k] for k in names if k in d})
