@@ -29,8 +29,8 @@ import pyarrow as pa
 from schemas import STATUS_FAILED
 
 _PATTERNS = [
-    (re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I), "<uri>"),
     (re.compile(r"'[^']*'|\"[^\"]*\""), "<name>"),
+    (re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"]+", re.I), "<uri>"),
     (re.compile(r"(?<![\w.])(?:/[^\s:;,'\"]+)+"), "<path>"),
     (re.compile(r"0x[0-9a-f]+", re.I), "<n>"),
     (re.compile(r"[-+]?\d+(?:\.\d+)?"), "<n>"),
