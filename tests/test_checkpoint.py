@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402  the oracle: a broken install must fail, not skip
 
 from xclip_core.checkpoint import parameter_count, preset_config, write_random_checkpoint  # noqa: E402
 from xclip_core.loading import weights_sha256  # noqa: E402

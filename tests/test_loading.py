@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402  the oracle: a broken install must fail, not skip
 
 from xclip_core.config import XCLIPConfig  # noqa: E402
 from xclip_core.loading import CheckpointError, inspect_checkpoint, resolve_checkpoint, weights_sha256  # noqa: E402,E501

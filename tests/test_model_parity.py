@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402  the oracle: a broken install must fail, not skip
 
 from xclip_core.config import XCLIPConfig  # noqa: E402
 from xclip_core.model import XCLIP  # noqa: E402

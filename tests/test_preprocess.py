@@ -45,8 +45,8 @@ def _frames(t, h, w, seed, structured):
 
 @pytest.fixture(scope="module")
 def hf():
-    transformers = pytest.importorskip("transformers")
-    pytest.importorskip("PIL")
+    import PIL  # noqa: F401  the oracle needs pillow (dev extra)
+    import transformers  # the oracle: a broken install must fail, not skip
 
     def run(frames, cfg=CFG):
         proc = transformers.VideoMAEImageProcessorPil(**{k: v for k, v in cfg.to_dict().items()
