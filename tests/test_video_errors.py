@@ -122,3 +122,9 @@ def test_index_with_unset_rationals(unset):
     assert idx.time_base == 0.001
     np.testing.assert_allclose(idx.times, [0, 0.04, 0.08])
     assert idx.duration_s == pytest.approx(0.12)
+
+
+def test_rate_with_pyav19_rationals():
+    rational = pytest.importorskip("av.rational", reason="PyAV < 19 has no av.rational.AVRational")
+    assert meta_mod.rate(rational.AVRational(0, 1)) is None
+    assert meta_mod.rate(rational.AVRational(30000, 1001)) == pytest.approx(29.97002997)
