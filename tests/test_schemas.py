@@ -77,3 +77,15 @@ def test_manifest_roundtrip():
     assert back == m and json.loads(m.to_json())["schema_version"] == schemas.SCHEMA_VERSION
     with pytest.raises(ValueError, match="lacks"):
         RunManifest.from_json(json.dumps({"run_id": "r"}))
+
+
+def test_manifest_num_partial_and_older_manifests():
+    m = RunManifest(run_id="r", package_version="0.1.0", started_at="a", finished_at="b",
+                    inputs=[], output="o", num_inputs=2, num_unchanged=0,
+                    counts={"ok": 2, "failed": 0, "skipped": 0}, num_segments=3, model_source="m",
+                    model_id="m@1", weights_sha256="ab", label_set={}, decode_config={}, config={},
+                    stage_seconds={}, clips_per_s=1.0, tables={}, parquet_files=[], num_partial=1)
+    d = json.loads(m.to_json())
+    assert d["num_partial"] == 1 and RunManifest.from_json(m.to_json()).num_partial == 1
+    del d["num_partial"]  # written before the field existed: reads as 0
+    assert RunManifest.from_json(json.dumps(d)).num_partial == 0
