@@ -22,18 +22,35 @@ longer ``ok`` has its segments deleted when its videos row is committed.
 
 Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file
 and one LanceDB commit per table per chunk), then ``optimize()`` compacts.
+Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with
+the same ``run_id`` never overwrites an earlier file.
+
+Fault safety. A buffer is cleared only after its chunk is committed; transient
+S3/LanceDB errors are retried with backoff (``jobs.retry``), and a write that
+still fails raises ``OutputError`` with a one-line reason (nothing is counted
+written that was not). Every commit is an upsert by key, so a rerun repairs a
+chunk that failed half-way.
+
+Consistency order (a LanceDB reader never sees a segment without its videos
+row). Each segments chunk is committed in three steps: (1) its videos get a
+placeholder videos row with ``status = 'indexing'``, (2) the segments are
+upserted, (3) later, the final videos rows replace the placeholders. A crash
+between (1) and (3) leaves ``indexing`` rows: readers filter on
+``status = 'ok'``, and the next run reindexes them since they are not ``ok``.
 """
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.config import ConfigError, WriterConfig
-from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY, VIDEOS_TABLE, check_table,
-                     segments_schema, videos_schema)
+from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
+from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY,
+                     VIDEOS_TABLE, check_table, segments_schema, videos_schema)
 from xclip_core import storage
 
 log = logging.getLogger(__name__)
@@ -72,6 +89,7 @@ class Writer:
         self._buffers: dict[str, list[pa.Table]] = {VIDEOS_TABLE: [], SEGMENTS_TABLE: []}
         self._rows = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
         self._file_seq = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
+        self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
         try:
@@ -119,15 +137,36 @@ class Writer:
         if name == VIDEOS_TABLE and self._buffers[SEGMENTS_TABLE]:
             self._flush(SEGMENTS_TABLE)
         table = pa.concat_tables(self._buffers[name]).combine_chunks()
-        self._buffers[name], self._rows[name] = [], 0
         t0 = time.perf_counter()
-        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}.parquet"
+        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
+        self._commit(f"write {name} Parquet", lambda: self._write_parquet(table, path))
         self._file_seq[name] += 1
-        self._parent(path)
-        pq.write_table(table, path, filesystem=self.fs, compression="zstd")
         self.parquet_files.append(("s3://" + path) if storage.is_s3(self.cfg.output) else path)
         t1 = time.perf_counter()
         self.seconds["parquet"] += t1 - t0
+        if name == SEGMENTS_TABLE:
+            placeholders = self._indexing_rows(table)
+            self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
+            self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
+        else:
+            self._commit("commit videos", lambda: self._upsert(VIDEOS_TABLE, table))
+        self.seconds["lancedb"] += time.perf_counter() - t1
+        self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed
+
+    def _commit(self, what: str, fn) -> None:
+        try:
+            retry(fn, what=what)
+        except PROGRAMMING_ERRORS:
+            raise
+        except Exception as e:
+            raise OutputError(f"--output {self.cfg.output}: cannot {what} ({short_error(e)}); "
+                              "nothing after the last commit is lost: rerun the job to finish") from None
+
+    def _write_parquet(self, table: pa.Table, path: str) -> None:
+        self._parent(path)
+        pq.write_table(table, path, filesystem=self.fs, compression="zstd")
+
+    def _upsert(self, name: str, table: pa.Table) -> None:
         tbl = self.tables[name]
         merge = tbl.merge_insert(self.keys[name]).when_matched_update_all().when_not_matched_insert_all()
         if name == SEGMENTS_TABLE:
@@ -136,12 +175,28 @@ class Writer:
             merge = merge.when_not_matched_by_source_delete(f"video_id IN ({_sql_list(vids)})")
         merge.execute(table, on_bad_vectors="null")
         if name == VIDEOS_TABLE:
+            done = {STATUS_OK, STATUS_INDEXING}
             not_ok = [v for v, st in zip(table.column("video_id").to_pylist(), table.column("status").to_pylist())
-                      if st != STATUS_OK]
+                      if st not in done]
             where = f"video_id IN ({_sql_list(not_ok)})"
             if not_ok and self.tables[SEGMENTS_TABLE].count_rows(where):
                 self.tables[SEGMENTS_TABLE].delete(where)  # segments of a video that is no longer ok
-        self.seconds["lancedb"] += time.perf_counter() - t1
+
+    def _indexing_rows(self, segments: pa.Table) -> pa.Table:
+        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk."""
+        first = {}
+        for i, vid in enumerate(segments.column("video_id").to_pylist()):
+            first.setdefault(vid, i)
+        seg = segments.take(pa.array(list(first.values()), pa.int64()))
+        schema = self.schemas[VIDEOS_TABLE]
+        n = seg.num_rows
+        cols = {f.name: pa.nulls(n, f.type) for f in schema}
+        for c in ("video_id", "uri", "model_id", "label_set", "run_id", "indexed_at"):
+            cols[c] = seg.column(c).cast(schema.field(c).type)
+        cols["status"] = pa.array([STATUS_INDEXING] * n, pa.string())
+        cols["error"] = pa.array([f"being indexed by run {self.run_id}"] * n, pa.string())
+        cols["num_segments"] = pa.array([0] * n, pa.int32())
+        return pa.table([cols[f.name] for f in schema], schema=schema)
 
     # ------------------------------------------------------------ closing
     def close(self) -> dict:
