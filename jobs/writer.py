@@ -40,6 +40,7 @@ between (1) and (3) leaves ``indexing`` rows: readers filter on
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -78,11 +79,12 @@ def _sql_list(values) -> str:
 class Writer:
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
-    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int):
+    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int, processing_id: str | None = None):
         import lancedb
 
         self.cfg = cfg
         self.run_id = run_id
+        self.processing_id = processing_id  # stamped on every videos row (jobs.incremental)
         self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim)}
         self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY}
         self.db_uri = storage.join(cfg.output, "lancedb")
@@ -104,7 +106,8 @@ class Writer:
                 self.tables[name] = tbl
         except Exception as e:
             raise OutputError(f"--output {cfg.output}: cannot open or create the LanceDB database "
-                              f"({type(e).__name__}: {e})") from None
+                              f"({short_error(e)})") from None
+        self._migrate()
         for name, tbl in self.tables.items():
             try:
                 check_table(tbl.schema.empty_table(), self.schemas[name])
@@ -113,14 +116,75 @@ class Writer:
                                   f"(another model or schema version?): {e}") from None
         self.fs, self.base = storage.pyarrow_filesystem(cfg.output)
 
-    def indexed_ok(self) -> pa.Table:
-        """The existing ``ok`` videos rows' keys, model, label set and fingerprints (jobs.incremental)."""
-        cols = [VIDEOS_KEY, "model_id", "label_set", "source_size", "source_etag", "source_mtime"]
-        return self.tables[VIDEOS_TABLE].search().where(f"status = '{STATUS_OK}'").select(cols) \
-            .limit(None).to_arrow()
+    def _migrate(self) -> None:
+        """Schema "1" -> "2": add the (null) ``processing_id`` column to an existing videos table."""
+        tbl = self.tables[VIDEOS_TABLE]
+        if "processing_id" not in tbl.schema.names:
+            tbl.add_columns(pa.field("processing_id", pa.string()))
+
+    def indexed(self) -> pa.Table:
+        """Every existing videos row's key, URI, status, processing id and fingerprint (jobs.incremental)."""
+        cols = [VIDEOS_KEY, "uri", "status", "processing_id", "source_size", "source_etag", "source_mtime"]
+        return retry(lambda: self.tables[VIDEOS_TABLE].search().select(cols).limit(None).to_arrow(),
+                     what="read videos")
+
+    def delete_videos(self, video_ids: list[str], *, mark: bool = False) -> int:
+        """Remove videos gone from the source: segments first (never a segment without its videos
+        row), then side tables (``schemas.features``) when they exist, then the videos rows (or, with
+        ``mark``, set them to ``status = 'deleted'``). Returns how many videos."""
+        if not video_ids:
+            return 0
+        from jobs.incremental import STATUS_DELETED
+        from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
+
+        existing = set(self.db.list_tables().tables)
+        for i in range(0, len(video_ids), 1000):
+            where = f"video_id IN ({_sql_list(video_ids[i:i + 1000])})"
+            self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
+            for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
+                if side in existing:
+                    self._commit(f"delete {side}", lambda: self.db.open_table(side).delete(where))
+            if mark:
+                self._commit("mark videos deleted", lambda: self.tables[VIDEOS_TABLE].update(
+                    where=where, values={"status": STATUS_DELETED, "error": "gone from the source",
+                                         "num_segments": 0, "run_id": self.run_id}))
+            else:
+                self._commit("delete videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
+        return len(video_ids)
+
+    def repair_duplicates(self) -> int:
+        """Rows sharing a key (left by concurrent runs before the output lease existed) cannot be
+        fixed by an upsert, which updates every copy. Their videos are reset for reindexing: first an
+        ``indexing`` row (so a crash here leaves them to be redone), then their segments and videos rows
+        go; the run then processes them as new. Returns how many videos."""
+        import pyarrow.compute as pc
+
+        def dup_videos(name: str, key: str) -> set[str]:
+            cols = list(dict.fromkeys([key, "video_id"]))
+            t = retry(lambda: self.tables[name].search().select(cols).limit(None).to_arrow(), what=f"read {name}")
+            if len(pc.unique(t.column(key))) == t.num_rows:
+                return set()
+            counts = t.group_by(key).aggregate([([], "count_all")])
+            dups = counts.filter(pc.greater(counts.column("count_all"), 1)).column(key)
+            return set(t.filter(pc.is_in(t.column(key), dups)).column("video_id").to_pylist())
+
+        vids = sorted(dup_videos(VIDEOS_TABLE, VIDEOS_KEY) | dup_videos(SEGMENTS_TABLE, SEGMENTS_KEY))
+        if not vids:
+            return 0
+        log.warning("%d videos have duplicate rows (concurrent runs?): reindexing them", len(vids))
+        where = f"video_id IN ({_sql_list(vids)})"
+        self._commit("reset duplicated videos", lambda: self.tables[VIDEOS_TABLE].update(
+            where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}))
+        self._commit("delete duplicated segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
+        self._commit("delete duplicated videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
+        return len(vids)
 
     # ------------------------------------------------------------ buffering
     def add(self, table_name: str, table: pa.Table) -> None:
+        if table_name == VIDEOS_TABLE and self.processing_id is not None:
+            i = table.schema.get_field_index("processing_id")
+            table = table.set_column(i, table.schema.field(i), pa.array([self.processing_id] * table.num_rows,
+                                                                         pa.string()))
         self._buffers[table_name].append(table)
         self._rows[table_name] += table.num_rows
         if self._rows[table_name] >= self.cfg.chunk_rows:
@@ -205,8 +269,9 @@ class Writer:
         t0 = time.perf_counter()
         out = {}
         for name, tbl in self.tables.items():
-            if self.cfg.optimize:
-                tbl.optimize()
+            if self.cfg.optimize:  # compact, and drop versions older than the retention (time travel window)
+                self._commit(f"optimize {name}", lambda: tbl.optimize(
+                    cleanup_older_than=dt.timedelta(days=self.cfg.keep_versions_days)))
             self._ensure_indexes(name, tbl)
             out[name] = {"version": int(tbl.version), "rows": int(tbl.count_rows())}
         self.seconds["optimize"] += time.perf_counter() - t0

@@ -25,6 +25,8 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     source_etag     string
     source_mtime    timestamp[us, UTC]
     indexed_at      timestamp[us, UTC]
+    processing_id   string     hash of model weights, label set, decode settings, precision, prompt
+                               template, schema version (jobs.incremental); added in schema "2"
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -49,7 +51,7 @@ import os
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -147,6 +149,7 @@ def videos_schema(dim: int) -> pa.Schema:
         *result_fields(dim),
         *FINGERPRINT_FIELDS,
         pa.field("indexed_at", TIMESTAMP, nullable=False),
+        pa.field("processing_id", pa.string()),
     ], VIDEOS_TABLE)
 
 

@@ -178,3 +178,28 @@ def test_same_run_id_never_overwrites_parquet(tmp_path):
     files = os.listdir(tmp_path / "out" / "parquet" / "videos")
     assert len(files) == 2 and all(f.startswith("same-00000-") for f in files)
     assert pq.read_table(tmp_path / "out" / "parquet" / "videos").num_rows == 2
+
+
+def test_duplicate_rows_are_reset_for_reindexing(tmp_path):
+    """Duplicates (as two concurrent runs left them before the lease) cannot be fixed by upserts;
+    repair_duplicates removes the affected videos entirely so the run reindexes them."""
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out), run_id="r1", dim=P)
+    w.add("segments", _segments("v1", 2, "r1"))
+    w.add("segments", _segments("v2", 2, "r1"))
+    w.add("videos", _videos(["v1", "v2", "v3"], "r1"))
+    w.close()
+    assert w.repair_duplicates() == 0
+    # a second writer appending (not upserting) the same keys, as a concurrent run's insert did
+    open_lance_table(out, "videos").add(_videos(["v1"], "r2"))
+    open_lance_table(out, "segments").add(_segments("v2", 2, "r2"))
+    w2 = Writer(WriterConfig(output=out), run_id="r3", dim=P)
+    assert w2.repair_duplicates() == 2
+    videos, segs = read_lance(out, "videos"), read_lance(out, "segments")
+    assert videos.column("video_id").to_pylist() == ["v3"] and segs.num_rows == 0
+    w2.add("segments", _segments("v1", 2, "r3"))
+    w2.add("segments", _segments("v2", 2, "r3"))
+    w2.add("videos", _videos(["v1", "v2"], "r3"))
+    w2.close()
+    assert sorted(read_lance(out, "videos").column("video_id").to_pylist()) == ["v1", "v2", "v3"]
+    assert read_lance(out, "segments").num_rows == 4 and w2.repair_duplicates() == 0
