@@ -7,7 +7,9 @@
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
 not loadable; 4 output not writable; 1 the pipeline broke down (or Ray could not
-start); 5 another run holds the output's lease (jobs.lease): nothing written.
+start); 5 another run holds the output's lease (jobs.lease): nothing written;
+6 an input cannot be listed (S3 NoSuchBucket, AccessDenied/InvalidAccessKeyId,
+endpoint unreachable: the message names the S3 error code).
 Every failure is one ``xclip-index: error: ...`` line; rerunning the same
 command resumes (jobs.resume).
 S3 settings come from the standard AWS environment variables only.
@@ -20,7 +22,7 @@ import os
 import sys
 
 EXIT_OK, EXIT_PIPELINE, EXIT_CONFIG, EXIT_MODEL, EXIT_OUTPUT = 0, 1, 2, 3, 4
-EXIT_LOCKED = 5
+EXIT_LOCKED, EXIT_INPUT = 5, 6
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.config import ConfigError
     from jobs.encoder import ModelError
     from jobs.lease import LeaseError
+    from jobs.reader import InputError
     from jobs.runner import PipelineError, run
     from jobs.writer import OutputError
 
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_PIPELINE, str(e))
     except LeaseError as e:
         return fail(EXIT_LOCKED, str(e))
+    except InputError as e:
+        return fail(EXIT_INPUT, str(e))
     print(redact(summary.format()))
     return EXIT_OK
 

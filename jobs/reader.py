@@ -29,6 +29,7 @@ import posixpath
 import pyarrow as pa
 
 from jobs.config import ConfigError, ReaderConfig
+from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
 from schemas import normalize_uri, video_id
 from schemas.stream import INPUT_SCHEMA
 from xclip_core import storage
@@ -36,6 +37,12 @@ from xclip_core import storage
 log = logging.getLogger(__name__)
 
 MANIFEST_TEXT = ("txt", "lst", "list")
+
+
+class InputError(RuntimeError):
+    """An input location cannot be listed or read (missing bucket, denied, unreachable endpoint);
+    transient errors were retried first. ``xclip-index`` exit status 6."""
+
 MANIFEST_TABLE = ("csv", "parquet")
 
 
@@ -172,7 +179,13 @@ def list_inputs(cfg: ReaderConfig) -> pa.Table:
     an input that cannot be interpreted at all (missing folder or manifest)."""
     rows: dict[str, dict] = {}
     for uri in cfg.inputs:
-        for row in _expand(str(uri), cfg):
+        try:
+            expanded = retry(lambda: _expand(str(uri), cfg), what=f"list {uri}")
+        except (ConfigError,) + PROGRAMMING_ERRORS:
+            raise
+        except Exception as e:
+            raise InputError(f"--input {uri}: cannot list ({short_error(e)})") from None
+        for row in expanded:
             if _keep(row["uri"], cfg):
                 rows.setdefault(row["video_id"], row)
     ordered = sorted(rows.values(), key=lambda r: r["uri"])

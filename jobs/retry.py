@@ -51,6 +51,10 @@ def s3_error_code(e: BaseException) -> str | None:
     for code in _S3_CODES:
         if code in text:
             return code
+    if "specified bucket does not exist" in text:
+        return "NoSuchBucket"
+    if isinstance(e, PermissionError) or "Access Denied" in text:
+        return "AccessDenied"
     if re.search(r"\b403\b|Forbidden", text):
         return "AccessDenied"
     if re.search(r"\b404\b", text):

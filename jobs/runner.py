@@ -43,7 +43,8 @@ from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
 from jobs.lease import Lease, LeaseConfig, LeaseError
-from jobs.reader import list_inputs
+from jobs.reader import InputError, list_inputs
+from jobs.report import RunReport
 from jobs.resume import mark_interrupted
 from jobs.retry import PROGRAMMING_ERRORS, short_error
 from jobs.writer import OutputError, Writer
@@ -51,7 +52,7 @@ from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
 
 log = logging.getLogger(__name__)
 
-JobError = (ConfigError, ModelError, OutputError, LeaseError)
+JobError = (ConfigError, ModelError, OutputError, LeaseError, InputError)
 
 
 class PipelineError(RuntimeError):
@@ -189,6 +190,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     assembler = VideoAssembler(dim=info.dim, labeler=Labeler(info.labels, cfg.encoder.top_k),
                                identity=RunIdentity(run_id, info.model_id, info.label_set_id))
     n_deleted = 0
+    report = RunReport()
 
     def manifest(status, tables=None, clips_per_s=0.0, error=""):
         return _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, num_listed, num_unchanged,
@@ -230,6 +232,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                         writer.add(SEGMENTS_TABLE, t)
                     for t in video_tables:
                         writer.add(VIDEOS_TABLE, t)
+                        report.add_videos(t)
+                    report.tick(time.perf_counter() - t_pipe, sum(assembler.counts.values()), assembler.num_segments)
                     if time.perf_counter() - last_report >= progress_every_s:
                         last_report = time.perf_counter()
                         _progress(assembler, inputs.num_rows, last_report - t_pipe)
@@ -241,6 +245,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         seconds["pipeline"] = time.perf_counter() - t_pipe
         for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
             writer.add(VIDEOS_TABLE, t)
+            report.add_videos(t)
         lease.check()
         tables = writer.close()
         seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,
@@ -248,6 +253,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                        optimize=writer.seconds["optimize"], total=time.perf_counter() - t_start)
         clips_per_s = assembler.num_segments / seconds["pipeline"] if seconds["pipeline"] > 0 else 0.0
         final = manifest("failed" if failure else "finished", tables, clips_per_s, error=failure or "")
+        writer.write_text(f"runs/{run_id}.html", report.html(final))
         manifest_uri = writer.write_text(manifest_path, final.to_json())
     except BaseException as e:  # the manifest never stays "running" once this process is done with it
         try:

@@ -15,6 +15,7 @@ from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.runner import index_videos
 from schemas.stream import INPUT_SCHEMA
 from tests.jobs_helpers import read_lance
+from tests.test_jobs_report import report_counts
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -107,6 +108,8 @@ def _check_counts(out, summary):
     c = m["counts"]
     assert c["ok"] + c["failed"] + c["skipped"] + c["unchanged"] == m["num_inputs"] == summary.num_inputs
     assert m["status"] == "finished" and c == summary.counts
+    with open(os.path.join(out, "runs", f"{summary.run_id}.html")) as f:
+        assert report_counts(f.read()) == c  # the HTML report beside the manifest agrees
     return c
 
 
