@@ -203,3 +203,27 @@ def test_duplicate_rows_are_reset_for_reindexing(tmp_path):
     w2.close()
     assert sorted(read_lance(out, "videos").column("video_id").to_pylist()) == ["v1", "v2", "v3"]
     assert read_lance(out, "segments").num_rows == 4 and w2.repair_duplicates() == 0
+
+
+def test_time_travel_to_a_recorded_version_and_retention(tmp_path):
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out), run_id="r1", dim=P)
+    w.add("videos", _videos(["v1"], "r1"))
+    night1 = w.close()["videos"]["version"]
+    w = Writer(WriterConfig(output=out), run_id="r2", dim=P)
+    w.add("videos", _videos(["v1", "v2"], "r2"))
+    night2 = w.close()["videos"]["version"]
+    tbl = open_lance_table(out, "videos")
+    tbl.checkout(night1)
+    assert [(r["video_id"], r["run_id"]) for r in tbl.to_arrow().to_pylist()] == [("v1", "r1")]
+    tbl.checkout_latest()
+    assert tbl.count_rows() == 2
+    n_versions = len(tbl.list_versions())
+    w = Writer(WriterConfig(output=out, keep_versions_days=0), run_id="r3", dim=P)  # keep nothing old
+    w.add("videos", _videos(["v3"], "r3"))
+    with pytest.warns(UserWarning, match="removes every version"):  # LanceDB's own warning for 0
+        w.close()
+    tbl = open_lance_table(out, "videos")
+    assert len(tbl.list_versions()) < n_versions and tbl.count_rows() == 3
+    with pytest.raises(Exception):
+        tbl.checkout(night2)
