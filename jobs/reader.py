@@ -6,7 +6,9 @@ An input is one of
   * a manifest file (``.txt``/``.lst``/``.list``: one URI per line, ``#``
     comments; ``.csv``/``.parquet``: a ``uri`` column). Relative entries resolve
     against the manifest's folder. Entries are kept whatever their extension;
-  * a single video file (local or ``s3://``).
+  * a single video file (local or ``s3://``);
+  * an S3 Inventory report's ``manifest.json`` (``jobs.inventory``): its
+    objects with their fingerprints, no listing.
 
 Include/exclude globs (``fnmatch``, case-sensitive) match the full normalised
 URI, so ``*.mp4`` and ``s3://b/cams/*`` both work. Duplicates (same
@@ -29,6 +31,7 @@ import posixpath
 import pyarrow as pa
 
 from jobs.config import ConfigError, ReaderConfig
+from jobs.inventory import is_inventory_manifest, read_inventory
 from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
 from schemas import normalize_uri, video_id
 from schemas.stream import INPUT_SCHEMA
@@ -150,6 +153,8 @@ def _read_manifest(uri: str) -> list[dict]:
 
 def _expand(uri: str, cfg: ReaderConfig) -> list[dict]:
     ext = _ext(uri)
+    if is_inventory_manifest(uri):  # an S3 Inventory report (jobs.inventory)
+        return read_inventory(uri, cfg.extensions, _row)
     if storage.is_s3(uri):
         if uri.endswith("/"):
             return _list_s3_prefix(uri, cfg.extensions)
