@@ -153,3 +153,43 @@ def test_driver_killed_mid_run_then_rerun(data, clean, ray_address):
     assert_equal(snapshot(out), clean)
     statuses = read_lance(out, schemas.VIDEOS_TABLE).column("status").to_pylist()
     assert schemas.STATUS_INDEXING not in statuses
+
+
+@pytest.mark.slow
+def test_encoder_actor_and_decode_worker_killed_during_a_run(data, clean):
+    """Ray workers of this module's own session (children of this process) are SIGKILLed mid-run."""
+    import threading
+
+    import psutil
+
+    killed = []
+
+    def kill_when_seen(title: str) -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed_all.is_set():
+            for p in psutil.Process(os.getpid()).children(recursive=True):
+                try:
+                    if title in " ".join(p.cmdline()):
+                        time.sleep(0.5)
+                        p.send_signal(signal.SIGKILL)
+                        killed.append(title)
+                        return
+                except psutil.Error:
+                    continue
+            time.sleep(0.05)
+
+    killed_all = threading.Event()
+    threads = [threading.Thread(target=kill_when_seen, args=(t,), daemon=True)
+               for t in ("MapBatches(Encoder)", "decode_batch")]
+    for t in threads:
+        t.start()
+    out = str(data["root"] / "workers-killed")
+    try:
+        summary = index_videos(data["videos"], out, data["model"], run_id="workers-killed", **OPTS)
+    finally:
+        killed_all.set()
+        for t in threads:
+            t.join()
+    assert "MapBatches(Encoder)" in killed, killed  # the actor died mid-run at least
+    assert summary.counts["ok"] == NUM_VIDEOS
+    assert_equal(snapshot(out), clean)
