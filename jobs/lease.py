@@ -103,8 +103,9 @@ class _Store:
             return None
         return json.loads(text), text
 
-    def replace(self, body: bytes, token: str) -> str | None:
-        """Overwrite only if the object is still version ``token``; returns the new token or None."""
+    def replace(self, body: bytes, token: str, *, ours: bool = False) -> str | None:
+        """Overwrite only if the object is still version ``token``; returns the new token or None.
+        ``ours``: a heartbeat of our own lease (locally: swapped in place, never a moment without it)."""
         if self.s3:
             from botocore.exceptions import ClientError
 
@@ -115,6 +116,15 @@ class _Store:
                 if s3_error_code(e) in ("PreconditionFailed", "NoSuchKey", "ConditionalRequestConflict"):
                     return None
                 raise
+        if ours:
+            cur = self.read()
+            if cur is None or cur[1] != token:
+                return None
+            tmp = f"{self.uri}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(body)
+            os.replace(tmp, self.uri)
+            return body.decode()
         aside = f"{self.uri}.{uuid.uuid4().hex[:8]}"
         try:
             os.rename(self.uri, aside)  # atomic: of two runs replacing it, one gets FileNotFoundError
@@ -201,7 +211,7 @@ class Lease:
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.cfg.heartbeat_s):
             try:
-                token = self.store.replace(self._body(), self.token)
+                token = self.store.replace(self._body(), self.token, ours=True)
             except Exception as e:  # storage trouble: try again next beat; stale only after stale_after_s
                 log.warning("lease heartbeat failed: %s", short_error(e))
                 continue

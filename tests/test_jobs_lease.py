@@ -60,9 +60,10 @@ def test_one_holder_heartbeat_and_release(output):
 
 
 def test_stale_lease_is_taken_over_once(output):
-    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)).isoformat()
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)).isoformat()
     _write(output, {"run_id": "dead", "host": "h", "pid": 1, "heartbeat_at": old})
-    leases = [Lease(output, f"run-{i}", FAST) for i in range(3)]
+    # a longer staleness than FAST: on a loaded machine the winner's first beat may come late
+    leases = [Lease(output, f"run-{i}", LeaseConfig(heartbeat_s=0.1, stale_after_s=30)) for i in range(3)]
     won, refused = [], []
 
     def take(lease):
