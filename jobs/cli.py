@@ -6,11 +6,17 @@
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
-not loadable; 4 output not writable; 1 the pipeline broke down; 5 internal
+not loadable; 4 output not writable; 5 internal
 error: a bug in xclip-index or a dependency (an exception that is not a media or
 I/O error, e.g. a TypeError after a library API change) or the breaker tripped
 (many videos failing with the same reason); finished videos are written,
-unfinished ones get no row, so a rerun after the fix does them.
+unfinished ones get no row, so a rerun after the fix does them; 1 the pipeline
+broke down (or Ray could not start); 7 another run holds the output's lease
+(jobs.lease): nothing written; 6 an input cannot be listed (S3 NoSuchBucket,
+AccessDenied/InvalidAccessKeyId, endpoint unreachable: the message names the S3
+error code).
+Every failure is one ``xclip-index: error: ...`` line; rerunning the same
+command resumes (jobs.resume).
 S3 settings come from the standard AWS environment variables only.
 """
 from __future__ import annotations
@@ -22,6 +28,7 @@ import sys
 
 EXIT_OK, EXIT_PIPELINE, EXIT_CONFIG, EXIT_MODEL, EXIT_OUTPUT = 0, 1, 2, 3, 4
 EXIT_INTERNAL = 5
+EXIT_INPUT, EXIT_LOCKED = 6, 7
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -73,9 +80,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
+    g.add_argument("--full", action="store_true", default=None,
+                   help="process every input (default: incremental, only new or changed inputs; see "
+                        "jobs.incremental)")
     g.add_argument("--skip-unchanged", action="store_true", default=None,
-                   help="incremental: skip inputs already indexed ok with the same model, labels and "
-                        "source fingerprint (retries failures; resumes an interrupted run)")
+                   help="deprecated, no effect: incremental is the default")
     return p
 
 
@@ -90,7 +99,8 @@ def config_from_args(args: argparse.Namespace):
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
                     "num_actors": args.num_actors, "compile": args.compile},
-        "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged},
+        "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
+                   "full": args.full},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,
                         ray_address=args.ray_address, run_id=args.run_id)
@@ -104,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                         handlers=[handler])
     from jobs.config import ConfigError
     from jobs.encoder import ModelError
+    from jobs.lease import LeaseError
+    from jobs.reader import InputError
     from jobs.runner import InternalError, PipelineError, run
     from jobs.writer import OutputError
 
@@ -123,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_INTERNAL, str(e))
     except PipelineError as e:
         return fail(EXIT_PIPELINE, str(e))
+    except LeaseError as e:
+        return fail(EXIT_LOCKED, str(e))
+    except InputError as e:
+        return fail(EXIT_INPUT, str(e))
     print(redact(summary.format()))
     return EXIT_OK
 

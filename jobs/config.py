@@ -32,6 +32,11 @@ A ``job.toml`` has one table per stage; every key is optional::
     chunk_rows = 4096            # segment rows per Parquet file / LanceDB commit
     optimize = true              # LanceDB optimize() at the end
     vector_index_min_rows = 5000 # build an IVF-PQ index once a table has this many rows
+    full = false                 # true: process every input (default: only new or changed ones)
+    on_deleted = "delete"        # videos gone from the source: "delete" | "mark" (status 'deleted')
+    lease_heartbeat_s = 30       # output lease (one run at a time per output)
+    lease_stale_after_s = 300
+    keep_versions_days = 7       # LanceDB versions kept for time travel
 
 Command line flags override the file.
 """
@@ -162,10 +167,22 @@ class WriterConfig:
     chunk_rows: int = 4096
     optimize: bool = True
     vector_index_min_rows: int = 5000
-    skip_unchanged: bool = False  # incremental reindex (jobs.incremental)
+    skip_unchanged: bool = False  # deprecated no-op: incremental is the default (see ``full``)
+    full: bool = False            # process every input, not only new/changed ones (jobs.incremental)
+    on_deleted: str = "delete"    # videos gone from the source: "delete" their rows | "mark" them deleted
+    lease_heartbeat_s: float = 30.0      # output lease refresh period (jobs.lease)
+    lease_stale_after_s: float = 300.0   # a lease not refreshed for this long is taken over
+    keep_versions_days: float = 7.0      # LanceDB versions older than this are cleaned up at the end
 
     def __post_init__(self):
         _check(bool(self.output), "writer.output: an output location is required (--output)")
+        _check(self.on_deleted in ("delete", "mark"),
+               f"writer.on_deleted: must be 'delete' or 'mark', got {self.on_deleted!r}")
+        _check(self.lease_heartbeat_s > 0 and self.lease_stale_after_s > 2 * self.lease_heartbeat_s,
+               f"writer.lease_stale_after_s: must be > 2 * lease_heartbeat_s > 0, got {self.lease_stale_after_s} "
+               f"and {self.lease_heartbeat_s}")
+        _check(self.keep_versions_days >= 0,
+               f"writer.keep_versions_days: must be >= 0, got {self.keep_versions_days}")
         _check(self.chunk_rows >= 1, f"writer.chunk_rows: must be >= 1, got {self.chunk_rows}")
         _check(self.vector_index_min_rows >= 256,
                f"writer.vector_index_min_rows: must be >= 256 (IVF-PQ training), got {self.vector_index_min_rows}")

@@ -6,7 +6,9 @@ An input is one of
   * a manifest file (``.txt``/``.lst``/``.list``: one URI per line, ``#``
     comments; ``.csv``/``.parquet``: a ``uri`` column). Relative entries resolve
     against the manifest's folder. Entries are kept whatever their extension;
-  * a single video file (local or ``s3://``).
+  * a single video file (local or ``s3://``);
+  * an S3 Inventory report's ``manifest.json`` (``jobs.inventory``): its
+    objects with their fingerprints, no listing.
 
 Include/exclude globs (``fnmatch``, case-sensitive) match the full normalised
 URI, so ``*.mp4`` and ``s3://b/cams/*`` both work. Duplicates (same
@@ -29,6 +31,8 @@ import posixpath
 import pyarrow as pa
 
 from jobs.config import ConfigError, ReaderConfig
+from jobs.inventory import is_inventory_manifest, read_inventory
+from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
 from schemas import normalize_uri, video_id
 from schemas.stream import INPUT_SCHEMA
 from xclip_core import storage
@@ -36,6 +40,12 @@ from xclip_core import storage
 log = logging.getLogger(__name__)
 
 MANIFEST_TEXT = ("txt", "lst", "list")
+
+
+class InputError(RuntimeError):
+    """An input location cannot be listed or read (missing bucket, denied, unreachable endpoint);
+    transient errors were retried first. ``xclip-index`` exit status 6."""
+
 MANIFEST_TABLE = ("csv", "parquet")
 
 
@@ -143,6 +153,8 @@ def _read_manifest(uri: str) -> list[dict]:
 
 def _expand(uri: str, cfg: ReaderConfig) -> list[dict]:
     ext = _ext(uri)
+    if is_inventory_manifest(uri):  # an S3 Inventory report (jobs.inventory)
+        return read_inventory(uri, cfg.extensions, _row)
     if storage.is_s3(uri):
         if uri.endswith("/"):
             return _list_s3_prefix(uri, cfg.extensions)
@@ -172,7 +184,13 @@ def list_inputs(cfg: ReaderConfig) -> pa.Table:
     an input that cannot be interpreted at all (missing folder or manifest)."""
     rows: dict[str, dict] = {}
     for uri in cfg.inputs:
-        for row in _expand(str(uri), cfg):
+        try:
+            expanded = retry(lambda: _expand(str(uri), cfg), what=f"list {uri}")
+        except (ConfigError,) + PROGRAMMING_ERRORS:
+            raise
+        except Exception as e:
+            raise InputError(f"--input {uri}: cannot list ({short_error(e)})") from None
+        for row in expanded:
             if _keep(row["uri"], cfg):
                 rows.setdefault(row["video_id"], row)
     ordered = sorted(rows.values(), key=lambda r: r["uri"])

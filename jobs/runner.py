@@ -42,15 +42,19 @@ from jobs.config import ConfigError, JobConfig, build_config
 from jobs.decoder import decode_batch, decode_config
 from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
-from jobs.incremental import changed_mask
+from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
-from jobs.reader import list_inputs
+from jobs.lease import Lease, LeaseConfig, LeaseError
+from jobs.reader import InputError, list_inputs
+from jobs.report import RunReport
+from jobs.resume import mark_interrupted
+from jobs.retry import PROGRAMMING_ERRORS, short_error
 from jobs.writer import OutputError, Writer
 from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
 
 log = logging.getLogger(__name__)
 
-JobError = (ConfigError, ModelError, OutputError)
+JobError = (ConfigError, ModelError, OutputError, LeaseError, InputError)
 
 
 class PipelineError(RuntimeError):
@@ -61,7 +65,7 @@ class InternalError(PipelineError):
     """A bug in us or a dependency (an exception that is not a media or I/O error)
     or the breaker tripped (``jobs.breaker``): the run stopped. Results so far are
     written; inputs that did not finish get NO row (they are not known to be bad),
-    so a rerun (``--skip-unchanged``) does them."""
+    so a rerun (incremental by default) does them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +88,7 @@ class RunSummary:
                 f"{c.get('skipped', 0)} skipped"
                 + (f" ({self.num_partial} of the ok partial)" if self.num_partial else "")
                 + (f", {self.num_unchanged} unchanged (kept)" if self.num_unchanged else "")
+                + (f", {c.get('deleted', 0)} deleted (gone from the source)" if c.get("deleted") else "")
                 + f"; {self.num_segments} clips, {self.clips_per_s:.2f} clips/s\n"
                 f"seconds per stage: {stages}\nmanifest: {self.manifest_uri}")
 
@@ -131,22 +136,22 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
 
 
 def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unchanged, n_segments, seconds,
-              clips_per_s, tables, files) -> RunManifest:
+              clips_per_s, tables, files, n_deleted=0, error="") -> RunManifest:
     return RunManifest(
         run_id=run_id, package_version=_package_version(), started_at=started,
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat() if status != "running" else "",
         inputs=list(cfg.reader.inputs), output=cfg.writer.output, num_inputs=n_inputs, num_unchanged=n_unchanged,
-        counts={s: int(counts.get(s, 0)) for s in STATUSES}, num_segments=n_segments,
+        counts={**{s: int(counts.get(s, 0)) for s in STATUSES}, "unchanged": int(n_unchanged),
+                "deleted": int(n_deleted)}, num_segments=n_segments,
         model_source=cfg.encoder.model, model_id=info.model_id, weights_sha256=info.weights_sha256,
         label_set={"name": info.label_set_name, "sha256": info.label_set_sha256, "num_labels": len(info.labels)},
         decode_config=dataclasses.asdict(dcfg), config=cfg.to_dict(),
-        stage_seconds=seconds, clips_per_s=clips_per_s, tables=tables, parquet_files=files, status=status)
+        stage_seconds=seconds, clips_per_s=clips_per_s, tables=tables, parquet_files=files, status=status,
+        error=error)
 
 
 def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     """Run the job described by ``cfg`` (see module doc)."""
-    import ray
-
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     run_id = cfg.run_id or make_run_id()
@@ -164,74 +169,123 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     inputs = list_inputs(cfg.reader)
     seconds["list"] = time.perf_counter() - t0
     log.info("run %s: %d inputs listed in %.1fs", run_id, inputs.num_rows, seconds["list"])
+    lease = Lease(cfg.writer.output, run_id, LeaseConfig(heartbeat_s=cfg.writer.lease_heartbeat_s,
+                                                         stale_after_s=cfg.writer.lease_stale_after_s)).acquire()
+    try:
+        return _run_leased(cfg, info, dcfg, inputs, lease, run_id=run_id, started=started, seconds=seconds,
+                           t_start=t_start, progress_every_s=progress_every_s)
+    finally:
+        lease.release()
 
-    writer = Writer(cfg.writer, run_id=run_id, dim=info.dim)
-    num_listed, num_unchanged = inputs.num_rows, 0
-    if cfg.writer.skip_unchanged:
-        t0 = time.perf_counter()
-        keep = changed_mask(inputs, writer.indexed_ok(), model_id=info.model_id, label_set=info.label_set_id)
+
+def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_start, progress_every_s):
+    """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
+    import ray
+
+    writer = Writer(cfg.writer, run_id=run_id, dim=info.dim, processing_id=processing_id(info, dcfg, cfg.encoder))
+    mark_interrupted(writer, run_id)
+    writer.repair_duplicates()
+    listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0
+    t0 = time.perf_counter()
+    indexed = writer.indexed()
+    if not cfg.writer.full:
+        keep = changed_mask(inputs, indexed, processing_id=writer.processing_id)
         inputs = inputs.filter(pa.array(keep, pa.bool_()))
         num_unchanged = num_listed - inputs.num_rows
-        seconds["skip_unchanged"] = time.perf_counter() - t0
         log.info("run %s: %d of %d inputs unchanged since they were indexed: kept as they are",
                  run_id, num_unchanged, num_listed)
+    gone = gone_videos(indexed, listed, cfg.reader)
+    seconds["incremental"] = time.perf_counter() - t0
     manifest_path = f"runs/{run_id}.json"
-    writer.write_text(manifest_path, _manifest(cfg, info, dcfg, run_id, started, "running", {}, num_listed,
-                                               num_unchanged, 0, seconds, 0.0, {}, []).to_json())
     assembler = VideoAssembler(dim=info.dim, labeler=Labeler(info.labels, cfg.encoder.top_k),
                                identity=RunIdentity(run_id, info.model_id, info.label_set_id))
-    t_assemble = 0.0
-    failure, internal = None, False
-    breaker = Breaker(first_n=cfg.decoder.breaker_first_n, max_share=cfg.decoder.breaker_max_share)
-    t_pipe = time.perf_counter()
-    if inputs.num_rows:
+    n_deleted = 0
+    report = RunReport()
+
+    def manifest(status, tables=None, clips_per_s=0.0, error=""):
+        return _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, num_listed, num_unchanged,
+                         assembler.num_segments, seconds, clips_per_s, tables or {}, writer.parquet_files,
+                         n_deleted=n_deleted, error=error)
+
+    writer.write_text(manifest_path, manifest("running").to_json())
+    try:
         t0 = time.perf_counter()
-        cluster.connect(cfg.ray_address)
-        plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources())
-        seconds["ray_init"] = time.perf_counter() - t0
-        log.info("resources: %s", plan)
+        n_deleted = writer.delete_videos(gone, mark=cfg.writer.on_deleted == "mark")
+        seconds["delete"] = time.perf_counter() - t0
+        if n_deleted:
+            log.info("run %s: %d videos gone from the source: %s", run_id, n_deleted,
+                     "marked deleted" if cfg.writer.on_deleted == "mark" else "deleted")
+        t_assemble = 0.0
+        failure, internal = None, False
+        breaker = Breaker(first_n=cfg.decoder.breaker_first_n, max_share=cfg.decoder.breaker_max_share)
         t_pipe = time.perf_counter()
-        last_report = t_pipe
+        if inputs.num_rows:
+            t0 = time.perf_counter()
+            try:
+                cluster.connect(cfg.ray_address)
+                plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources())
+            except (PROGRAMMING_ERRORS + JobError):
+                raise
+            except Exception as e:
+                raise PipelineError(f"cannot start or reach Ray ({short_error(e)})") from None
+            seconds["ray_init"] = time.perf_counter() - t0
+            log.info("resources: %s", plan)
+            t_pipe = time.perf_counter()
+            last_report = t_pipe
+            try:
+                ds = _build_dataset(cfg, inputs, info, dcfg, plan)
+                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                    lease.check()
+                    t0 = time.perf_counter()
+                    seg_tables, video_tables = assembler.add(batch)
+                    t_assemble += time.perf_counter() - t0
+                    for t in seg_tables:
+                        writer.add(SEGMENTS_TABLE, t)
+                    for t in video_tables:
+                        writer.add(VIDEOS_TABLE, t)
+                        report.add_videos(t)
+                        breaker.observe(t)
+                    report.tick(time.perf_counter() - t_pipe, sum(assembler.counts.values()), assembler.num_segments)
+                    if time.perf_counter() - last_report >= progress_every_s:
+                        last_report = time.perf_counter()
+                        _progress(assembler, inputs.num_rows, last_report - t_pipe)
+            except BreakerTripped as e:
+                failure, internal = str(e), True
+                log.error("%s", failure)
+            except (PROGRAMMING_ERRORS + JobError):
+                raise
+            except Exception as e:  # Ray gave up, or a task raised a bug: record, then fail
+                bug = bug_reason(e)
+                if bug:
+                    failure, internal = (f"internal error (a bug in xclip-index or a dependency, not a bad "
+                                         f"video): {bug}; unfinished videos were left unwritten, rerun after "
+                                         f"the fix"), True
+                else:
+                    failure = f"pipeline error: {type(e).__name__}: {e}"
+                log.error("%s", failure)
+        seconds["pipeline"] = time.perf_counter() - t_pipe
+        if not internal:  # after a bug or a trip, unfinished inputs are not known to be bad: no rows
+            for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
+                writer.add(VIDEOS_TABLE, t)
+                report.add_videos(t)
+        lease.check()
+        tables = writer.close()
+        seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,
+                       write_parquet=writer.seconds["parquet"], write_lancedb=writer.seconds["lancedb"],
+                       optimize=writer.seconds["optimize"], total=time.perf_counter() - t_start)
+        clips_per_s = assembler.num_segments / seconds["pipeline"] if seconds["pipeline"] > 0 else 0.0
+        final = dataclasses.replace(manifest("failed" if failure else "finished", tables, clips_per_s,
+                                             error=failure or ""), num_partial=assembler.num_partial)
+        writer.write_text(f"runs/{run_id}.html", report.html(final))
+        manifest_uri = writer.write_text(manifest_path, final.to_json())
+    except BaseException as e:  # the manifest never stays "running" once this process is done with it
         try:
-            ds = _build_dataset(cfg, inputs, info, dcfg, plan)
-            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                t0 = time.perf_counter()
-                seg_tables, video_tables = assembler.add(batch)
-                t_assemble += time.perf_counter() - t0
-                for t in seg_tables:
-                    writer.add(SEGMENTS_TABLE, t)
-                for t in video_tables:
-                    writer.add(VIDEOS_TABLE, t)
-                    breaker.observe(t)
-                if time.perf_counter() - last_report >= progress_every_s:
-                    last_report = time.perf_counter()
-                    _progress(assembler, inputs.num_rows, last_report - t_pipe)
-        except BreakerTripped as e:
-            failure, internal = str(e), True
-            log.error("%s", failure)
-        except Exception as e:  # Ray (or a commit) gave up: record what is missing, then fail
-            bug = bug_reason(e)
-            if bug:
-                failure, internal = (f"internal error (a bug in xclip-index or a dependency, not a bad video): "
-                                     f"{bug}; unfinished videos were left unwritten, rerun after the fix"), True
-            else:
-                failure = f"pipeline error: {type(e).__name__}: {e}"
-            log.error("%s", failure)
-    seconds["pipeline"] = time.perf_counter() - t_pipe
-    if not internal:  # after a bug or a trip, unfinished inputs are not known to be bad: no rows
-        for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
-            writer.add(VIDEOS_TABLE, t)
-    tables = writer.close()
-    seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,
-                   write_parquet=writer.seconds["parquet"], write_lancedb=writer.seconds["lancedb"],
-                   optimize=writer.seconds["optimize"], total=time.perf_counter() - t_start)
-    clips_per_s = assembler.num_segments / seconds["pipeline"] if seconds["pipeline"] > 0 else 0.0
-    status = "failed" if failure else "finished"
-    manifest = _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, num_listed, num_unchanged,
-                         assembler.num_segments, seconds, clips_per_s, tables, writer.parquet_files)
-    manifest = dataclasses.replace(manifest, num_partial=assembler.num_partial)
-    manifest_uri = writer.write_text(manifest_path, manifest.to_json())
-    summary = RunSummary(run_id=run_id, counts=dict(manifest.counts), num_inputs=num_listed,
+            error = f"{type(e).__name__}: {e}"[:2000]
+            writer.write_text(manifest_path, manifest("failed", error=error).to_json())
+        except Exception as e2:
+            log.error("could not record the failure in %s: %s", manifest_path, short_error(e2))
+        raise
+    summary = RunSummary(run_id=run_id, counts=dict(final.counts), num_inputs=num_listed,
                          num_unchanged=num_unchanged,
                          num_segments=assembler.num_segments, clips_per_s=clips_per_s,
                          stage_seconds={k: round(v, 3) for k, v in seconds.items()},

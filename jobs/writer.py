@@ -22,18 +22,36 @@ longer ``ok`` has its segments deleted when its videos row is committed.
 
 Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file
 and one LanceDB commit per table per chunk), then ``optimize()`` compacts.
+Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with
+the same ``run_id`` never overwrites an earlier file.
+
+Fault safety. A buffer is cleared only after its chunk is committed; transient
+S3/LanceDB errors are retried with backoff (``jobs.retry``), and a write that
+still fails raises ``OutputError`` with a one-line reason (nothing is counted
+written that was not). Every commit is an upsert by key, so a rerun repairs a
+chunk that failed half-way.
+
+Consistency order (a LanceDB reader never sees a segment without its videos
+row). Each segments chunk is committed in three steps: (1) its videos get a
+placeholder videos row with ``status = 'indexing'``, (2) the segments are
+upserted, (3) later, the final videos rows replace the placeholders. A crash
+between (1) and (3) leaves ``indexing`` rows: readers filter on
+``status = 'ok'``, and the next run reindexes them since they are not ``ok``.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
+import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.config import ConfigError, WriterConfig
-from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY, VIDEOS_TABLE, check_table,
-                     segments_schema, videos_schema)
+from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
+from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY,
+                     VIDEOS_TABLE, check_table, segments_schema, videos_schema)
 from xclip_core import storage
 
 log = logging.getLogger(__name__)
@@ -61,17 +79,19 @@ def _sql_list(values) -> str:
 class Writer:
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
-    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int):
+    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int, processing_id: str | None = None):
         import lancedb
 
         self.cfg = cfg
         self.run_id = run_id
+        self.processing_id = processing_id  # stamped on every videos row (jobs.incremental)
         self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim)}
         self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY}
         self.db_uri = storage.join(cfg.output, "lancedb")
         self._buffers: dict[str, list[pa.Table]] = {VIDEOS_TABLE: [], SEGMENTS_TABLE: []}
         self._rows = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
         self._file_seq = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
+        self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
         try:
@@ -86,7 +106,8 @@ class Writer:
                 self.tables[name] = tbl
         except Exception as e:
             raise OutputError(f"--output {cfg.output}: cannot open or create the LanceDB database "
-                              f"({type(e).__name__}: {e})") from None
+                              f"({short_error(e)})") from None
+        self._migrate()
         for name, tbl in self.tables.items():
             try:
                 check_table(tbl.schema.empty_table(), self.schemas[name])
@@ -95,14 +116,75 @@ class Writer:
                                   f"(another model or schema version?): {e}") from None
         self.fs, self.base = storage.pyarrow_filesystem(cfg.output)
 
-    def indexed_ok(self) -> pa.Table:
-        """The existing ``ok`` videos rows' keys, model, label set and fingerprints (jobs.incremental)."""
-        cols = [VIDEOS_KEY, "model_id", "label_set", "source_size", "source_etag", "source_mtime"]
-        return self.tables[VIDEOS_TABLE].search().where(f"status = '{STATUS_OK}'").select(cols) \
-            .limit(None).to_arrow()
+    def _migrate(self) -> None:
+        """Schema "1" -> "2": add the (null) ``processing_id`` column to an existing videos table."""
+        tbl = self.tables[VIDEOS_TABLE]
+        if "processing_id" not in tbl.schema.names:
+            tbl.add_columns(pa.field("processing_id", pa.string()))
+
+    def indexed(self) -> pa.Table:
+        """Every existing videos row's key, URI, status, processing id and fingerprint (jobs.incremental)."""
+        cols = [VIDEOS_KEY, "uri", "status", "processing_id", "source_size", "source_etag", "source_mtime"]
+        return retry(lambda: self.tables[VIDEOS_TABLE].search().select(cols).limit(None).to_arrow(),
+                     what="read videos")
+
+    def delete_videos(self, video_ids: list[str], *, mark: bool = False) -> int:
+        """Remove videos gone from the source: segments first (never a segment without its videos
+        row), then side tables (``schemas.features``) when they exist, then the videos rows (or, with
+        ``mark``, set them to ``status = 'deleted'``). Returns how many videos."""
+        if not video_ids:
+            return 0
+        from jobs.incremental import STATUS_DELETED
+        from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
+
+        existing = set(self.db.list_tables().tables)
+        for i in range(0, len(video_ids), 1000):
+            where = f"video_id IN ({_sql_list(video_ids[i:i + 1000])})"
+            self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
+            for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
+                if side in existing:
+                    self._commit(f"delete {side}", lambda: self.db.open_table(side).delete(where))
+            if mark:
+                self._commit("mark videos deleted", lambda: self.tables[VIDEOS_TABLE].update(
+                    where=where, values={"status": STATUS_DELETED, "error": "gone from the source",
+                                         "num_segments": 0, "run_id": self.run_id}))
+            else:
+                self._commit("delete videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
+        return len(video_ids)
+
+    def repair_duplicates(self) -> int:
+        """Rows sharing a key (left by concurrent runs before the output lease existed) cannot be
+        fixed by an upsert, which updates every copy. Their videos are reset for reindexing: first an
+        ``indexing`` row (so a crash here leaves them to be redone), then their segments and videos rows
+        go; the run then processes them as new. Returns how many videos."""
+        import pyarrow.compute as pc
+
+        def dup_videos(name: str, key: str) -> set[str]:
+            cols = list(dict.fromkeys([key, "video_id"]))
+            t = retry(lambda: self.tables[name].search().select(cols).limit(None).to_arrow(), what=f"read {name}")
+            if len(pc.unique(t.column(key))) == t.num_rows:
+                return set()
+            counts = t.group_by(key).aggregate([([], "count_all")])
+            dups = counts.filter(pc.greater(counts.column("count_all"), 1)).column(key)
+            return set(t.filter(pc.is_in(t.column(key), dups)).column("video_id").to_pylist())
+
+        vids = sorted(dup_videos(VIDEOS_TABLE, VIDEOS_KEY) | dup_videos(SEGMENTS_TABLE, SEGMENTS_KEY))
+        if not vids:
+            return 0
+        log.warning("%d videos have duplicate rows (concurrent runs?): reindexing them", len(vids))
+        where = f"video_id IN ({_sql_list(vids)})"
+        self._commit("reset duplicated videos", lambda: self.tables[VIDEOS_TABLE].update(
+            where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}))
+        self._commit("delete duplicated segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
+        self._commit("delete duplicated videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
+        return len(vids)
 
     # ------------------------------------------------------------ buffering
     def add(self, table_name: str, table: pa.Table) -> None:
+        if table_name == VIDEOS_TABLE and self.processing_id is not None:
+            i = table.schema.get_field_index("processing_id")
+            table = table.set_column(i, table.schema.field(i), pa.array([self.processing_id] * table.num_rows,
+                                                                         pa.string()))
         self._buffers[table_name].append(table)
         self._rows[table_name] += table.num_rows
         if self._rows[table_name] >= self.cfg.chunk_rows:
@@ -119,15 +201,36 @@ class Writer:
         if name == VIDEOS_TABLE and self._buffers[SEGMENTS_TABLE]:
             self._flush(SEGMENTS_TABLE)
         table = pa.concat_tables(self._buffers[name]).combine_chunks()
-        self._buffers[name], self._rows[name] = [], 0
         t0 = time.perf_counter()
-        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}.parquet"
+        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
+        self._commit(f"write {name} Parquet", lambda: self._write_parquet(table, path))
         self._file_seq[name] += 1
-        self._parent(path)
-        pq.write_table(table, path, filesystem=self.fs, compression="zstd")
         self.parquet_files.append(("s3://" + path) if storage.is_s3(self.cfg.output) else path)
         t1 = time.perf_counter()
         self.seconds["parquet"] += t1 - t0
+        if name == SEGMENTS_TABLE:
+            placeholders = self._indexing_rows(table)
+            self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
+            self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
+        else:
+            self._commit("commit videos", lambda: self._upsert(VIDEOS_TABLE, table))
+        self.seconds["lancedb"] += time.perf_counter() - t1
+        self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed
+
+    def _commit(self, what: str, fn) -> None:
+        try:
+            retry(fn, what=what)
+        except PROGRAMMING_ERRORS:
+            raise
+        except Exception as e:
+            raise OutputError(f"--output {self.cfg.output}: cannot {what} ({short_error(e)}); "
+                              "nothing after the last commit is lost: rerun the job to finish") from None
+
+    def _write_parquet(self, table: pa.Table, path: str) -> None:
+        self._parent(path)
+        pq.write_table(table, path, filesystem=self.fs, compression="zstd")
+
+    def _upsert(self, name: str, table: pa.Table) -> None:
         tbl = self.tables[name]
         merge = tbl.merge_insert(self.keys[name]).when_matched_update_all().when_not_matched_insert_all()
         if name == SEGMENTS_TABLE:
@@ -136,12 +239,28 @@ class Writer:
             merge = merge.when_not_matched_by_source_delete(f"video_id IN ({_sql_list(vids)})")
         merge.execute(table, on_bad_vectors="null")
         if name == VIDEOS_TABLE:
+            done = {STATUS_OK, STATUS_INDEXING}
             not_ok = [v for v, st in zip(table.column("video_id").to_pylist(), table.column("status").to_pylist())
-                      if st != STATUS_OK]
+                      if st not in done]
             where = f"video_id IN ({_sql_list(not_ok)})"
             if not_ok and self.tables[SEGMENTS_TABLE].count_rows(where):
                 self.tables[SEGMENTS_TABLE].delete(where)  # segments of a video that is no longer ok
-        self.seconds["lancedb"] += time.perf_counter() - t1
+
+    def _indexing_rows(self, segments: pa.Table) -> pa.Table:
+        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk."""
+        first = {}
+        for i, vid in enumerate(segments.column("video_id").to_pylist()):
+            first.setdefault(vid, i)
+        seg = segments.take(pa.array(list(first.values()), pa.int64()))
+        schema = self.schemas[VIDEOS_TABLE]
+        n = seg.num_rows
+        cols = {f.name: pa.nulls(n, f.type) for f in schema}
+        for c in ("video_id", "uri", "model_id", "label_set", "run_id", "indexed_at"):
+            cols[c] = seg.column(c).cast(schema.field(c).type)
+        cols["status"] = pa.array([STATUS_INDEXING] * n, pa.string())
+        cols["error"] = pa.array([f"being indexed by run {self.run_id}"] * n, pa.string())
+        cols["num_segments"] = pa.array([0] * n, pa.int32())
+        return pa.table([cols[f.name] for f in schema], schema=schema)
 
     # ------------------------------------------------------------ closing
     def close(self) -> dict:
@@ -150,8 +269,9 @@ class Writer:
         t0 = time.perf_counter()
         out = {}
         for name, tbl in self.tables.items():
-            if self.cfg.optimize:
-                tbl.optimize()
+            if self.cfg.optimize:  # compact, and drop versions older than the retention (time travel window)
+                self._commit(f"optimize {name}", lambda: tbl.optimize(
+                    cleanup_older_than=dt.timedelta(days=self.cfg.keep_versions_days)))
             self._ensure_indexes(name, tbl)
             out[name] = {"version": int(tbl.version), "rows": int(tbl.count_rows())}
         self.seconds["optimize"] += time.perf_counter() - t0

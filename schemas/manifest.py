@@ -3,14 +3,16 @@
 Fields (JSON object):
     schema_version      str   ``schemas.output.SCHEMA_VERSION``
     run_id              str
-    status              str   "running" (written at start) | "finished" | "failed"
+    status              str   "running" (written at start) | "finished" | "failed" | "interrupted"
+                              (set by the next run when a run died without finishing: jobs.resume)
     package_version     str   installed ``xclip-index`` version
     started_at, finished_at  str  ISO 8601 UTC
     inputs              list[str]  the ``--input`` arguments as given
     output              str
     num_inputs          int   videos listed (= sum of ``counts`` + ``num_unchanged``)
-    num_unchanged       int   inputs skipped as already indexed and unchanged (--skip-unchanged)
-    counts              {"ok": int, "failed": int, "skipped": int}  videos processed by this run
+    num_unchanged       int   inputs kept as already indexed and unchanged (jobs.incremental)
+    counts              {"ok", "failed", "skipped", "unchanged", "deleted": int}; ok + failed +
+                        skipped + unchanged == num_inputs; deleted: videos gone from the source
     num_segments        int   segment rows written
     model_source        str   the ``--model`` argument
     model_id            str
@@ -25,6 +27,7 @@ Fields (JSON object):
     parquet_files       list[str]  Parquet files this run wrote
     num_partial         int   of ``counts["ok"]``, videos indexed from part of the file (their
                               ``videos.error`` starts with "partial: "; e.g. a truncated stream)
+    error               str   why the run failed ("" when it did not)
 
 No field ever holds a credential: only URIs and settings the user passed.
 """
@@ -62,6 +65,7 @@ class RunManifest:
     status: str = "finished"
     schema_version: str = SCHEMA_VERSION
     num_partial: int = 0
+    error: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)

@@ -5,7 +5,8 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
 ``videos`` (one row per listed input, whatever happened to it; key ``video_id``)
     video_id        string     sha1 of the normalised URI (:func:`video_id`)
     uri             string     normalised URI (``s3://bucket/key`` or an absolute path)
-    status          string     ``ok`` | ``failed`` | ``skipped``
+    status          string     ``ok`` | ``failed`` | ``skipped`` (| ``indexing``: placeholder,
+                               see jobs.writer)
     error           string     reason; null when ok
     duration_s      float64    container/stream duration (null when unknown)
     fps             float64
@@ -24,6 +25,8 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     source_etag     string
     source_mtime    timestamp[us, UTC]
     indexed_at      timestamp[us, UTC]
+    processing_id   string     hash of model weights, label set, decode settings, precision, prompt
+                               template, schema version (jobs.incremental); added in schema "2"
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -48,12 +51,15 @@ import os
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_SKIPPED = "skipped"
 STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED)
+# a videos row the writer commits before the video's segments and replaces with the final row
+# after them (jobs.writer: consistency order); left behind only by a crash, reindexed by the next run
+STATUS_INDEXING = "indexing"
 
 VIDEOS_TABLE = "videos"
 SEGMENTS_TABLE = "segments"
@@ -143,6 +149,7 @@ def videos_schema(dim: int) -> pa.Schema:
         *result_fields(dim),
         *FINGERPRINT_FIELDS,
         pa.field("indexed_at", TIMESTAMP, nullable=False),
+        pa.field("processing_id", pa.string()),
     ], VIDEOS_TABLE)
 
 

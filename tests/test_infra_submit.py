@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -28,13 +31,45 @@ def ray_head(tmp_path_factory):
            "RAY_AUTH_MODE": "disabled"}
     ray_bin = shutil.which("ray", path=env["PATH"])
     port, dash = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="xr", dir="/tmp")  # our head's own: short (socket paths), unique
     start = [ray_bin, "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard", "true",
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--disable-usage-stats"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--disable-usage-stats",
+             "--temp-dir", temp_dir]
     try:
+        subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
         yield env, f"http://127.0.0.1:{dash}"
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        # not `ray stop --force`, which kills every Ray process of the user: only this head's processes
+        _stop_processes_of(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _pids_of(temp_dir: str) -> list[int]:
+    """Processes of the head we started: every one of them names its own --temp-dir/session dir."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if temp_dir.encode() in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def _stop_processes_of(temp_dir: str, grace_s: float = 10.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _pids_of(temp_dir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + grace_s
+        while _pids_of(temp_dir) and time.time() < deadline:
+            time.sleep(0.2)
+    assert not _pids_of(temp_dir), "the Ray head we started did not stop"
 
 
 def test_submit_script_runs_the_job_on_the_cluster(ray_head, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import EXIT_CONFIG, EXIT_MODEL, EXIT_OUTPUT, main
+from jobs.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_LOCKED, EXIT_MODEL, EXIT_OUTPUT, main
 from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, read_lance
 
 CLI = str(Path(sys.executable).parent / "xclip-index")
@@ -109,3 +109,37 @@ def test_empty_input_finishes_without_ray(capsys, tmp_path, tiny_model):
     out = capsys.readouterr().out
     assert code == 0 and "0 videos: 0 ok, 0 failed, 0 skipped" in out
     assert len(list((tmp_path / "o" / "runs").iterdir())) == 1
+
+
+def _error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("xclip-index: error:")]
+    assert len(lines) == 1 and "Traceback" not in err and ".rs:" not in err, err
+    return lines[0]
+
+
+def test_input_bucket_missing_or_endpoint_unreachable(capsys, s3_server, tmp_path, tiny_model, monkeypatch):
+    out = str(tmp_path / "o")
+    code, err = _run(capsys, "--input", "s3://no-such-bucket-xyz/videos/", "--output", out, "--model", tiny_model)
+    assert code == EXIT_INPUT and "NoSuchBucket" in _error_line(err) and "no-such-bucket-xyz" in err
+    from tests.conftest import free_port
+    from xclip_core import storage
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    storage._s3fs.cache_clear()
+    try:
+        code, err = _run(capsys, "--input", "s3://bucket/videos/", "--output", out, "--model", tiny_model)
+    finally:
+        storage._s3fs.cache_clear()
+    assert code == EXIT_INPUT and "EndpointUnreachable" in _error_line(err)
+    assert not os.path.exists(os.path.join(out, "runs"))  # nothing written
+
+
+def test_second_run_on_a_leased_output_refuses(capsys, tmp_path, tiny_model, one_video):
+    from jobs.lease import Lease
+
+    out = str(tmp_path / "o")
+    with Lease(out, "other-run"):
+        code, err = _run(capsys, "--input", one_video, "--output", out, "--model", tiny_model)
+    assert code == EXIT_LOCKED and "in use by run other-run" in _error_line(err)
+    assert not os.path.exists(os.path.join(out, "runs")) and not os.path.exists(os.path.join(out, "lancedb"))

@@ -64,7 +64,8 @@ def test_two_node_run_gives_the_reference_rows(cluster, s3_server, s3_bucket, tm
                            encoder={"batch_size": 4})
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     assert ray.cluster_resources()["CPU"] == 2
-    assert summary.counts == {"ok": len(corpus["ok"]), "failed": len(corpus["failed"]), "skipped": 0}
+    assert summary.counts == {"ok": len(corpus["ok"]), "failed": len(corpus["failed"]), "skipped": 0,
+                              "unchanged": 0, "deleted": 0}
     videos = {v["uri"]: v for v in read_lance(output, schemas.VIDEOS_TABLE).to_pylist()}
     segments = read_lance(output, schemas.SEGMENTS_TABLE).to_pylist()
     assert set(videos) == set(corpus["ok"]) | set(corpus["failed"])

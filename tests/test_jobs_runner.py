@@ -66,7 +66,8 @@ def test_accounting_and_statuses(first_run, corpus):
     output, summary = first_run
     n_inputs = len(corpus["ok"]) + len(corpus["failed"]) + len(corpus["skipped"])
     assert summary.num_inputs == n_inputs
-    assert summary.counts == {"ok": len(corpus["ok"]), "failed": len(corpus["failed"]), "skipped": 1}
+    assert summary.counts == {"ok": len(corpus["ok"]), "failed": len(corpus["failed"]), "skipped": 1,
+                              "unchanged": 0, "deleted": 0}
     videos = read_lance(output, schemas.VIDEOS_TABLE).to_pylist()
     assert len(videos) == n_inputs and len({v["video_id"] for v in videos}) == n_inputs
     by_uri = {v["uri"]: v for v in videos}
@@ -189,7 +190,7 @@ def test_manifest_and_no_secret_anywhere(first_run, tiny_model, capsys):
 def test_rerun_leaves_the_same_rows(first_run, tiny_model, corpus):
     output, first = first_run
     before = {n: read_lance(output, n) for n in (schemas.VIDEOS_TABLE, schemas.SEGMENTS_TABLE)}
-    second = index_videos(corpus["inputs"], output, tiny_model, run_id="run-2", **OPTIONS)
+    second = index_videos(corpus["inputs"], output, tiny_model, run_id="run-2", writer={"full": True}, **OPTIONS)
     assert second.counts == first.counts and second.num_segments == first.num_segments
     for name, key in ((schemas.VIDEOS_TABLE, schemas.VIDEOS_KEY), (schemas.SEGMENTS_TABLE, schemas.SEGMENTS_KEY)):
         after = read_lance(output, name)

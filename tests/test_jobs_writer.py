@@ -45,7 +45,7 @@ def test_chunks_upserts_and_stale_segments(tmp_path):
     tables = w.close()
     assert tables["segments"]["rows"] == 5 and tables["videos"]["rows"] == 3
     files = sorted(os.listdir(tmp_path / "out" / "parquet" / "segments"))
-    assert files == ["r1-00000.parquet", "r1-00001.parquet"]
+    assert [f.rsplit("-", 1)[0] for f in files] == ["r1-00000", "r1-00001"]
     assert pq.read_table(tmp_path / "out" / "parquet" / "segments").num_rows == 5
     w2 = Writer(WriterConfig(output=out), run_id="r2", dim=P)
     w2.add("segments", _segments("v1", 2, "r2"))  # v1 now has 2 segments: segment 2 is stale
@@ -57,7 +57,8 @@ def test_chunks_upserts_and_stale_segments(tmp_path):
     videos = {v["video_id"]: v for v in read_lance(out, "videos").to_pylist()}
     assert len(videos) == 3 and videos["v1"]["run_id"] == "r2" and videos["v2"]["embedding"] is None
     assert videos["v2"]["status"] == "failed"
-    assert sorted(os.listdir(tmp_path / "out" / "parquet" / "videos")) == ["r1-00000.parquet", "r2-00000.parquet"]
+    names = sorted(os.listdir(tmp_path / "out" / "parquet" / "videos"))
+    assert [f.rsplit("-", 1)[0] for f in names] == ["r1-00000", "r2-00000"]
     # the Parquet log's current views agree with LanceDB
     con = duckdb.connect()
     cur_videos = con.sql(CURRENT_VIDEOS_SQL.format(output=out)).fetchall()
@@ -93,3 +94,136 @@ def test_vector_index_once_the_table_is_large_enough(tmp_path):
     assert sorted(i.index_type for i in table.list_indices()) == ["BTree", "IvfPq"]
     hit = table.search(emb[250]).limit(1).to_list()[0]
     assert hit["segment_id"] == schemas.segment_id("b", 50)
+
+
+LANCE_503 = ("lance error: LanceError(IO): Generic S3 error: Error after 0 retries: Server returned non-2xx status "
+             "code: 503 Service Unavailable: <Error><Code>SlowDown</Code></Error>, "
+             "/root/.cargo/registry/src/index.crates.io-6f17d22bba15001f/lance-io-0.20.0/src/object_store.rs:912:31")
+LANCE_403 = ("lance error: LanceError(IO): Generic S3 error: Client error with status 403 Forbidden: "
+             "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error> Some(Error { kind: Io }), "
+             "/root/.cargo/registry/src/index.crates.io-6f17d22bba15001f/lance-io-0.20.0/src/object_store.rs:912:31")
+
+
+def _failing(w, message, times, table=None):
+    """Make the writer's next ``times`` LanceDB commits (of ``table``, or any) raise ``message``."""
+    real, calls = w._upsert, {"n": 0}
+
+    def upsert(name, t):
+        if (table is None or name == table) and calls["n"] < times:
+            calls["n"] += 1
+            raise OSError(message)
+        return real(name, t)
+    w._upsert = upsert
+    return calls
+
+
+def test_transient_commit_errors_are_retried(tmp_path):
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out), run_id="r1", dim=P)
+    calls = _failing(w, LANCE_503, 2)
+    w.add("segments", _segments("v1", 2, "r1"))
+    w.add("videos", _videos(["v1"], "r1"))
+    w.close()
+    assert calls["n"] == 2
+    assert read_lance(out, "segments").num_rows == 2 and read_lance(out, "videos").num_rows == 1
+
+
+def test_failed_commit_keeps_the_chunk_and_says_why_in_one_line(tmp_path):
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out), run_id="r1", dim=P)
+    w.add("segments", _segments("v1", 3, "r1"))
+    w.add("videos", _videos(["v1"], "r1"))
+    calls = _failing(w, LANCE_403, 1)
+    with pytest.raises(OutputError) as err:
+        w.flush()
+    msg = str(err.value)
+    assert calls["n"] == 1  # a 403 is not retried
+    assert "\n" not in msg and "AccessDenied" in msg and ".rs:" not in msg and "Some(" not in msg
+    assert read_lance(out, "segments").num_rows == 0  # nothing was committed ...
+    w.close()  # ... and nothing was dropped: the same writer commits it once storage is back
+    assert read_lance(out, "segments").num_rows == 3
+    assert read_lance(out, "videos").column("status").to_pylist() == ["ok"]
+
+
+def test_segments_never_without_their_videos_row(tmp_path):
+    """A crash between the segments and the videos commit leaves placeholder rows, not orphans;
+    the rerun replaces them."""
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out, chunk_rows=2), run_id="r1", dim=P)
+    w.add("segments", _segments("v1", 2, "r1"))  # committed now (a full chunk)
+    w.add("segments", _segments("v2", 3, "r1"))  # committed now
+    _failing(w, LANCE_403, 10, table="videos")  # the final videos rows never make it
+    with pytest.raises(OutputError):
+        w.add("videos", _videos(["v1", "v2"], "r1"))
+    segs = read_lance(out, "segments")
+    videos = {v["video_id"]: v for v in read_lance(out, "videos").to_pylist()}
+    assert segs.num_rows == 5 and set(segs.column("video_id").to_pylist()) <= set(videos)
+    assert {v["status"] for v in videos.values()} == {schemas.STATUS_INDEXING}
+    w2 = Writer(WriterConfig(output=out), run_id="r2", dim=P)
+    w2.add("segments", _segments("v1", 2, "r2"))
+    w2.add("segments", _segments("v2", 3, "r2"))
+    w2.add("videos", _videos(["v1", "v2"], "r2"))
+    w2.close()
+    videos = read_lance(out, "videos")
+    assert sorted(videos.column("status").to_pylist()) == ["ok", "ok"]
+    assert read_lance(out, "segments").num_rows == 5
+
+
+def test_same_run_id_never_overwrites_parquet(tmp_path):
+    out = str(tmp_path / "out")
+    for _ in range(2):
+        w = Writer(WriterConfig(output=out), run_id="same", dim=P)
+        w.add("videos", _videos(["v1"], "same"))
+        w.close()
+    files = os.listdir(tmp_path / "out" / "parquet" / "videos")
+    assert len(files) == 2 and all(f.startswith("same-00000-") for f in files)
+    assert pq.read_table(tmp_path / "out" / "parquet" / "videos").num_rows == 2
+
+
+def test_duplicate_rows_are_reset_for_reindexing(tmp_path):
+    """Duplicates (as two concurrent runs left them before the lease) cannot be fixed by upserts;
+    repair_duplicates removes the affected videos entirely so the run reindexes them."""
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out), run_id="r1", dim=P)
+    w.add("segments", _segments("v1", 2, "r1"))
+    w.add("segments", _segments("v2", 2, "r1"))
+    w.add("videos", _videos(["v1", "v2", "v3"], "r1"))
+    w.close()
+    assert w.repair_duplicates() == 0
+    # a second writer appending (not upserting) the same keys, as a concurrent run's insert did
+    open_lance_table(out, "videos").add(_videos(["v1"], "r2"))
+    open_lance_table(out, "segments").add(_segments("v2", 2, "r2"))
+    w2 = Writer(WriterConfig(output=out), run_id="r3", dim=P)
+    assert w2.repair_duplicates() == 2
+    videos, segs = read_lance(out, "videos"), read_lance(out, "segments")
+    assert videos.column("video_id").to_pylist() == ["v3"] and segs.num_rows == 0
+    w2.add("segments", _segments("v1", 2, "r3"))
+    w2.add("segments", _segments("v2", 2, "r3"))
+    w2.add("videos", _videos(["v1", "v2"], "r3"))
+    w2.close()
+    assert sorted(read_lance(out, "videos").column("video_id").to_pylist()) == ["v1", "v2", "v3"]
+    assert read_lance(out, "segments").num_rows == 4 and w2.repair_duplicates() == 0
+
+
+def test_time_travel_to_a_recorded_version_and_retention(tmp_path):
+    out = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=out), run_id="r1", dim=P)
+    w.add("videos", _videos(["v1"], "r1"))
+    night1 = w.close()["videos"]["version"]
+    w = Writer(WriterConfig(output=out), run_id="r2", dim=P)
+    w.add("videos", _videos(["v1", "v2"], "r2"))
+    night2 = w.close()["videos"]["version"]
+    tbl = open_lance_table(out, "videos")
+    tbl.checkout(night1)
+    assert [(r["video_id"], r["run_id"]) for r in tbl.to_arrow().to_pylist()] == [("v1", "r1")]
+    tbl.checkout_latest()
+    assert tbl.count_rows() == 2
+    n_versions = len(tbl.list_versions())
+    w = Writer(WriterConfig(output=out, keep_versions_days=0), run_id="r3", dim=P)  # keep nothing old
+    w.add("videos", _videos(["v3"], "r3"))
+    with pytest.warns(UserWarning, match="removes every version"):  # LanceDB's own warning for 0
+        w.close()
+    tbl = open_lance_table(out, "videos")
+    assert len(tbl.list_versions()) < n_versions and tbl.count_rows() == 3
+    with pytest.raises(Exception):
+        tbl.checkout(night2)

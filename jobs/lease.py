@@ -1,0 +1,245 @@
+"""One run at a time per output: a lease object ``<output>/_lock.json``.
+
+The lease is created with a conditional write that fails when it exists (S3:
+``PutObject`` with ``If-None-Match: *``; local: ``os.open(O_CREAT | O_EXCL)``),
+holds ``run_id``, ``host``, ``pid`` and ``heartbeat_at``, and is refreshed every
+``heartbeat_s`` by a daemon thread (S3: a put with ``If-Match`` on the lease's
+own ETag, so a run whose lease was taken over notices it). A lease whose
+heartbeat is older than ``stale_after_s`` belongs to a dead run: the next run
+takes it over (S3: ``If-Match`` on the stale ETag, so of two runs taking it
+over at once only one wins; local: rename the stale file away, then O_EXCL).
+``release()`` deletes it (only while it is still ours).
+
+A run that finds a live lease raises ``LeaseError`` (``xclip-index`` exit
+status 5) and writes nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from jobs.retry import retry, s3_error_code, short_error
+from xclip_core import storage
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "_lock.json"
+
+
+class LeaseError(RuntimeError):
+    """Another run holds the output's lease (or ours was lost)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseConfig:
+    """Settings of the output lease (``[lease]`` in job.toml)."""
+    heartbeat_s: float = 30.0     # refresh period
+    stale_after_s: float = 300.0  # a lease not refreshed for this long belongs to a dead run
+
+    def __post_init__(self):
+        if not (self.heartbeat_s > 0 and self.stale_after_s > 2 * self.heartbeat_s):
+            raise ValueError(f"lease: need heartbeat_s > 0 and stale_after_s > 2 * heartbeat_s, got "
+                             f"heartbeat_s={self.heartbeat_s}, stale_after_s={self.stale_after_s}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class _Store:
+    """Conditional create / replace / delete of one small object, S3 or local."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.s3 = storage.is_s3(uri)
+        if self.s3:
+            import boto3
+
+            self.bucket, _, self.key = storage.strip_scheme(uri).partition("/")
+            self.client = boto3.client("s3", endpoint_url=storage.endpoint_url(), region_name=storage.region())
+
+    def create(self, body: bytes) -> str | None:
+        """Write ``body`` if nothing is there; returns a version token, or None when it exists."""
+        if self.s3:
+            from botocore.exceptions import ClientError
+
+            try:
+                return retry(lambda: self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body,
+                                                            IfNoneMatch="*")["ETag"], what="create lease")
+            except ClientError as e:
+                if s3_error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return None
+                raise
+        os.makedirs(os.path.dirname(self.uri), exist_ok=True)
+        try:
+            fd = os.open(self.uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return None
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        return body.decode()
+
+    def read(self) -> tuple[dict, str] | None:
+        if self.s3:
+            from botocore.exceptions import ClientError
+
+            try:
+                r = retry(lambda: self.client.get_object(Bucket=self.bucket, Key=self.key), what="read lease")
+            except ClientError as e:
+                if s3_error_code(e) in ("NoSuchKey", "NotFound"):
+                    return None
+                raise
+            return json.loads(r["Body"].read()), r["ETag"]
+        try:
+            with open(self.uri, "rb") as f:
+                text = f.read().decode()
+        except FileNotFoundError:
+            return None
+        return json.loads(text), text
+
+    def replace(self, body: bytes, token: str, *, ours: bool = False) -> str | None:
+        """Overwrite only if the object is still version ``token``; returns the new token or None.
+        ``ours``: a heartbeat of our own lease (locally: swapped in place, never a moment without it)."""
+        if self.s3:
+            from botocore.exceptions import ClientError
+
+            try:
+                return retry(lambda: self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body,
+                                                            IfMatch=token)["ETag"], what="refresh lease")
+            except ClientError as e:
+                if s3_error_code(e) in ("PreconditionFailed", "NoSuchKey", "ConditionalRequestConflict"):
+                    return None
+                raise
+        if ours:
+            cur = self.read()
+            if cur is None or cur[1] != token:
+                return None
+            tmp = f"{self.uri}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(body)
+            os.replace(tmp, self.uri)
+            return body.decode()
+        aside = f"{self.uri}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.uri, aside)  # atomic: of two runs replacing it, one gets FileNotFoundError
+        except FileNotFoundError:
+            return None
+        with open(aside, "rb") as f:
+            was = f.read().decode()
+        if was != token:  # someone replaced it in between: put theirs back unless a third run is there
+            try:
+                os.link(aside, self.uri)
+            except FileExistsError:
+                pass
+            os.unlink(aside)
+            return None
+        os.unlink(aside)
+        return self.create(body)
+
+    def delete(self, token: str) -> None:
+        if self.s3:
+            from botocore.exceptions import ClientError
+
+            try:
+                retry(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=token),
+                      what="release lease")
+            except ClientError as e:
+                if s3_error_code(e) not in ("PreconditionFailed", "NoSuchKey"):
+                    raise
+            return
+        cur = self.read()
+        if cur and cur[1] == token:
+            os.unlink(self.uri)
+
+
+class Lease:
+    """``with Lease(output, run_id, cfg):`` holds the output's lease for the run (see module doc)."""
+
+    def __init__(self, output: str, run_id: str, cfg: LeaseConfig = LeaseConfig()):
+        self.output, self.run_id, self.cfg = output, run_id, cfg
+        self.store = _Store(storage.join(output, LOCK_NAME))
+        self.token: str | None = None
+        self.took_over: dict | None = None  # the stale lease we replaced, if any
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        return json.dumps({"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(),
+                           "heartbeat_at": _now().isoformat(), "stale_after_s": self.cfg.stale_after_s},
+                          sort_keys=True).encode()
+
+    def acquire(self) -> "Lease":
+        try:
+            self.token = self.store.create(self._body())
+            if self.token is None:
+                held = self.store.read()
+                if held is None:  # released between our two calls
+                    self.token = self.store.create(self._body())
+                else:
+                    info, token = held
+                    age = (_now() - dt.datetime.fromisoformat(info["heartbeat_at"])).total_seconds()
+                    if age <= self.cfg.stale_after_s:
+                        raise LeaseError(
+                            f"--output {self.output} is in use by run {info.get('run_id')} (host {info.get('host')},"
+                            f" pid {info.get('pid')}, heartbeat {age:.0f}s ago): wait for it to finish, or, if that "
+                            f"run is dead, rerun after {self.cfg.stale_after_s - age:.0f}s when its lease is stale "
+                            f"(or delete {self.store.uri})")
+                    self.token = self.store.replace(self._body(), token)
+                    if self.token is not None:
+                        self.took_over = info
+                        log.warning("took over the stale lease of run %s (heartbeat %.0fs ago)",
+                                    info.get("run_id"), age)
+        except LeaseError:
+            raise
+        except Exception as e:
+            from jobs.writer import OutputError
+
+            raise OutputError(f"--output {self.output}: cannot take the output lease ({short_error(e)})") from None
+        if self.token is None:
+            raise LeaseError(f"--output {self.output}: another run took the lease at the same time; rerun later")
+        self._thread = threading.Thread(target=self._heartbeat, name="xclip-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.cfg.heartbeat_s):
+            try:
+                token = self.store.replace(self._body(), self.token, ours=True)
+            except Exception as e:  # storage trouble: try again next beat; stale only after stale_after_s
+                log.warning("lease heartbeat failed: %s", short_error(e))
+                continue
+            if token is None:
+                self.lost = True
+                log.error("the lease on %s was taken over by another run", self.output)
+                return
+            self.token = token
+
+    def check(self) -> None:
+        """Raise ``LeaseError`` when another run took our lease over (we were too slow to refresh it)."""
+        if self.lost:
+            raise LeaseError(f"--output {self.output}: this run's lease was taken over by another run "
+                             f"(no heartbeat for {self.cfg.stale_after_s}s); stopped before writing more")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.token is not None and not self.lost:
+            try:
+                self.store.delete(self.token)
+            except Exception as e:  # it goes stale on its own
+                log.warning("could not release the lease on %s: %s", self.output, short_error(e))
+        self.token = None
+
+    def __enter__(self) -> "Lease":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,99 @@
+import datetime as dt
+import json
+import threading
+import time
+
+import boto3
+import pytest
+
+from jobs.lease import LOCK_NAME, Lease, LeaseConfig, LeaseError
+
+FAST = LeaseConfig(heartbeat_s=0.1, stale_after_s=1.0)
+
+
+@pytest.fixture(params=["local", "s3"])
+def output(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "out")
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/index"
+
+
+def _read(output):
+    if output.startswith("s3://"):
+        bucket, _, key = output[5:].partition("/")
+        try:
+            body = boto3.client("s3").get_object(Bucket=bucket, Key=f"{key}/{LOCK_NAME}")["Body"].read()
+        except boto3.client("s3").exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+    try:
+        with open(f"{output}/{LOCK_NAME}") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def _write(output, info):
+    body = json.dumps(info).encode()
+    if output.startswith("s3://"):
+        bucket, _, key = output[5:].partition("/")
+        boto3.client("s3").put_object(Bucket=bucket, Key=f"{key}/{LOCK_NAME}", Body=body)
+    else:
+        import os
+        os.makedirs(output, exist_ok=True)
+        with open(f"{output}/{LOCK_NAME}", "wb") as f:
+            f.write(body)
+
+
+def test_one_holder_heartbeat_and_release(output):
+    with Lease(output, "run-a", FAST):
+        first = _read(output)
+        assert first["run_id"] == "run-a"
+        with pytest.raises(LeaseError, match="in use by run run-a"):
+            Lease(output, "run-b", FAST).acquire()
+        time.sleep(0.5)
+        assert _read(output)["heartbeat_at"] > first["heartbeat_at"]  # refreshed
+    assert _read(output) is None  # released
+    with Lease(output, "run-b", FAST):  # free again
+        assert _read(output)["run_id"] == "run-b"
+
+
+def test_stale_lease_is_taken_over_once(output):
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)).isoformat()
+    _write(output, {"run_id": "dead", "host": "h", "pid": 1, "heartbeat_at": old})
+    # a longer staleness than FAST: on a loaded machine the winner's first beat may come late
+    leases = [Lease(output, f"run-{i}", LeaseConfig(heartbeat_s=0.1, stale_after_s=30)) for i in range(3)]
+    won, refused = [], []
+
+    def take(lease):
+        try:
+            lease.acquire()
+            won.append(lease)
+        except LeaseError:
+            refused.append(lease)
+    threads = [threading.Thread(target=take, args=(lease,)) for lease in leases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == 2, (won, refused)
+    assert won[0].took_over["run_id"] == "dead" and _read(output)["run_id"] == won[0].run_id
+    won[0].release()
+    assert _read(output) is None
+
+
+def test_a_lost_lease_is_noticed(output):
+    lease = Lease(output, "slow", FAST).acquire()
+    _write(output, {"run_id": "other", "host": "h", "pid": 2,
+                    "heartbeat_at": dt.datetime.now(dt.timezone.utc).isoformat()})
+    time.sleep(0.4)
+    with pytest.raises(LeaseError, match="taken over"):
+        lease.check()
+    lease.release()
+    assert _read(output)["run_id"] == "other"  # not deleted: it is not ours any more
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="stale_after_s > 2"):
+        LeaseConfig(heartbeat_s=10, stale_after_s=15)
