@@ -7,7 +7,8 @@ final when its status row and all ``num_segments`` clips have arrived:
 
 * ``ok``: one segments row per clip (labels = top-k of the clip's
   probabilities); the videos row gets the L2-normalised mean of the clip
-  embeddings and the top-k of the mean clip probabilities. If the encoder
+  embeddings and the top-k of the mean clip probabilities, and ``coverage``
+  (:func:`coverage`: how much of its duration the clips cover). If the encoder
   failed on any of its clips, the video is ``failed`` with that error and gets
   no segments.
 * ``failed`` / ``skipped``: the videos row only (null embedding).
@@ -113,7 +114,7 @@ class VideoAssembler:
     def _finalise(self, p: _Pending) -> tuple[pa.Table | None, dict]:
         s = p.status
         video = {k: s.get(k) for k in _VIDEO_FIELDS}
-        video.update(self._base(), num_segments=0)
+        video.update(self._base(), num_segments=0, coverage=0.0)
         clip_errors = [c["error"] for c in p.clips if c["error"]]
         if s["status"] == STATUS_OK and clip_errors:
             video.update(status=STATUS_FAILED, error=clip_errors[0])
@@ -130,7 +131,8 @@ class VideoAssembler:
         seg_labels, seg_scores = self.labeler(probs)
         vid_labels, vid_scores = self.labeler(probs.mean(axis=0, keepdims=True))
         video.update(embedding=(mean / norm if norm > 0 else mean).tolist(), labels=vid_labels[0],
-                     label_scores=vid_scores[0], num_segments=len(clips))
+                     label_scores=vid_scores[0], num_segments=len(clips),
+                     coverage=coverage([(c["start_s"], c["end_s"]) for c in clips], s.get("duration_s")))
         n = len(clips)
         base = self._base()
         seg = from_columns({
@@ -169,10 +171,24 @@ class VideoAssembler:
                 why, src = "no result from the pipeline (its task failed; see the Ray logs)", r
             video = {k: src.get(k) for k in _VIDEO_FIELDS if k in src}
             video.update(self._base(), video_id=vid, uri=r["uri"], status=STATUS_FAILED,
-                         error=reason or why, num_segments=0)
+                         error=reason or why, num_segments=0, coverage=0.0)
             self._count(video)
             rows.append(video)
         return [self._videos_table(rows)] if rows else []
+
+
+def coverage(windows: list[tuple[float, float]], duration_s: float | None) -> float | None:
+    """Fraction of ``[0, duration_s]`` covered by the union of the ``(start, end)`` windows
+    (overlaps counted once, windows clipped to the duration); None when the duration is unknown."""
+    if duration_s is None or not duration_s > 0:
+        return None
+    covered, reach = 0.0, 0.0
+    for start, end in sorted((max(0.0, float(a)), min(float(duration_s), float(b))) for a, b in windows):
+        if end <= reach:
+            continue
+        covered += end - max(start, reach)
+        reach = end
+    return min(1.0, covered / float(duration_s))
 
 
 def _matrix(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:

@@ -11,7 +11,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     sampler = "fixed"            # "fixed" | "tsn"
     window_s = 2.0
     stride_s = 2.0               # default: window_s
-    max_clips_per_video = 64
+    max_clips_per_video = 64     # optional cap (evenly spaced subset); default: none, whole video
     max_duration_s = 3600
     timeout_s = 300
     max_pixels = 8294400         # skip inputs above 4K (width x height)
@@ -91,7 +91,7 @@ class DecoderConfig:
     sampler: str = "fixed"
     window_s: float = 2.0
     stride_s: float | None = None
-    max_clips_per_video: int | None = 64
+    max_clips_per_video: int | None = None  # None: index the whole video (see videos.coverage)
     max_duration_s: float | None = None
     timeout_s: float | None = 300.0
     max_pixels: int | None = None

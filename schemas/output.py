@@ -24,6 +24,9 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     source_etag     string
     source_mtime    timestamp[us, UTC]
     indexed_at      timestamp[us, UTC]
+    coverage        float64    fraction (0..1) of ``duration_s`` covered by the union of the
+                               indexed clip windows; 0 when nothing was indexed (not ok); null
+                               when an ok video's duration is unknown
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -48,7 +51,7 @@ import os
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -143,6 +146,7 @@ def videos_schema(dim: int) -> pa.Schema:
         *result_fields(dim),
         *FINGERPRINT_FIELDS,
         pa.field("indexed_at", TIMESTAMP, nullable=False),
+        pa.field("coverage", pa.float64()),
     ], VIDEOS_TABLE)
 
 
