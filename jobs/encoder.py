@@ -54,6 +54,7 @@ class ModelInfo:
     label_set_name: str
     label_set_sha256: str
     labels: tuple[str, ...]
+    prompts: tuple[tuple[str, ...], ...] = ()   # prompt texts per label (LabelSet.class_prompts)
 
     @property
     def label_set_id(self) -> str:
@@ -93,16 +94,18 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
     return ModelInfo(source=cfg.model, model_id=f"{_model_name(cfg.model)}@{sha[:12]}", weights_sha256=sha,
                      dim=int(config.projection_dim), num_frames=int(vision.num_frames), crop_size=int(h),
                      shortest_edge=int(pre.shortest_edge), label_set_name=labels.name,
-                     label_set_sha256=labels.sha256, labels=tuple(labels.labels))
+                     label_set_sha256=labels.sha256, labels=tuple(labels.labels),
+                     prompts=tuple(tuple(p) for p in labels.class_prompts(cfg.prompt_template)))
 
 
 class Encoder:
     """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
-                 num_threads: int | None = None):
-        """``labels``: the label names as the driver loaded them (a label file on the
-        driver's disk need not exist on worker nodes); default: ``load_labels(cfg.labels)``."""
+                 num_threads: int | None = None, prompts: tuple[tuple[str, ...], ...] | None = None):
+        """``labels`` / ``prompts``: the label names and their prompt texts as the driver loaded
+        them (a label file on the driver's disk need not exist on worker nodes); default:
+        ``load_labels(cfg.labels)``. Without ``prompts``, each label is ``cfg.prompt_template``'d."""
         import torch
 
         from xclip_core.labels import load_labels
@@ -122,9 +125,13 @@ class Encoder:
         local = resolve_checkpoint(cfg.model)
         self.model = XCLIP.from_pretrained(local, device=self.device, dtype=self.dtype)
         self.pre = PreprocessConfig.from_pretrained(local)
-        labels = tuple(labels) if labels is not None else load_labels(cfg.labels).labels
+        if labels is None:
+            label_set = load_labels(cfg.labels)
+            labels, prompts = label_set.labels, label_set.class_prompts(cfg.prompt_template)
+        labels = tuple(labels)
+        if not prompts:
+            prompts = [[cfg.prompt_template.format(label)] for label in labels]
         tok = CLIPTokenizer.from_pretrained(local)
-        prompts = [[cfg.prompt_template.format(label)] for label in labels]
         self.text = class_text_features(self.model, tok, prompts, device=self.device)  # [K, P]
         self.scorer = ClipScorer(self.model, self.text)
         # torch.compile measured 1.68x transformers vs 1.48x eager (H200, bf16, batch 128; bench/RESULTS.md).

@@ -113,7 +113,8 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
     ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg}, batch_size=1, batch_format="pyarrow",
                         num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True)
     ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
-                                                              "num_threads": plan.torch_threads},
+                                                              "num_threads": plan.torch_threads,
+                                                              "prompts": info.prompts},
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
