@@ -13,6 +13,11 @@ final when its status row and all ``num_segments`` clips have arrived:
   no segments.
 * ``failed`` / ``skipped``: the videos row only (null embedding).
 
+Side tables (``schemas.features``, keyed by ``segment_id``) come out of the same
+finalisation: a ``thumbnails`` row per clip that carries a thumbnail, and a
+``prompt_features`` row per clip when the stream carries ``visual_tokens``;
+``take_side_tables()`` hands them to the writer.
+
 ``finish(inputs)`` closes the books: every listed input that never completed
 gets a ``failed`` row saying why, so each input has exactly one videos row.
 """
@@ -27,8 +32,9 @@ import pyarrow as pa
 
 from jobs.labeler import Labeler
 from schemas import STATUS_FAILED, STATUS_OK, segment_id, segments_schema, videos_schema
+from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, prompt_features_schema, thumbnails_schema
 from schemas.output import from_columns, vectors
-from schemas.stream import KIND_CLIP
+from schemas.stream import KIND_CLIP, THUMBNAIL, VISUAL_TOKENS
 
 _VIDEO_FIELDS = ("video_id", "uri", "status", "error", "duration_s", "fps", "num_frames", "width", "height",
                  "codec", "source_size", "source_etag", "source_mtime")
@@ -61,6 +67,12 @@ class VideoAssembler:
         self.num_segments = 0
         self.decode_s = 0.0
         self.encode_s = 0.0
+        self._side: list[tuple[str, pa.Table]] = []
+
+    def take_side_tables(self) -> list[tuple[str, pa.Table]]:
+        """(table name, rows) of the side tables finished since the last call."""
+        out, self._side = self._side, []
+        return out
 
     # ------------------------------------------------------------------ input
     def add(self, batch: pa.Table) -> tuple[list[pa.Table], list[pa.Table]]:
@@ -75,6 +87,12 @@ class VideoAssembler:
             probs = _matrix(clips.column("probs"), len(self.labeler.labels))
             cols = {n: clips.column(n).to_pylist()
                     for n in ("segment_index", "start_s", "end_s", "frame_timestamps", "error", "encode_s")}
+            cols[THUMBNAIL] = clips.column(THUMBNAIL).to_pylist() if THUMBNAIL in clips.column_names \
+                else [None] * len(clip_idx)
+            tokens = None
+            if VISUAL_TOKENS in clips.column_names:
+                col = clips.column(VISUAL_TOKENS)
+                tokens = _matrix(col, col.type.list_size).astype(np.float16)
         touched = []
         for j, i in enumerate(clip_idx):
             if vids[i] in self.done:
@@ -82,12 +100,14 @@ class VideoAssembler:
             p = self._pending.setdefault(vids[i], _Pending())
             p.clips.append({"segment_index": cols["segment_index"][j], "start_s": cols["start_s"][j],
                             "end_s": cols["end_s"][j], "frame_timestamps": cols["frame_timestamps"][j],
-                            "error": cols["error"][j], "embedding": emb[j], "probs": probs[j]})
+                            "error": cols["error"][j], "embedding": emb[j], "probs": probs[j],
+                            THUMBNAIL: cols[THUMBNAIL][j], VISUAL_TOKENS: None if tokens is None else tokens[j]})
             self.encode_s += cols["encode_s"][j] or 0.0
             touched.append(vids[i])
         status_idx = [i for i, k in enumerate(kinds) if k != KIND_CLIP]
         if status_idx:
-            rows = batch.take(pa.array(status_idx)).drop_columns(["embedding", "probs"]).to_pylist()
+            drop = [c for c in ("embedding", "probs", THUMBNAIL, VISUAL_TOKENS) if c in batch.column_names]
+            rows = batch.take(pa.array(status_idx)).drop_columns(drop).to_pylist()
             for r in rows:
                 if r["video_id"] in self.done:
                     continue
@@ -143,9 +163,33 @@ class VideoAssembler:
             "embedding": vectors(emb, self.dim), "labels": seg_labels, "label_scores": seg_scores,
             **{k: [v] * n for k, v in base.items()},
         }, self.segments_schema, n)
+        self._side_rows(s["video_id"], clips, base)
         self.num_segments += n
         self._count(video)
         return seg, video
+
+    def _side_rows(self, vid: str, clips: list[dict], base: dict) -> None:
+        import io
+
+        from PIL import Image
+
+        thumbs = [c for c in clips if c[THUMBNAIL] is not None]
+        if thumbs:
+            sizes = [Image.open(io.BytesIO(c[THUMBNAIL])).size for c in thumbs]
+            self._side.append((THUMBNAILS_TABLE, from_columns({
+                "segment_id": [segment_id(vid, c["segment_index"]) for c in thumbs], "video_id": [vid] * len(thumbs),
+                "jpeg": [c[THUMBNAIL] for c in thumbs], "width": [w for w, _ in sizes],
+                "height": [h for _, h in sizes], "run_id": [base["run_id"]] * len(thumbs),
+                "indexed_at": [base["indexed_at"]] * len(thumbs)}, thumbnails_schema(), len(thumbs))))
+        if clips[0][VISUAL_TOKENS] is not None:
+            tok = np.stack([c[VISUAL_TOKENS] for c in clips])  # [n, N*P] float16
+            n = len(clips)
+            self._side.append((PROMPT_FEATURES_TABLE, from_columns({
+                "segment_id": [segment_id(vid, c["segment_index"]) for c in clips], "video_id": [vid] * n,
+                "visual_tokens": pa.FixedSizeListArray.from_arrays(pa.array(tok.reshape(-1)), tok.shape[1]),
+                "num_tokens": [tok.shape[1] // self.dim] * n, "model_id": [base["model_id"]] * n,
+                "run_id": [base["run_id"]] * n, "indexed_at": [base["indexed_at"]] * n},
+                prompt_features_schema(tok.shape[1] // self.dim, self.dim), n)))
 
     def _count(self, video: dict) -> None:
         self.counts[video["status"]] += 1

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stride-s", type=float)
     g.add_argument("--max-clips-per-video", type=int)
     g.add_argument("--max-duration-s", type=float)
+    g.add_argument("--no-thumbnails", dest="thumbnails", action="store_false", default=None,
+                   help="do not store a small JPEG per clip (thumbnails table)")
     g = r.add_argument_group("encoder")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
@@ -66,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--num-actors", type=int)
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
+    g.add_argument("--store-prompt-features", action="store_true", default=None,
+                   help="store each clip's visual tokens (prompt_features table): exact relabel without decoding")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--skip-unchanged", action="store_true", default=None,
@@ -81,10 +85,12 @@ def config_from_args(args: argparse.Namespace):
         "reader": {"inputs": args.input, "include": args.include, "exclude": args.exclude,
                    "extensions": args.extensions.split(",") if args.extensions else None},
         "decoder": {"sampler": args.sampler, "window_s": args.window_s, "stride_s": args.stride_s,
-                    "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s},
+                    "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s,
+                    "thumbnails": args.thumbnails},
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
-                    "num_actors": args.num_actors, "compile": args.compile},
+                    "num_actors": args.num_actors, "compile": args.compile,
+                    "store_prompt_features": args.store_prompt_features},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,

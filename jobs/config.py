@@ -19,6 +19,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     approximate = false          # pyav only: decode reference frames only (faster, nearest frames)
     num_cpus = 1                 # CPUs per decode task
     memory_mb = 1024             # memory reserved per decode task
+    thumbnails = true            # a ~160 px JPEG per clip in the thumbnails table
 
     [encoder]
     labels = "kinetics400"       # label set name or file
@@ -26,6 +27,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     precision = "fp32"           # "fp32" | "fp16" | "bf16" (half precisions on GPU)
     top_k = 5
     num_actors = 0               # 0 = sized from the cluster's resources
+    store_prompt_features = false  # visual tokens per clip in prompt_features (exact relabel)
     num_cpus = 0                 # CPUs per actor; 0 = automatic
 
     [writer]
@@ -100,6 +102,7 @@ class DecoderConfig:
     num_threads: int = 1
     num_cpus: float = 1.0
     memory_mb: int = 1024
+    thumbnails: bool = True      # a small JPEG per clip (jobs.thumbnails) in the thumbnails table
 
     def __post_init__(self):
         _check(self.backend in BACKENDS, f"decoder.backend: expected one of {BACKENDS}, got {self.backend!r}")
@@ -131,6 +134,7 @@ class EncoderConfig:
     num_actors: int = 0
     num_cpus: float = 0.0
     compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
+    store_prompt_features: bool = False  # also output each clip's visual tokens (prompt_features table)
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")

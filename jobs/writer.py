@@ -20,6 +20,11 @@ when a video now has fewer segments, the segments upsert deletes the rest
 segments of a video are committed in the same chunk), and a video that is no
 longer ``ok`` has its segments deleted when its videos row is committed.
 
+Side tables keyed by ``segment_id`` (``side_tables``: e.g. ``thumbnails``,
+``prompt_features`` from ``schemas.features``) are written like ``segments``:
+upserted, stale rows of the chunk's videos deleted, committed before the
+videos rows, and deleted with a video that is no longer ``ok``.
+
 Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file
 and one LanceDB commit per table per chunk), then ``optimize()`` compacts.
 """
@@ -61,17 +66,22 @@ def _sql_list(values) -> str:
 class Writer:
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
-    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int):
+    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int,
+                 side_tables: dict[str, pa.Schema] | None = None):
+        """``side_tables``: name -> schema of extra per-segment tables (key ``segment_id``, with ``video_id``)."""
         import lancedb
 
         self.cfg = cfg
         self.run_id = run_id
-        self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim)}
-        self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY}
+        self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
+                        **(side_tables or {})}
+        self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
+                     **{name: SEGMENTS_KEY for name in side_tables or {}}}
+        self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
         self.db_uri = storage.join(cfg.output, "lancedb")
-        self._buffers: dict[str, list[pa.Table]] = {VIDEOS_TABLE: [], SEGMENTS_TABLE: []}
-        self._rows = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
-        self._file_seq = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
+        self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
+        self._rows = {name: 0 for name in self.schemas}
+        self._file_seq = {name: 0 for name in self.schemas}
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
         try:
@@ -110,14 +120,16 @@ class Writer:
 
     def flush(self) -> None:
         # segments first: a videos row marks a finished video, so never commit it before its segments
-        self._flush(SEGMENTS_TABLE)
+        for name in self.per_segment:
+            self._flush(name)
         self._flush(VIDEOS_TABLE)
 
     def _flush(self, name: str) -> None:
         if not self._buffers[name]:
             return
-        if name == VIDEOS_TABLE and self._buffers[SEGMENTS_TABLE]:
-            self._flush(SEGMENTS_TABLE)
+        if name == VIDEOS_TABLE:
+            for other in self.per_segment:
+                self._flush(other)
         table = pa.concat_tables(self._buffers[name]).combine_chunks()
         self._buffers[name], self._rows[name] = [], 0
         t0 = time.perf_counter()
@@ -130,7 +142,7 @@ class Writer:
         self.seconds["parquet"] += t1 - t0
         tbl = self.tables[name]
         merge = tbl.merge_insert(self.keys[name]).when_matched_update_all().when_not_matched_insert_all()
-        if name == SEGMENTS_TABLE:
+        if name in self.per_segment:
             # drop this run's videos' stale segments from an earlier run (e.g. fewer clips now)
             vids = table.column("video_id").unique().to_pylist()
             merge = merge.when_not_matched_by_source_delete(f"video_id IN ({_sql_list(vids)})")
@@ -139,8 +151,9 @@ class Writer:
             not_ok = [v for v, st in zip(table.column("video_id").to_pylist(), table.column("status").to_pylist())
                       if st != STATUS_OK]
             where = f"video_id IN ({_sql_list(not_ok)})"
-            if not_ok and self.tables[SEGMENTS_TABLE].count_rows(where):
-                self.tables[SEGMENTS_TABLE].delete(where)  # segments of a video that is no longer ok
+            for other in self.per_segment:
+                if not_ok and self.tables[other].count_rows(where):
+                    self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok
         self.seconds["lancedb"] += time.perf_counter() - t1
 
     # ------------------------------------------------------------ closing
@@ -163,7 +176,7 @@ class Writer:
         have = {tuple(getattr(i, "columns", ()) or ()) for i in tbl.list_indices()}
         if (self.keys[name],) not in have:
             tbl.create_index(self.keys[name], config=BTree())
-        if (VECTOR_COLUMN,) not in have and tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL") >= \
+        if VECTOR_COLUMN in self.schemas[name].names and (VECTOR_COLUMN,) not in have and tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL") >= \
                 self.cfg.vector_index_min_rows:
             try:
                 tbl.create_index(VECTOR_COLUMN, config=IvfPq(distance_type="cosine"))
