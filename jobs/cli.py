@@ -3,6 +3,7 @@
     xclip-index run --input URI [--input URI ...] --output URI --model SOURCE
                     [--labels NAME|FILE] [--config job.toml] [--ray-address ADDR]
                     [--include GLOB ...] [--exclude GLOB ...] [stage options]
+    xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
@@ -75,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--skip-unchanged", action="store_true", default=None,
                    help="incremental: skip inputs already indexed ok with the same model, labels and "
                         "source fingerprint (retries failures; resumes an interrupted run)")
+    from xclip_search.cli import add_commands
+
+    add_commands(sub)  # search, relabel, build-index
     return p
 
 
@@ -99,6 +103,8 @@ def config_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "run":
+        return args.func(args)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RedactFilter())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -171,17 +171,9 @@ class Writer:
         return out
 
     def _ensure_indexes(self, name: str, tbl) -> None:
-        from lancedb.index import BTree, IvfPq
+        from xclip_search.indexes import ensure_indexes  # one index builder (also `xclip-index build-index`)
 
-        have = {tuple(getattr(i, "columns", ()) or ()) for i in tbl.list_indices()}
-        if (self.keys[name],) not in have:
-            tbl.create_index(self.keys[name], config=BTree())
-        if VECTOR_COLUMN in self.schemas[name].names and (VECTOR_COLUMN,) not in have and tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL") >= \
-                self.cfg.vector_index_min_rows:
-            try:
-                tbl.create_index(VECTOR_COLUMN, config=IvfPq(distance_type="cosine"))
-            except Exception as e:  # the table stays searchable (brute force) without it
-                log.warning("could not build the vector index on %s: %s", name, e)
+        ensure_indexes(tbl, name, min_vector_rows=self.cfg.vector_index_min_rows)
 
     def _parent(self, path: str) -> None:
         if not storage.is_s3(self.cfg.output):  # object stores have no folders to create
