@@ -21,6 +21,9 @@ from schemas import SEGMENTS_KEY, SEGMENTS_TABLE, VECTOR_COLUMN, VIDEOS_KEY, VID
 log = logging.getLogger(__name__)
 
 MIN_VECTOR_ROWS = 256
+# ANN search defaults of xclip_search queries (bench/query.py measured recall and latency with them)
+SEARCH_NPROBES = 20
+SEARCH_REFINE_FACTOR = 10
 
 
 def vector_index_config(num_rows: int, dim: int, *, kind: str = "ivf_pq"):
