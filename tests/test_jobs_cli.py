@@ -109,3 +109,14 @@ def test_empty_input_finishes_without_ray(capsys, tmp_path, tiny_model):
     out = capsys.readouterr().out
     assert code == 0 and "0 videos: 0 ok, 0 failed, 0 skipped" in out
     assert len(list((tmp_path / "o" / "runs").iterdir())) == 1
+
+
+def test_feature_flags_reach_the_config():
+    from jobs.cli import _parser, config_from_args
+
+    base = ["run", "--input", "x", "--output", "o", "--model", "m"]
+    cfg = config_from_args(_parser().parse_args(base))
+    assert cfg.decoder.thumbnails is True and cfg.encoder.store_prompt_features is False
+    assert cfg.decoder.max_clips_per_video is None  # whole videos by default
+    cfg = config_from_args(_parser().parse_args(base + ["--no-thumbnails", "--store-prompt-features"]))
+    assert cfg.decoder.thumbnails is False and cfg.encoder.store_prompt_features is True
