@@ -33,7 +33,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     [writer]
     chunk_rows = 4096            # segment rows per Parquet file / LanceDB commit
     optimize = true              # LanceDB optimize() at the end
-    vector_index_min_rows = 5000 # build an IVF-PQ index once a table has this many rows
+    vector_index_min_rows = 5000 # build the ANN index (xclip_search.indexes) from this many rows
 
 Command line flags override the file.
 """

@@ -4,7 +4,8 @@
     key          BTree on ``segment_id`` / ``video_id`` (``video_id`` too on per-segment tables)
     status       Bitmap (videos)
     labels       LabelList (``labels_any`` filters)
-    embedding    ANN (``vector_index_config``: IVF_PQ, cosine) once the table has ``min_vector_rows``
+    embedding    ANN (``vector_index_config``: IVF_HNSW_SQ, cosine; chosen over IVF_PQ by
+                 ``bench/query.py``, see bench/RESULTS.md "Query") once the table has ``min_vector_rows``
                  non-null vectors (PQ training needs at least 256)
 FTS on the label text is not built: ``labels`` is a list<string> and native FTS needs a string
 column; exact label filters use the LabelList index instead.
@@ -23,11 +24,13 @@ log = logging.getLogger(__name__)
 MIN_VECTOR_ROWS = 256
 # ANN search defaults of xclip_search queries (bench/query.py measured recall and latency with them)
 SEARCH_NPROBES = 20
-SEARCH_REFINE_FACTOR = 10
+SEARCH_REFINE_FACTOR = None  # IVF_HNSW_SQ kept recall@10 >= 0.95 without refining (bench/query.py)
+DEFAULT_KIND = "ivf_hnsw_sq"
 
 
-def vector_index_config(num_rows: int, dim: int, *, kind: str = "ivf_pq"):
-    """ANN parameters from the row count: partitions ~ sqrt(rows), PQ sub-vectors dim/16."""
+def vector_index_config(num_rows: int, dim: int, *, kind: str = DEFAULT_KIND):
+    """ANN parameters from the row count: IVF_PQ: partitions ~ sqrt(rows), sub-vectors dim/16;
+    IVF_HNSW_SQ: partitions ~ sqrt(rows)/8 (each partition is an HNSW graph)."""
     from lancedb.index import HnswSq, IvfPq
 
     partitions = max(1, min(4096, int(round(math.sqrt(max(num_rows, 1))))))
@@ -45,7 +48,7 @@ def _indexed_columns(tbl) -> set[tuple[str, ...]]:
     return {tuple(getattr(i, "columns", ()) or ()) for i in tbl.list_indices()}
 
 
-def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, kind: str = "ivf_pq") -> dict:
+def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, kind: str = DEFAULT_KIND) -> dict:
     """Build the missing indexes of table ``name``; returns {column: seconds} of those built."""
     from lancedb.index import BTree, Bitmap, LabelList
 

@@ -107,7 +107,7 @@ class Query:
             q = q.where(sql, prefilter=True)
         if self._nprobes:
             q = q.nprobes(self._nprobes)
-        if self._refine:
+        if self._refine and self._refine > 1:
             q = q.refine_factor(self._refine)
         t = q.select(cols + ["_distance"]).limit(k).to_arrow()
         score = pa.compute.subtract(pa.scalar(1.0, pa.float32()), t.column("_distance").cast(pa.float32()))
