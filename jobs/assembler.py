@@ -7,10 +7,16 @@ final when its status row and all ``num_segments`` clips have arrived:
 
 * ``ok``: one segments row per clip (labels = top-k of the clip's
   probabilities); the videos row gets the L2-normalised mean of the clip
-  embeddings and the top-k of the mean clip probabilities. If the encoder
+  embeddings and the top-k of the mean clip probabilities, and ``coverage``
+  (:func:`coverage`: how much of its duration the clips cover). If the encoder
   failed on any of its clips, the video is ``failed`` with that error and gets
   no segments.
 * ``failed`` / ``skipped``: the videos row only (null embedding).
+
+Side tables (``schemas.features``, keyed by ``segment_id``) come out of the same
+finalisation: a ``thumbnails`` row per clip that carries a thumbnail, and a
+``prompt_features`` row per clip when the stream carries ``visual_tokens``;
+``take_side_tables()`` hands them to the writer.
 
 ``finish(inputs)`` closes the books: every listed input that never completed
 gets a ``failed`` row saying why, so each input has exactly one videos row.
@@ -26,8 +32,9 @@ import pyarrow as pa
 
 from jobs.labeler import Labeler
 from schemas import STATUS_FAILED, STATUS_OK, segment_id, segments_schema, videos_schema
+from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, prompt_features_schema, thumbnails_schema
 from schemas.output import from_columns, vectors
-from schemas.stream import KIND_CLIP
+from schemas.stream import KIND_CLIP, THUMBNAIL, VISUAL_TOKENS
 
 _VIDEO_FIELDS = ("video_id", "uri", "status", "error", "duration_s", "fps", "num_frames", "width", "height",
                  "codec", "source_size", "source_etag", "source_mtime")
@@ -61,6 +68,12 @@ class VideoAssembler:
         self.num_segments = 0
         self.decode_s = 0.0
         self.encode_s = 0.0
+        self._side: list[tuple[str, pa.Table]] = []
+
+    def take_side_tables(self) -> list[tuple[str, pa.Table]]:
+        """(table name, rows) of the side tables finished since the last call."""
+        out, self._side = self._side, []
+        return out
 
     # ------------------------------------------------------------------ input
     def add(self, batch: pa.Table) -> tuple[list[pa.Table], list[pa.Table]]:
@@ -75,6 +88,12 @@ class VideoAssembler:
             probs = _matrix(clips.column("probs"), len(self.labeler.labels))
             cols = {n: clips.column(n).to_pylist()
                     for n in ("segment_index", "start_s", "end_s", "frame_timestamps", "error", "encode_s")}
+            cols[THUMBNAIL] = clips.column(THUMBNAIL).to_pylist() if THUMBNAIL in clips.column_names \
+                else [None] * len(clip_idx)
+            tokens = None
+            if VISUAL_TOKENS in clips.column_names:
+                col = clips.column(VISUAL_TOKENS)
+                tokens = _matrix(col, col.type.list_size).astype(np.float16)
         touched = []
         for j, i in enumerate(clip_idx):
             if vids[i] in self.done:
@@ -82,12 +101,14 @@ class VideoAssembler:
             p = self._pending.setdefault(vids[i], _Pending())
             p.clips.append({"segment_index": cols["segment_index"][j], "start_s": cols["start_s"][j],
                             "end_s": cols["end_s"][j], "frame_timestamps": cols["frame_timestamps"][j],
-                            "error": cols["error"][j], "embedding": emb[j], "probs": probs[j]})
+                            "error": cols["error"][j], "embedding": emb[j], "probs": probs[j],
+                            THUMBNAIL: cols[THUMBNAIL][j], VISUAL_TOKENS: None if tokens is None else tokens[j]})
             self.encode_s += cols["encode_s"][j] or 0.0
             touched.append(vids[i])
         status_idx = [i for i, k in enumerate(kinds) if k != KIND_CLIP]
         if status_idx:
-            rows = batch.take(pa.array(status_idx)).drop_columns(["embedding", "probs"]).to_pylist()
+            drop = [c for c in ("embedding", "probs", THUMBNAIL, VISUAL_TOKENS) if c in batch.column_names]
+            rows = batch.take(pa.array(status_idx)).drop_columns(drop).to_pylist()
             for r in rows:
                 if r["video_id"] in self.done:
                     continue
@@ -114,7 +135,7 @@ class VideoAssembler:
     def _finalise(self, p: _Pending) -> tuple[pa.Table | None, dict]:
         s = p.status
         video = {k: s.get(k) for k in _VIDEO_FIELDS}
-        video.update(self._base(), num_segments=0)
+        video.update(self._base(), num_segments=0, coverage=0.0)
         clip_errors = [c["error"] for c in p.clips if c["error"]]
         if s["status"] == STATUS_OK and clip_errors:
             video.update(status=STATUS_FAILED, error=clip_errors[0])
@@ -131,7 +152,8 @@ class VideoAssembler:
         seg_labels, seg_scores = self.labeler(probs)
         vid_labels, vid_scores = self.labeler(probs.mean(axis=0, keepdims=True))
         video.update(embedding=(mean / norm if norm > 0 else mean).tolist(), labels=vid_labels[0],
-                     label_scores=vid_scores[0], num_segments=len(clips))
+                     label_scores=vid_scores[0], num_segments=len(clips),
+                     coverage=coverage([(c["start_s"], c["end_s"]) for c in clips], s.get("duration_s")))
         n = len(clips)
         base = self._base()
         seg = from_columns({
@@ -142,9 +164,33 @@ class VideoAssembler:
             "embedding": vectors(emb, self.dim), "labels": seg_labels, "label_scores": seg_scores,
             **{k: [v] * n for k, v in base.items()},
         }, self.segments_schema, n)
+        self._side_rows(s["video_id"], clips, base)
         self.num_segments += n
         self._count(video)
         return seg, video
+
+    def _side_rows(self, vid: str, clips: list[dict], base: dict) -> None:
+        import io
+
+        from PIL import Image
+
+        thumbs = [c for c in clips if c[THUMBNAIL] is not None]
+        if thumbs:
+            sizes = [Image.open(io.BytesIO(c[THUMBNAIL])).size for c in thumbs]
+            self._side.append((THUMBNAILS_TABLE, from_columns({
+                "segment_id": [segment_id(vid, c["segment_index"]) for c in thumbs], "video_id": [vid] * len(thumbs),
+                "jpeg": [c[THUMBNAIL] for c in thumbs], "width": [w for w, _ in sizes],
+                "height": [h for _, h in sizes], "run_id": [base["run_id"]] * len(thumbs),
+                "indexed_at": [base["indexed_at"]] * len(thumbs)}, thumbnails_schema(), len(thumbs))))
+        if clips[0][VISUAL_TOKENS] is not None:
+            tok = np.stack([c[VISUAL_TOKENS] for c in clips])  # [n, N*P] float16
+            n = len(clips)
+            self._side.append((PROMPT_FEATURES_TABLE, from_columns({
+                "segment_id": [segment_id(vid, c["segment_index"]) for c in clips], "video_id": [vid] * n,
+                "visual_tokens": pa.FixedSizeListArray.from_arrays(pa.array(tok.reshape(-1)), tok.shape[1]),
+                "num_tokens": [tok.shape[1] // self.dim] * n, "model_id": [base["model_id"]] * n,
+                "run_id": [base["run_id"]] * n, "indexed_at": [base["indexed_at"]] * n},
+                prompt_features_schema(tok.shape[1] // self.dim, self.dim), n)))
 
     def _count(self, video: dict) -> None:
         self.counts[video["status"]] += 1
@@ -172,10 +218,24 @@ class VideoAssembler:
                 why, src = "no result from the pipeline (its task failed; see the Ray logs)", r
             video = {k: src.get(k) for k in _VIDEO_FIELDS if k in src}
             video.update(self._base(), video_id=vid, uri=r["uri"], status=STATUS_FAILED,
-                         error=reason or why, num_segments=0)
+                         error=reason or why, num_segments=0, coverage=0.0)
             self._count(video)
             rows.append(video)
         return [self._videos_table(rows)] if rows else []
+
+
+def coverage(windows: list[tuple[float, float]], duration_s: float | None) -> float | None:
+    """Fraction of ``[0, duration_s]`` covered by the union of the ``(start, end)`` windows
+    (overlaps counted once, windows clipped to the duration); None when the duration is unknown."""
+    if duration_s is None or not duration_s > 0:
+        return None
+    covered, reach = 0.0, 0.0
+    for start, end in sorted((max(0.0, float(a)), min(float(duration_s), float(b))) for a, b in windows):
+        if end <= reach:
+            continue
+        covered += end - max(start, reach)
+        reach = end
+    return min(1.0, covered / float(duration_s))
 
 
 def _matrix(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:

@@ -3,6 +3,7 @@
     xclip-index run --input URI [--input URI ...] --output URI --model SOURCE
                     [--labels NAME|FILE] [--config job.toml] [--ray-address ADDR]
                     [--include GLOB ...] [--exclude GLOB ...] [stage options]
+    xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
@@ -70,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stride-s", type=float)
     g.add_argument("--max-clips-per-video", type=int)
     g.add_argument("--max-duration-s", type=float)
+    g.add_argument("--no-thumbnails", dest="thumbnails", action="store_false", default=None,
+                   help="do not store a small JPEG per clip (thumbnails table)")
     g = r.add_argument_group("encoder")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
@@ -78,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--num-actors", type=int)
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
+    g.add_argument("--store-prompt-features", action="store_true", default=None,
+                   help="store each clip's visual tokens (prompt_features table): exact relabel without decoding")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--full", action="store_true", default=None,
@@ -85,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                         "jobs.incremental)")
     g.add_argument("--skip-unchanged", action="store_true", default=None,
                    help="deprecated, no effect: incremental is the default")
+    from xclip_search.cli import add_commands
+
+    add_commands(sub)  # search, relabel, build-index
     return p
 
 
@@ -95,10 +103,12 @@ def config_from_args(args: argparse.Namespace):
         "reader": {"inputs": args.input, "include": args.include, "exclude": args.exclude,
                    "extensions": args.extensions.split(",") if args.extensions else None},
         "decoder": {"sampler": args.sampler, "window_s": args.window_s, "stride_s": args.stride_s,
-                    "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s},
+                    "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s,
+                    "thumbnails": args.thumbnails},
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
-                    "num_actors": args.num_actors, "compile": args.compile},
+                    "num_actors": args.num_actors, "compile": args.compile,
+                    "store_prompt_features": args.store_prompt_features},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
                    "full": args.full},
     }
@@ -108,6 +118,8 @@ def config_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "run":
+        return args.func(args)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RedactFilter())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,7 +11,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     sampler = "fixed"            # "fixed" | "tsn"
     window_s = 2.0
     stride_s = 2.0               # default: window_s
-    max_clips_per_video = 64
+    max_clips_per_video = 64     # optional cap (evenly spaced subset); default: none, whole video
     max_duration_s = 3600
     timeout_s = 300
     max_pixels = 8294400         # skip inputs above 4K (width x height)
@@ -19,6 +19,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     approximate = false          # pyav only: decode reference frames only (faster, nearest frames)
     num_cpus = 1                 # CPUs per decode task
     memory_mb = 1024             # memory reserved per decode task
+    thumbnails = true            # a ~160 px JPEG per clip in the thumbnails table
 
     [encoder]
     labels = "kinetics400"       # label set name or file
@@ -26,12 +27,13 @@ A ``job.toml`` has one table per stage; every key is optional::
     precision = "fp32"           # "fp32" | "fp16" | "bf16" (half precisions on GPU)
     top_k = 5
     num_actors = 0               # 0 = sized from the cluster's resources
+    store_prompt_features = false  # visual tokens per clip in prompt_features (exact relabel)
     num_cpus = 0                 # CPUs per actor; 0 = automatic
 
     [writer]
     chunk_rows = 4096            # segment rows per Parquet file / LanceDB commit
     optimize = true              # LanceDB optimize() at the end
-    vector_index_min_rows = 5000 # build an IVF-PQ index once a table has this many rows
+    vector_index_min_rows = 5000 # build the ANN index (xclip_search.indexes) from this many rows
     full = false                 # true: process every input (default: only new or changed ones)
     on_deleted = "delete"        # videos gone from the source: "delete" | "mark" (status 'deleted')
     lease_heartbeat_s = 30       # output lease (one run at a time per output)
@@ -97,7 +99,7 @@ class DecoderConfig:
     sampler: str = "fixed"
     window_s: float = 2.0
     stride_s: float | None = None
-    max_clips_per_video: int | None = 64
+    max_clips_per_video: int | None = None  # None: index the whole video (see videos.coverage)
     max_duration_s: float | None = None
     timeout_s: float | None = 300.0
     max_pixels: int | None = None
@@ -110,6 +112,7 @@ class DecoderConfig:
     # same reason, or over this share does once N are done; breaker_first_n = 0 turns it off
     breaker_first_n: int = 20
     breaker_max_share: float = 0.5
+    thumbnails: bool = True      # a small JPEG per clip (jobs.thumbnails) in the thumbnails table
 
     def __post_init__(self):
         _check(self.breaker_first_n >= 0, f"decoder.breaker_first_n: must be >= 0 (0: off), got {self.breaker_first_n}")
@@ -146,6 +149,7 @@ class EncoderConfig:
     num_actors: int = 0
     num_cpus: float = 0.0
     compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
+    store_prompt_features: bool = False  # also output each clip's visual tokens (prompt_features table)
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")

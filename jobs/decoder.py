@@ -31,7 +31,7 @@ from jobs.config import DecoderConfig
 from jobs.reader import stat_source
 from xclip_core.video.errors import MEDIA_ERRORS, short
 from schemas import STATUS_FAILED, STATUS_OK
-from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, KIND_VIDEO, decoded_schema
+from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, KIND_VIDEO, THUMBNAIL, decoded_schema
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,15 @@ def _status_row(row: dict, **fields) -> dict:
     return out
 
 
-def _clip_row(row: dict, c) -> dict:
+def _clip_row(row: dict, c, thumbnails: bool = False) -> dict:
+    from jobs.thumbnails import thumbnail_jpeg
+
     frames = np.ascontiguousarray(c.frames, dtype=np.uint8)
     return {"kind": KIND_CLIP, "video_id": row["video_id"], "uri": row["uri"],
             "segment_index": int(c.segment_index), "start_s": float(c.start_s), "end_s": float(c.end_s),
             "frame_timestamps": [float(t) for t in np.asarray(c.timestamps).tolist()],
-            FRAMES: frames.tobytes(), FRAMES_SHAPE: list(frames.shape)}
+            FRAMES: frames.tobytes(), FRAMES_SHAPE: list(frames.shape),
+            THUMBNAIL: thumbnail_jpeg(frames)[0] if thumbnails else None}
 
 
 def _meta_fields(meta) -> dict:
@@ -76,9 +79,10 @@ def _meta_fields(meta) -> dict:
             "width": meta.width, "height": meta.height, "codec": meta.codec}
 
 
-def decode_one(row: dict, cfg, *, clips_per_table: int = 8) -> Iterator[pa.Table]:
+def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = False) -> Iterator[pa.Table]:
     """One input row -> tables of its clip rows (``clips_per_table`` at a time,
-    so memory stays bounded for long videos), then one table with its status
+    so memory stays bounded for long videos; with ``thumbnails`` each carries a JPEG of its middle
+    frame, ``jobs.thumbnails``), then one table with its status
     row. Clips already yielded for a video that later fails are dropped by the
     writer side (the status row says failed)."""
     from xclip_core.video import iter_clips
@@ -106,7 +110,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8) -> Iterator[pa.Table
     try:
         stream = iter_clips(row["uri"], cfg)
         for clip in stream:
-            pending.append(_clip_row(row, clip))
+            pending.append(_clip_row(row, clip, thumbnails))
             n += 1
             if len(pending) >= clips_per_table:
                 yield pa.Table.from_pylist(pending, schema=_SCHEMA)
@@ -128,7 +132,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8) -> Iterator[pa.Table
                  **_meta_fields(meta))
 
 
-def decode_batch(batch: pa.Table, *, cfg) -> Iterator[pa.Table]:
+def decode_batch(batch: pa.Table, *, cfg, thumbnails: bool = False) -> Iterator[pa.Table]:
     """Ray Data UDF (``batch_format="pyarrow"``): one yielded table per video."""
     for row in batch.to_pylist():
-        yield from decode_one(row, cfg)
+        yield from decode_one(row, cfg, thumbnails=thumbnails)

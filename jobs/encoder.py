@@ -9,6 +9,9 @@ preprocessing config once, and encodes the label prompts once
     embedding  L2-normalised clip embedding (``encode_video().video_embeds``)
     probs      softmax over ``video_logits(video_embeds, prompt_text(text, tokens))``
     encode_s   model seconds attributed to the row (batch time / clips in batch)
+    visual_tokens  with ``store_prompt_features``: ``encode_video().visual_tokens`` [N, P] as
+               float16 (the probs are then computed from these rounded tokens, so a relabel
+               from stored features reproduces them: ``xclip_search.relabel``)
 
 Status rows pass through untouched. Frames arrive as uint8 ``[T, S, S, 3]``;
 scaling and normalisation (``xclip_core.preprocess``) run here, on the
@@ -31,7 +34,7 @@ import pyarrow as pa
 
 from jobs.config import EncoderConfig
 from schemas.output import vectors
-from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, encoded_schema
+from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, VISUAL_TOKENS, encoded_schema
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class ModelInfo:
     label_set_name: str
     label_set_sha256: str
     labels: tuple[str, ...]
+    prompts: tuple[tuple[str, ...], ...] = ()   # prompt texts per label (LabelSet.class_prompts)
+    num_tokens: int = 0     # visual tokens per clip N (the vision tower's patches)
 
     @property
     def label_set_id(self) -> str:
@@ -93,16 +98,19 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
     return ModelInfo(source=cfg.model, model_id=f"{_model_name(cfg.model)}@{sha[:12]}", weights_sha256=sha,
                      dim=int(config.projection_dim), num_frames=int(vision.num_frames), crop_size=int(h),
                      shortest_edge=int(pre.shortest_edge), label_set_name=labels.name,
-                     label_set_sha256=labels.sha256, labels=tuple(labels.labels))
+                     label_set_sha256=labels.sha256, labels=tuple(labels.labels),
+                     prompts=tuple(tuple(p) for p in labels.class_prompts(cfg.prompt_template)),
+                     num_tokens=int(vision.num_patches))
 
 
 class Encoder:
     """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
-                 num_threads: int | None = None):
-        """``labels``: the label names as the driver loaded them (a label file on the
-        driver's disk need not exist on worker nodes); default: ``load_labels(cfg.labels)``."""
+                 num_threads: int | None = None, prompts: tuple[tuple[str, ...], ...] | None = None):
+        """``labels`` / ``prompts``: the label names and their prompt texts as the driver loaded
+        them (a label file on the driver's disk need not exist on worker nodes); default:
+        ``load_labels(cfg.labels)``. Without ``prompts``, each label is ``cfg.prompt_template``'d."""
         import torch
 
         from xclip_core.labels import load_labels
@@ -122,9 +130,13 @@ class Encoder:
         local = resolve_checkpoint(cfg.model)
         self.model = XCLIP.from_pretrained(local, device=self.device, dtype=self.dtype)
         self.pre = PreprocessConfig.from_pretrained(local)
-        labels = tuple(labels) if labels is not None else load_labels(cfg.labels).labels
+        if labels is None:
+            label_set = load_labels(cfg.labels)
+            labels, prompts = label_set.labels, label_set.class_prompts(cfg.prompt_template)
+        labels = tuple(labels)
+        if not prompts:
+            prompts = [[cfg.prompt_template.format(label)] for label in labels]
         tok = CLIPTokenizer.from_pretrained(local)
-        prompts = [[cfg.prompt_template.format(label)] for label in labels]
         self.text = class_text_features(self.model, tok, prompts, device=self.device)  # [K, P]
         self.scorer = ClipScorer(self.model, self.text)
         # torch.compile measured 1.68x transformers vs 1.48x eager (H200, bf16, batch 128; bench/RESULTS.md).
@@ -132,22 +144,28 @@ class Encoder:
         self._step = torch.compile(self._forward, dynamic=False) if cfg.compile else self._forward
         self.dim = int(self.model.config.projection_dim)
         self.num_labels = len(labels)
-        self.schema = encoded_schema(self.dim, self.num_labels)
+        self.num_tokens = int(self.model.config.vision_config.num_patches) if cfg.store_prompt_features else 0
+        self.schema = encoded_schema(self.dim, self.num_labels, num_tokens=self.num_tokens)
         self.load_s = time.perf_counter() - t0
         log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)
 
     def _forward(self, x):
-        """uint8 clips [B,T,S,S,3] on the device -> (L2-normalised embeddings [B,P], label probs [B,K])."""
+        """uint8 clips [B,T,S,S,3] on the device -> (L2-normalised embeddings [B,P], label probs [B,K],
+        visual tokens [B,N,P] (float16 when stored, then also what the probs are computed from))."""
+        import torch
         import torch.nn.functional as F
 
         from xclip_core.preprocess import preprocess
 
         px = preprocess(x, self.pre, dtype=self.dtype)  # [B,T,3,S,S]
         feats = self.model.encode_video(px)
-        probs = self.scorer.probs(feats.video_embeds, feats.visual_tokens)
-        return F.normalize(feats.video_embeds.float(), dim=-1), probs
+        tokens = feats.visual_tokens
+        if self.num_tokens:
+            tokens = tokens.to(torch.float16)
+        probs = self.scorer.probs(feats.video_embeds, tokens.to(feats.visual_tokens.dtype))
+        return F.normalize(feats.video_embeds.float(), dim=-1), probs, tokens
 
-    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         import torch
 
         n = len(frames)
@@ -156,8 +174,9 @@ class Encoder:
             batch = np.concatenate([batch, np.zeros((self.cfg.batch_size - n, *batch.shape[1:]), np.uint8)])
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         with torch.inference_mode():
-            emb, probs = self._step(x)
-        return emb[:n].cpu().numpy(), probs[:n].cpu().numpy()
+            emb, probs, tokens = self._step(x)
+        tokens = tokens[:n].cpu().numpy().reshape(n, -1) if self.num_tokens else None
+        return emb[:n].cpu().numpy(), probs[:n].cpu().numpy(), tokens
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
@@ -166,6 +185,7 @@ class Encoder:
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, self.num_labels), np.float32)
         valid = np.zeros(n, bool)
+        tokens = np.zeros((n, self.num_tokens * self.dim), np.float16) if self.num_tokens else None
         errors = batch.column("error").to_pylist()
         encode_s = [None] * n
         if clip_rows:
@@ -175,8 +195,10 @@ class Encoder:
             try:
                 frames = [np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
                           for i in clip_rows]
-                e, p = self._encode(frames)
+                e, p, t = self._encode(frames)
                 emb[clip_rows], probs[clip_rows], valid[clip_rows] = e, p, True
+                if tokens is not None:
+                    tokens[clip_rows] = t
             except Exception as exc:  # recorded per clip; the writer fails those videos
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("%s (%d clips)", msg, len(clip_rows))
@@ -191,6 +213,9 @@ class Encoder:
                 cols[field.name] = vectors(emb, self.dim, valid)
             elif field.name == "probs":
                 cols[field.name] = vectors(probs, self.num_labels, valid)
+            elif field.name == VISUAL_TOKENS:
+                cols[field.name] = pa.FixedSizeListArray.from_arrays(
+                    pa.array(tokens.reshape(-1)), self.num_tokens * self.dim, mask=pa.array(~valid))
             elif field.name == "encode_s":
                 cols[field.name] = pa.array(encode_s, pa.float64())
             elif field.name == "error":

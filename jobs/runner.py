@@ -125,10 +125,12 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
     ds = ray.data.from_arrow(blocks)
     # The memory request also keeps Ray from fusing decode into the encoder actors (it fuses
     # task -> actor stages with equal resource requests), which would serialise decoding there.
-    ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg}, batch_size=1, batch_format="pyarrow",
+    ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg, "thumbnails": cfg.decoder.thumbnails},
+                        batch_size=1, batch_format="pyarrow",
                         num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True)
     ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
-                                                              "num_threads": plan.torch_threads},
+                                                              "num_threads": plan.torch_threads,
+                                                              "prompts": info.prompts},
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
@@ -148,6 +150,16 @@ def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unch
         decode_config=dataclasses.asdict(dcfg), config=cfg.to_dict(),
         stage_seconds=seconds, clips_per_s=clips_per_s, tables=tables, parquet_files=files, status=status,
         error=error)
+
+
+def side_tables(cfg: JobConfig, info) -> dict:
+    """The per-segment side tables this run writes (``schemas.features``)."""
+    from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, prompt_features_schema, thumbnails_schema
+
+    out = {THUMBNAILS_TABLE: thumbnails_schema()} if cfg.decoder.thumbnails else {}
+    if cfg.encoder.store_prompt_features:
+        out[PROMPT_FEATURES_TABLE] = prompt_features_schema(info.num_tokens, info.dim)
+    return out
 
 
 def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
@@ -182,7 +194,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
     import ray
 
-    writer = Writer(cfg.writer, run_id=run_id, dim=info.dim, processing_id=processing_id(info, dcfg, cfg.encoder))
+    writer = Writer(cfg.writer, run_id=run_id, dim=info.dim, processing_id=processing_id(info, dcfg, cfg.encoder),
+                    side_tables=side_tables(cfg, info))
     mark_interrupted(writer, run_id)
     writer.repair_duplicates()
     listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0
@@ -239,6 +252,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     t0 = time.perf_counter()
                     seg_tables, video_tables = assembler.add(batch)
                     t_assemble += time.perf_counter() - t0
+                    for name, t in assembler.take_side_tables():
+                        writer.add(name, t)
                     for t in seg_tables:
                         writer.add(SEGMENTS_TABLE, t)
                     for t in video_tables:

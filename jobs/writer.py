@@ -20,6 +20,11 @@ when a video now has fewer segments, the segments upsert deletes the rest
 segments of a video are committed in the same chunk), and a video that is no
 longer ``ok`` has its segments deleted when its videos row is committed.
 
+Side tables keyed by ``segment_id`` (``side_tables``: e.g. ``thumbnails``,
+``prompt_features`` from ``schemas.features``) are written like ``segments``:
+upserted, stale rows of the chunk's videos deleted, committed before the
+videos rows, and deleted with a video that is no longer ``ok``.
+
 Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file
 and one LanceDB commit per table per chunk), then ``optimize()`` compacts.
 Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with
@@ -79,19 +84,33 @@ def _sql_list(values) -> str:
 class Writer:
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
-    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int, processing_id: str | None = None):
+    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int, processing_id: str | None = None,
+                 side_tables: dict[str, pa.Schema] | None = None):
+        """``side_tables``: name -> schema of extra per-segment tables (key ``segment_id``, with ``video_id``)."""
         import lancedb
 
         self.cfg = cfg
         self.run_id = run_id
         self.processing_id = processing_id  # stamped on every videos row (jobs.incremental)
-        self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim)}
-        self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY}
+        self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
+                        **(side_tables or {})}
+        self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
+                     **{name: SEGMENTS_KEY for name in side_tables or {}}}
+        self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
         self.db_uri = storage.join(cfg.output, "lancedb")
-        self._buffers: dict[str, list[pa.Table]] = {VIDEOS_TABLE: [], SEGMENTS_TABLE: []}
-        self._rows = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
-        self._file_seq = {VIDEOS_TABLE: 0, SEGMENTS_TABLE: 0}
+        self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
+        self._rows = {name: 0 for name in self.schemas}
+        self._file_seq = {name: 0 for name in self.schemas}
         self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
+        self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
+                        **(side_tables or {})}
+        self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
+                     **{name: SEGMENTS_KEY for name in side_tables or {}}}
+        self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
+        self.db_uri = storage.join(cfg.output, "lancedb")
+        self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
+        self._rows = {name: 0 for name in self.schemas}
+        self._file_seq = {name: 0 for name in self.schemas}
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
         try:
@@ -117,10 +136,12 @@ class Writer:
         self.fs, self.base = storage.pyarrow_filesystem(cfg.output)
 
     def _migrate(self) -> None:
-        """Schema "1" -> "2": add the (null) ``processing_id`` column to an existing videos table."""
+        """Schema "1" -> "2": add the (null) columns new in "2" (``processing_id``, ``coverage``) to an
+        existing videos table; they are its last columns, so appending keeps the schema's order."""
         tbl = self.tables[VIDEOS_TABLE]
-        if "processing_id" not in tbl.schema.names:
-            tbl.add_columns(pa.field("processing_id", pa.string()))
+        for name in ("processing_id", "coverage"):
+            if name not in tbl.schema.names:
+                tbl.add_columns(self.schemas[VIDEOS_TABLE].field(name))
 
     def indexed(self) -> pa.Table:
         """Every existing videos row's key, URI, status, processing id and fingerprint (jobs.incremental)."""
@@ -192,14 +213,16 @@ class Writer:
 
     def flush(self) -> None:
         # segments first: a videos row marks a finished video, so never commit it before its segments
-        self._flush(SEGMENTS_TABLE)
+        for name in self.per_segment:
+            self._flush(name)
         self._flush(VIDEOS_TABLE)
 
     def _flush(self, name: str) -> None:
         if not self._buffers[name]:
             return
-        if name == VIDEOS_TABLE and self._buffers[SEGMENTS_TABLE]:
-            self._flush(SEGMENTS_TABLE)
+        if name == VIDEOS_TABLE:
+            for other in self.per_segment:
+                self._flush(other)
         table = pa.concat_tables(self._buffers[name]).combine_chunks()
         t0 = time.perf_counter()
         path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
@@ -213,7 +236,7 @@ class Writer:
             self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
             self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
         else:
-            self._commit("commit videos", lambda: self._upsert(VIDEOS_TABLE, table))
+            self._commit(f"commit {name}", lambda: self._upsert(name, table))
         self.seconds["lancedb"] += time.perf_counter() - t1
         self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed
 
@@ -233,7 +256,7 @@ class Writer:
     def _upsert(self, name: str, table: pa.Table) -> None:
         tbl = self.tables[name]
         merge = tbl.merge_insert(self.keys[name]).when_matched_update_all().when_not_matched_insert_all()
-        if name == SEGMENTS_TABLE:
+        if name in self.per_segment:
             # drop this run's videos' stale segments from an earlier run (e.g. fewer clips now)
             vids = table.column("video_id").unique().to_pylist()
             merge = merge.when_not_matched_by_source_delete(f"video_id IN ({_sql_list(vids)})")
@@ -243,24 +266,9 @@ class Writer:
             not_ok = [v for v, st in zip(table.column("video_id").to_pylist(), table.column("status").to_pylist())
                       if st not in done]
             where = f"video_id IN ({_sql_list(not_ok)})"
-            if not_ok and self.tables[SEGMENTS_TABLE].count_rows(where):
-                self.tables[SEGMENTS_TABLE].delete(where)  # segments of a video that is no longer ok
-
-    def _indexing_rows(self, segments: pa.Table) -> pa.Table:
-        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk."""
-        first = {}
-        for i, vid in enumerate(segments.column("video_id").to_pylist()):
-            first.setdefault(vid, i)
-        seg = segments.take(pa.array(list(first.values()), pa.int64()))
-        schema = self.schemas[VIDEOS_TABLE]
-        n = seg.num_rows
-        cols = {f.name: pa.nulls(n, f.type) for f in schema}
-        for c in ("video_id", "uri", "model_id", "label_set", "run_id", "indexed_at"):
-            cols[c] = seg.column(c).cast(schema.field(c).type)
-        cols["status"] = pa.array([STATUS_INDEXING] * n, pa.string())
-        cols["error"] = pa.array([f"being indexed by run {self.run_id}"] * n, pa.string())
-        cols["num_segments"] = pa.array([0] * n, pa.int32())
-        return pa.table([cols[f.name] for f in schema], schema=schema)
+            for other in self.per_segment:
+                if not_ok and self.tables[other].count_rows(where):
+                    self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok
 
     # ------------------------------------------------------------ closing
     def close(self) -> dict:
@@ -278,17 +286,9 @@ class Writer:
         return out
 
     def _ensure_indexes(self, name: str, tbl) -> None:
-        from lancedb.index import BTree, IvfPq
+        from xclip_search.indexes import ensure_indexes  # one index builder (also `xclip-index build-index`)
 
-        have = {tuple(getattr(i, "columns", ()) or ()) for i in tbl.list_indices()}
-        if (self.keys[name],) not in have:
-            tbl.create_index(self.keys[name], config=BTree())
-        if (VECTOR_COLUMN,) not in have and tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL") >= \
-                self.cfg.vector_index_min_rows:
-            try:
-                tbl.create_index(VECTOR_COLUMN, config=IvfPq(distance_type="cosine"))
-            except Exception as e:  # the table stays searchable (brute force) without it
-                log.warning("could not build the vector index on %s: %s", name, e)
+        ensure_indexes(tbl, name, min_vector_rows=self.cfg.vector_index_min_rows)
 
     def _parent(self, path: str) -> None:
         if not storage.is_s3(self.cfg.output):  # object stores have no folders to create

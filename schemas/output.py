@@ -27,6 +27,9 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     indexed_at      timestamp[us, UTC]
     processing_id   string     hash of model weights, label set, decode settings, precision, prompt
                                template, schema version (jobs.incremental); added in schema "2"
+    coverage        float64    fraction (0..1) of ``duration_s`` covered by the union of the
+                               indexed clip windows; 0 when nothing was indexed (not ok); null
+                               when an ok video's duration is unknown
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -150,6 +153,7 @@ def videos_schema(dim: int) -> pa.Schema:
         *FINGERPRINT_FIELDS,
         pa.field("indexed_at", TIMESTAMP, nullable=False),
         pa.field("processing_id", pa.string()),
+        pa.field("coverage", pa.float64()),
     ], VIDEOS_TABLE)
 
 

@@ -13,6 +13,7 @@ skipped videos emit only the status row.
     kind, video_id, uri
     clip rows:   segment_index, start_s, end_s, frame_timestamps,
                  frames (bytes of uint8 [T,S,S,3], C order), frames_shape [T,S,S,3]
+                 thumbnail (JPEG of the middle frame, ``jobs.thumbnails``; null when off)
     status rows: status, error, duration_s, fps, num_frames, width, height, codec,
                  num_segments (clip rows emitted for the video; a video
                  that failed midway may have emitted some, to be dropped), source_size, source_etag,
@@ -24,6 +25,9 @@ skipped videos emit only the status row.
     probs      fixed_size_list<float32>[K] (softmax over the label set)
     error      (on a clip row: the encoder failed on its batch)
     encode_s   seconds of model time attributed to the row
+    thumbnail  passed through from the decoder
+    visual_tokens  fixed_size_list<float16>[N*P] (only with ``--store-prompt-features``:
+               ``encoded_schema(..., num_tokens=N)``): the clip's ``encode_video().visual_tokens``
 """
 from __future__ import annotations
 
@@ -60,18 +64,23 @@ _STATUS = [
 
 FRAMES = "frames"
 FRAMES_SHAPE = "frames_shape"
+THUMBNAIL = "thumbnail"
+VISUAL_TOKENS = "visual_tokens"
 
 
 def decoded_schema() -> pa.Schema:
     return pa.schema(_COMMON + [
         pa.field(FRAMES, pa.large_binary()),
         pa.field(FRAMES_SHAPE, pa.list_(pa.int32())),
-    ] + _STATUS)
+    ] + _STATUS + [pa.field(THUMBNAIL, pa.binary())])
 
 
-def encoded_schema(dim: int, num_labels: int) -> pa.Schema:
+def encoded_schema(dim: int, num_labels: int, *, num_tokens: int = 0) -> pa.Schema:
+    """``num_tokens`` > 0 adds ``visual_tokens`` (N = num_tokens patch tokens of dimension ``dim``)."""
+    tokens = [pa.field(VISUAL_TOKENS, pa.list_(pa.float16(), int(num_tokens) * int(dim)))] if num_tokens else []
     return pa.schema(_COMMON + _STATUS + [
         pa.field("embedding", vector_type(dim)),
         pa.field("probs", vector_type(num_labels)),
         pa.field("encode_s", pa.float64()),
-    ])
+        pa.field(THUMBNAIL, pa.binary()),
+    ] + tokens)

@@ -93,3 +93,23 @@ def test_finish_accounts_for_every_input():
     b = _assembler()
     (t,) = b.finish(inputs, reason="pipeline error: X")
     assert set(t.column("error").to_pylist()) == {"pipeline error: X"}
+
+
+def test_coverage_is_the_union_of_windows_over_the_duration():
+    from jobs.assembler import coverage
+
+    assert coverage([(0.0, 1.0), (0.5, 1.5), (2.0, 3.0)], 4.0) == 0.625  # overlap counted once: 2.5 / 4
+    assert coverage([(0.0, 2.0), (1.0, 5.0)], 4.0) == 1.0  # clipped to the duration
+    assert coverage([], 4.0) == 0.0
+    assert coverage([(0.0, 1.0)], None) is None and coverage([(0.0, 1.0)], 0.0) is None
+
+
+def test_videos_rows_carry_coverage():
+    a = _assembler()
+    e0 = _unit([1, 0, 0, 0])
+    # duration 3 s; clips [0,1] and [2,3]: two thirds covered
+    _, vids = a.add(_batch([_clip("v1", 0, e0, [1.0, 0, 0]), _clip("v1", 2, e0, [1.0, 0, 0]), _status("v1", n=2),
+                            _status("v2", status="failed", error="bad")]))
+    rows = {r["video_id"]: r for r in pa.concat_tables(vids).to_pylist()}
+    assert abs(rows["v1"]["coverage"] - 2 / 3) < 1e-9
+    assert rows["v2"]["coverage"] == 0.0

@@ -143,3 +143,12 @@ def test_second_run_on_a_leased_output_refuses(capsys, tmp_path, tiny_model, one
         code, err = _run(capsys, "--input", one_video, "--output", out, "--model", tiny_model)
     assert code == EXIT_LOCKED and "in use by run other-run" in _error_line(err)
     assert not os.path.exists(os.path.join(out, "runs")) and not os.path.exists(os.path.join(out, "lancedb"))
+def test_feature_flags_reach_the_config():
+    from jobs.cli import _parser, config_from_args
+
+    base = ["run", "--input", "x", "--output", "o", "--model", "m"]
+    cfg = config_from_args(_parser().parse_args(base))
+    assert cfg.decoder.thumbnails is True and cfg.encoder.store_prompt_features is False
+    assert cfg.decoder.max_clips_per_video is None  # whole videos by default
+    cfg = config_from_args(_parser().parse_args(base + ["--no-thumbnails", "--store-prompt-features"]))
+    assert cfg.decoder.thumbnails is False and cfg.encoder.store_prompt_features is True

@@ -56,3 +56,23 @@ def test_over_limit_is_skipped_with_reason(tmp_path):
     cfg = decode_config(DecoderConfig(max_duration_s=1.0), frames_per_clip=4, crop_size=32, shortest_edge=32)
     (row,) = _rows(list(decode_one(_row(str(p)), cfg)))
     assert row["status"] == "skipped" and row["error"] and row["num_segments"] == 0
+
+
+def test_thumbnails_are_the_middle_frame_as_jpeg(tmp_path, dcfg):
+    import io
+
+    from PIL import Image
+
+    from schemas.stream import THUMBNAIL
+    from xclip_core.video.synth import write_video
+
+    p = write_video(tmp_path / "v.mp4", num_frames=60, width=80, height=48, fps=30)
+    off = [r for r in _rows(list(decode_one(_row(str(p)), dcfg))) if r["kind"] == KIND_CLIP]
+    assert off and all(r[THUMBNAIL] is None for r in off)
+    on = [r for r in _rows(list(decode_batch(pa.Table.from_pylist([_row(str(p))], schema=INPUT_SCHEMA), cfg=dcfg,
+                                             thumbnails=True))) if r["kind"] == KIND_CLIP]
+    for r in on:
+        img = Image.open(io.BytesIO(r[THUMBNAIL]))
+        assert img.format == "JPEG" and img.size == (32, 32)  # the model's crop (under 160 px: not scaled)
+        middle = np.frombuffer(r[FRAMES], np.uint8).reshape(r[FRAMES_SHAPE])[2].astype(np.float32)
+        assert np.abs(np.asarray(img.convert("RGB"), np.float32) - middle).mean() < 12  # lossy, but that frame

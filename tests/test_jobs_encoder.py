@@ -80,3 +80,26 @@ def test_compiled_encoder_equals_eager_on_full_and_short_batches(model_dir, deco
             if w["kind"] == KIND_CLIP:
                 np.testing.assert_allclose(g["embedding"], w["embedding"], atol=1e-5)
                 np.testing.assert_allclose(g["probs"], w["probs"], atol=1e-6)
+
+
+def test_store_prompt_features_outputs_float16_tokens_that_reproduce_the_probs(model_dir, decoded):
+    import torch
+
+    from schemas.stream import VISUAL_TOKENS
+    from xclip_core.labels import load_labels
+    from xclip_core.scoring import ClipScorer, class_text_features
+    from xclip_core.tokenizer import CLIPTokenizer
+
+    enc = Encoder(EncoderConfig(model=model_dir, batch_size=4, store_prompt_features=True), num_threads=1)
+    out = enc(decoded)
+    n_tok = enc.model.config.vision_config.num_patches
+    assert out.schema == encoded_schema(32, 400, num_tokens=n_tok)
+    assert VISUAL_TOKENS not in Encoder(EncoderConfig(model=model_dir), num_threads=1).schema.names
+    rows = [r for r in out.to_pylist() if r["kind"] == KIND_CLIP]
+    tokens = torch.tensor([r[VISUAL_TOKENS] for r in rows], dtype=torch.float32).view(len(rows), n_tok, 32)
+    emb = torch.tensor([r["embedding"] for r in rows])
+    text = class_text_features(enc.model, CLIPTokenizer.from_pretrained(model_dir),
+                               [[x] for x in load_labels("kinetics400").labels])
+    with torch.no_grad():
+        probs = ClipScorer(enc.model, text).probs(emb, tokens).numpy()
+    np.testing.assert_allclose(probs, [r["probs"] for r in rows], atol=1e-5)

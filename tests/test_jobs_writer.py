@@ -86,12 +86,14 @@ def test_vector_index_once_the_table_is_large_enough(tmp_path):
     w.add("segments", _segments("a", 200, "r1", emb[:200]))
     w.close()
     table = open_lance_table(out, "segments")
-    assert [i.index_type for i in table.list_indices()] == ["BTree"]  # 200 < 256: no vector index yet
+    types = [i.index_type for i in table.list_indices()]
+    assert "BTree" in types and not any(t.startswith("Ivf") for t in types)  # 200 < 256: no vector index yet
     w = Writer(WriterConfig(output=out, vector_index_min_rows=256), run_id="r2", dim=dim)
     w.add("segments", _segments("b", 100, "r2", emb[200:]))
     w.close()
     table = open_lance_table(out, "segments")
-    assert sorted(i.index_type for i in table.list_indices()) == ["BTree", "IvfPq"]
+    types = sorted(i.index_type for i in table.list_indices())
+    assert types.count("IvfHnswSq") == 1 and "LabelList" in types  # xclip_search.indexes: one builder
     hit = table.search(emb[250]).limit(1).to_list()[0]
     assert hit["segment_id"] == schemas.segment_id("b", 50)
 

@@ -69,3 +69,92 @@ def test_s3_label_file(s3_bucket, s3_server):
     assert ls.name == "sports" and ls.labels == ("surfing", "skiing")
     with pytest.raises(FileNotFoundError):
         load_labels(f"s3://{s3_bucket}/labels/missing.txt")
+
+
+@pytest.mark.parametrize("name,count,first,last", [
+    ("kinetics400", 400, "abseiling", "zumba"),
+    ("kinetics600", 600, "abseiling", "zumba"),
+    ("ucf101", 101, "Apply Eye Makeup", "Yo Yo"),
+    ("hmdb51", 51, "brush hair", "wave"),
+])
+def test_builtin_label_sets(name, count, first, last):
+    ls = load_labels(name)
+    assert ls.name == name and len(ls) == count and len({x.casefold() for x in ls.labels}) == count
+    assert (ls.labels[0], ls.labels[-1]) == (first, last) and ls.prompts is None
+    assert ls.class_prompts("a video of {}")[0] == [f"a video of {first}"]
+
+
+def test_builtin_spot_checks():
+    k600 = load_labels("kinetics600").labels
+    assert set(load_labels("kinetics400").labels) - set(k600) != set()  # K600 renamed some K400 classes
+    assert "acting in play" in k600 and "zumba" in k600
+    ucf = load_labels("ucf101").labels
+    assert ucf.index("Basketball") == 7 and ucf.index("Tai Chi") == 90  # classInd.txt ids 8 and 91, 0-based
+    hmdb = load_labels("hmdb51").labels
+    assert list(hmdb) == sorted(hmdb) and "ride bike" in hmdb
+
+
+def test_yaml_label_set(tmp_path):
+    p = tmp_path / "acts.yaml"
+    p.write_text('"riding a bike": ["a video of a person riding a bike", "cycling"]\n'
+                 'swimming: a video of a person swimming\n', encoding="utf-8")
+    ls = load_labels(p)
+    assert ls.name == "acts" and ls.labels == ("riding a bike", "swimming")
+    assert ls.prompts == (("a video of a person riding a bike", "cycling"), ("a video of a person swimming",))
+    # prompts are verbatim: the job's template applies to plain files only
+    assert ls.class_prompts("a photo of {}") == [["a video of a person riding a bike", "cycling"],
+                                                  ["a video of a person swimming"]]
+    # the digest covers the prompts; the same labels in a plain file hash as before
+    q = tmp_path / "acts2.yml"
+    q.write_text('"riding a bike": ["a video of a person riding a bike"]\n'
+                 'swimming: a video of a person swimming\n', encoding="utf-8")
+    assert load_labels(q).sha256 != ls.sha256 and load_labels(p).sha256 == ls.sha256
+    plain = tmp_path / "acts.txt"
+    plain.write_text("riding a bike\nswimming\n")
+    assert load_labels(plain).sha256 == labels_sha256(["riding a bike", "swimming"]) != ls.sha256
+
+
+@pytest.mark.parametrize("body,match", [
+    ('a: x\nA: y\n', r"bad\.yaml:2: duplicate label 'A'"),
+    ('a: ""\n', r"bad\.yaml: label 'a': empty prompt"),
+    ('a: []\n', r"label 'a': expected a prompt or a non-empty list"),
+    ('a: [x, 3]\n', r"label 'a': prompt 3 is not a string"),
+    ('a: {b: c}\n', r"label 'a': expected a prompt"),
+    ('1: x\n', r"label 1 must be a non-empty string"),
+    ('- a\n- b\n', r"expected a mapping"),
+    ('a: [x\n', r"invalid YAML"),
+])
+def test_yaml_errors_name_the_file_and_label(tmp_path, body, match):
+    p = tmp_path / "bad.yaml"
+    p.write_text(body)
+    with pytest.raises(ValueError, match=match):
+        load_labels(p)
+
+
+def test_encoder_averages_yaml_prompts_with_class_text_features(tmp_path):
+    import torch
+
+    from jobs.config import EncoderConfig
+    from jobs.encoder import Encoder, inspect_model
+    from xclip_core.checkpoint import write_random_checkpoint
+    from xclip_core.model import XCLIP
+    from xclip_core.tokenizer import CLIPTokenizer
+
+    model_dir = str(write_random_checkpoint(tmp_path / "m", preset="tiny", num_frames=4))
+    p = tmp_path / "acts.yaml"
+    p.write_text('bike: ["riding a bike", "cycling"]\nswim: "swimming"\n')
+    cfg = EncoderConfig(model=model_dir, labels=str(p), prompt_template="a photo of {}")
+    info = inspect_model(cfg)
+    assert info.prompts == (("riding a bike", "cycling"), ("swimming",))
+    enc = Encoder(cfg, labels=info.labels, prompts=info.prompts, num_threads=1)
+    model, tok = XCLIP.from_pretrained(model_dir), CLIPTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        enc_ids = tok(["riding a bike", "cycling", "swimming"])
+        raw = model.encode_text(enc_ids["input_ids"], enc_ids["attention_mask"])
+    bike = torch.nn.functional.normalize(raw[:2], dim=-1).mean(0) * raw[:2].norm(dim=-1).mean()
+    torch.testing.assert_close(enc.text, torch.stack([bike, raw[2]]), rtol=1e-5, atol=1e-5)
+    # a plain file gets the template
+    plain = tmp_path / "acts.txt"
+    plain.write_text("bike\nswim\n")
+    assert inspect_model(EncoderConfig(model=model_dir, labels=str(plain), prompt_template="a photo of {}")
+                         ).prompts == (("a photo of bike",), ("a photo of swim",))

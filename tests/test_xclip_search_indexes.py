@@ -1,0 +1,61 @@
+"""xclip_search.indexes: one builder; the ANN index is used and keeps recall on a clustered set."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from schemas.output import vectors
+from tests.search_helpers import brute_force
+from xclip_search.indexes import SEARCH_NPROBES, SEARCH_REFINE_FACTOR, ensure_indexes, vector_index_config
+
+DIM, ROWS = 64, 4000
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    import lancedb
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, 40, ROWS)] + 0.25 * rng.normal(size=(ROWS, DIM)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    t = pa.table({"segment_id": [f"s{i:05d}" for i in range(ROWS)], "video_id": [f"v{i % 97}" for i in range(ROWS)],
+                  "labels": [["a", "b"] if i % 2 else ["c"] for i in range(ROWS)], "embedding": vectors(x, DIM)})
+    tbl = lancedb.connect(str(tmp_path_factory.mktemp("lance"))).create_table("segments", t)
+    built = ensure_indexes(tbl, "segments")
+    return tbl, x, built, rng
+
+
+def test_builds_the_indexes_once(table):
+    tbl, _, built, _ = table
+    assert set(built) == {"segment_id", "video_id", "labels", "embedding"}
+    assert ensure_indexes(tbl, "segments") == {}  # nothing left to build
+    types = sorted(i.index_type for i in tbl.list_indices())
+    assert types == ["BTree", "BTree", "IvfHnswSq", "LabelList"]
+
+
+def test_ann_index_is_used_and_keeps_recall(table):
+    tbl, x, _, rng = table
+    plan = tbl.search(x[0], vector_column_name="embedding").distance_type("cosine").limit(10).explain_plan(True)
+    assert "ANNSubIndex" in plan and "embedding_idx" in plan
+    assert tbl.index_stats("embedding_idx").num_indexed_rows == ROWS
+    recalls = []
+    for qi in rng.choice(ROWS, 20, replace=False):
+        q = x[qi] + 0.05 * rng.normal(size=DIM).astype(np.float32)
+        s = tbl.search(q, vector_column_name="embedding").distance_type("cosine").nprobes(SEARCH_NPROBES)
+        if SEARCH_REFINE_FACTOR:
+            s = s.refine_factor(SEARCH_REFINE_FACTOR)
+        got = s.limit(10).select(["segment_id"]).to_arrow()
+        want = {f"s{i:05d}" for i in brute_force(x, q, 10)}
+        recalls.append(len(want & set(got.column("segment_id").to_pylist())) / 10)
+    assert np.mean(recalls) >= 0.9, recalls
+
+
+def test_vector_index_parameters_follow_the_row_count():
+    cfg = vector_index_config(1_000_000, 512, kind="ivf_pq")
+    assert (cfg.num_partitions, cfg.num_sub_vectors) == (1000, 32)
+    assert vector_index_config(300, 48, kind="ivf_pq").num_sub_vectors == 3
+    assert vector_index_config(1_000_000, 512).num_partitions == 125
+    with pytest.raises(ValueError, match="ivf_pq"):
+        vector_index_config(10, 8, kind="flat")

@@ -1,0 +1,132 @@
+"""``open_index(uri)``: an index written by ``xclip-index run``, with its model loaded once (CPU).
+
+The model is the one named by the latest finished run manifest (``<uri>/runs/*.json``:
+``model_source``; its weights must still hash to the manifest's ``weights_sha256``).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from schemas import SEGMENTS_TABLE, VIDEOS_TABLE, segment_id
+from xclip_core import storage
+
+
+class IndexError_(RuntimeError):
+    """The index (or its model) cannot be opened; the message says the fix."""
+
+
+def read_manifests(uri: str) -> list[dict]:
+    """Every ``runs/*.json`` under ``uri`` (runs and relabels), oldest first."""
+    import pyarrow.fs as pafs
+
+    fs, base = storage.pyarrow_filesystem(uri)
+    runs = f"{base.rstrip('/')}/runs"
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(runs, allow_not_found=True))
+    except OSError as e:
+        raise IndexError_(f"{uri}: cannot list runs/ ({type(e).__name__}: {e})") from None
+    out = []
+    for info in infos:
+        if info.type == pafs.FileType.File and info.path.endswith(".json"):
+            with fs.open_input_stream(info.path) as f:
+                out.append(json.loads(f.read().decode("utf-8")))
+    return sorted(out, key=lambda m: (m.get("finished_at") or "", m.get("run_id") or ""))
+
+
+def latest_finished(manifests: list[dict], uri: str) -> dict:
+    done = [m for m in manifests if m.get("status") == "finished" and m.get("model_source")]
+    if not manifests:
+        raise IndexError_(f"no runs/*.json under {uri}: is this an xclip-index --output? "
+                          f"(run `xclip-index run --output {uri} ...` first)")
+    if not done:
+        raise IndexError_(f"{uri}: no finished run in runs/*.json (a run is still going or failed): "
+                          "rerun `xclip-index run` on this output")
+    return done[-1]
+
+
+def load_model(manifest: dict, *, model: str | None = None, device: str = "cpu"):
+    """(XCLIP, CLIPTokenizer) of the index's model; checks the weights are the indexed ones."""
+    from xclip_core.loading import resolve_checkpoint, weights_sha256
+    from xclip_core.model import XCLIP
+    from xclip_core.tokenizer import CLIPTokenizer
+
+    source = model or manifest["model_source"]
+    try:
+        local = resolve_checkpoint(source)
+        sha = weights_sha256(local)
+    except Exception as e:
+        raise IndexError_(f"cannot load the index's model {source!r} ({type(e).__name__}: {e}); "
+                          "pass model= / --model with a copy of the checkpoint") from None
+    if manifest.get("weights_sha256") and sha != manifest["weights_sha256"]:
+        raise IndexError_(f"model {source!r} has weights {sha[:12]}, but the index was built with "
+                          f"{manifest['weights_sha256'][:12]} ({manifest.get('model_id')}): pass the original "
+                          "checkpoint with model= / --model")
+    return XCLIP.from_pretrained(local, device=device).eval(), CLIPTokenizer.from_pretrained(local)
+
+
+class Index:
+    """An opened index: its LanceDB tables, run manifests and model."""
+
+    def __init__(self, uri: str, *, model: str | None = None, device: str = "cpu"):
+        import lancedb
+
+        self.uri = uri
+        self.manifests = read_manifests(uri)
+        self.manifest = latest_finished(self.manifests, uri)
+        self.db = lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
+        self.table_names = set(self.db.list_tables().tables)
+        for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
+            if name not in self.table_names:
+                raise IndexError_(f"{uri}: no {name!r} table under lancedb/: is this an xclip-index --output?")
+        self.model, self.tokenizer = load_model(self.manifest, model=model, device=device)
+        self.device = device
+
+    def table(self, name: str):
+        if name not in self.table_names:
+            raise IndexError_(f"{self.uri}: no {name!r} table" + (
+                ": reindex with --store-prompt-features" if name == "prompt_features" else ""))
+        return self.db.open_table(name)
+
+    def encode_text(self, texts: list[str], *, normalize: bool = True) -> np.ndarray:
+        """Text features [len(texts), P] (``model.encode_text``), L2-normalised unless told otherwise."""
+        import torch
+        import torch.nn.functional as F
+
+        enc = self.tokenizer(list(texts))
+        with torch.inference_mode():
+            feats = self.model.encode_text(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+        feats = feats.float()
+        return (F.normalize(feats, dim=-1) if normalize else feats).cpu().numpy()
+
+    # ------------------------------------------------------------------ queries
+    def search(self, text: str):
+        """Text to clips: ``segments.embedding`` by cosine to the normalised text feature."""
+        from xclip_search.query import Query
+
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("search(text): a non-empty query text is required")
+        return Query(self, SEGMENTS_TABLE, self.encode_text([text])[0], text=text)
+
+    def similar(self, item):
+        """``similar(video_id)``: videos like it (``videos.embedding``); ``similar((video_id, segment_index))``:
+        clips like that clip. The item itself comes first."""
+        from xclip_search.query import Query, sql_str
+
+        if isinstance(item, tuple):
+            vid, idx = item
+            key, table, col = segment_id(vid, int(idx)), SEGMENTS_TABLE, "segment_id"
+        else:
+            key, table, col = str(item), VIDEOS_TABLE, "video_id"
+        rows = self.table(table).search().where(f"{col} = {sql_str(key)}").select(["embedding"]) \
+            .limit(1).to_arrow()
+        if rows.num_rows == 0 or rows.column("embedding")[0].as_py() is None:
+            raise KeyError(f"{item!r}: not in {table!r} (or not indexed ok)")
+        vec = np.asarray(rows.column("embedding")[0].as_py(), np.float32)
+        return Query(self, table, vec, first=(col, key))
+
+
+def open_index(uri: str, *, model: str | None = None, device: str = "cpu") -> Index:
+    """Open an index written by ``xclip-index run --output uri`` (local path or ``s3://``)."""
+    return Index(uri, model=model, device=device)

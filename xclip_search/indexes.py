@@ -1,0 +1,100 @@
+"""LanceDB indexes of an index's tables; one builder for ``xclip-index build-index`` and the writer.
+
+``ensure_indexes(table, name, min_vector_rows=...)`` builds what is missing:
+    key          BTree on ``segment_id`` / ``video_id`` (``video_id`` too on per-segment tables)
+    status       Bitmap (videos)
+    labels       LabelList (``labels_any`` filters)
+    embedding    ANN (``vector_index_config``: IVF_HNSW_SQ, cosine; chosen over IVF_PQ by
+                 ``bench/query.py``, see bench/RESULTS.md "Query") once the table has ``min_vector_rows``
+                 non-null vectors (PQ training needs at least 256)
+FTS on the label text is not built: ``labels`` is a list<string> and native FTS needs a string
+column; exact label filters use the LabelList index instead.
+Build from one process (concurrent ``create_index`` calls conflict in LanceDB).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from schemas import SEGMENTS_KEY, SEGMENTS_TABLE, VECTOR_COLUMN, VIDEOS_KEY, VIDEOS_TABLE
+
+log = logging.getLogger(__name__)
+
+MIN_VECTOR_ROWS = 256
+# ANN search defaults of xclip_search queries (bench/query.py measured recall and latency with them)
+SEARCH_NPROBES = 20
+SEARCH_REFINE_FACTOR = None  # IVF_HNSW_SQ kept recall@10 >= 0.95 without refining (bench/query.py)
+DEFAULT_KIND = "ivf_hnsw_sq"
+
+
+def vector_index_config(num_rows: int, dim: int, *, kind: str = DEFAULT_KIND):
+    """ANN parameters from the row count: IVF_PQ: partitions ~ sqrt(rows), sub-vectors dim/16;
+    IVF_HNSW_SQ: partitions ~ sqrt(rows)/8 (each partition is an HNSW graph)."""
+    from lancedb.index import HnswSq, IvfPq
+
+    partitions = max(1, min(4096, int(round(math.sqrt(max(num_rows, 1))))))
+    if kind == "ivf_pq":
+        sub = max(1, dim // 16)
+        while dim % sub:
+            sub -= 1
+        return IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=sub)
+    if kind == "ivf_hnsw_sq":
+        return HnswSq(distance_type="cosine", num_partitions=max(1, partitions // 8))
+    raise ValueError(f"vector index kind: expected 'ivf_pq' or 'ivf_hnsw_sq', got {kind!r}")
+
+
+def _indexed_columns(tbl) -> set[tuple[str, ...]]:
+    return {tuple(getattr(i, "columns", ()) or ()) for i in tbl.list_indices()}
+
+
+def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, kind: str = DEFAULT_KIND) -> dict:
+    """Build the missing indexes of table ``name``; returns {column: seconds} of those built."""
+    from lancedb.index import BTree, Bitmap, LabelList
+
+    names = set(tbl.schema.names)
+    have = _indexed_columns(tbl)
+    wanted = [(VIDEOS_KEY if name == VIDEOS_TABLE else SEGMENTS_KEY, BTree())]
+    if name != VIDEOS_TABLE and "video_id" in names:
+        wanted.append(("video_id", BTree()))
+    if "status" in names:
+        wanted.append(("status", Bitmap()))
+    if "labels" in names:
+        wanted.append(("labels", LabelList()))
+    built = {}
+    for col, config in wanted:
+        if col in names and (col,) not in have:
+            t0 = time.perf_counter()
+            tbl.create_index(col, config=config)
+            built[col] = round(time.perf_counter() - t0, 3)
+    if VECTOR_COLUMN in names and (VECTOR_COLUMN,) not in have:
+        rows = tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL")
+        if rows >= max(min_vector_rows, MIN_VECTOR_ROWS):
+            dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
+            t0 = time.perf_counter()
+            try:
+                tbl.create_index(VECTOR_COLUMN, config=vector_index_config(rows, dim, kind=kind))
+                built[VECTOR_COLUMN] = round(time.perf_counter() - t0, 3)
+            except Exception as e:  # the table stays searchable (brute force) without it
+                log.warning("could not build the vector index on %s: %s", name, e)
+    return built
+
+
+def build_indexes(uri: str, *, min_vector_rows: int = MIN_VECTOR_ROWS) -> dict:
+    """``xclip-index build-index``: indexes of ``segments`` and ``videos`` under ``uri``."""
+    import lancedb
+
+    from xclip_core import storage
+
+    db = lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
+    existing = set(db.list_tables().tables)
+    missing = {SEGMENTS_TABLE, VIDEOS_TABLE} - existing
+    if missing:
+        raise FileNotFoundError(f"{uri}: no {sorted(missing)} table(s) under lancedb/: is this an xclip-index --output?")
+    report = {}
+    for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
+        tbl = db.open_table(name)
+        report[name] = {"built": ensure_indexes(tbl, name, min_vector_rows=min_vector_rows),
+                        "indexes": sorted(",".join(c) for c in _indexed_columns(tbl)),
+                        "rows": int(tbl.count_rows())}
+    return report
