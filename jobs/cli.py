@@ -4,6 +4,8 @@
                     [--labels NAME|FILE] [--config job.toml] [--ray-address ADDR]
                     [--include GLOB ...] [--exclude GLOB ...] [stage options]
 
+    xclip-index moderate --index URI --policy FILE [--review-out URI]   (moderation.recompute)
+
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
 not loadable; 4 output not writable; 1 the pipeline broke down.
@@ -66,11 +68,20 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--num-actors", type=int)
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
+    g = r.add_argument_group("moderation")
+    g.add_argument("--policy", metavar="FILE", help="moderation policy YAML (or 'example'): writes the moderation "
+                                                    "table; scores every window (no --max-clips-per-video)")
+    g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of review/block decisions")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--skip-unchanged", action="store_true", default=None,
                    help="incremental: skip inputs already indexed ok with the same model, labels and "
                         "source fingerprint (retries failures; resumes an interrupted run)")
+    m = sub.add_parser("moderate", help="recompute moderation decisions from stored features (no decoding)")
+    m.add_argument("--index", required=True, metavar="URI", help="an index written by `run` (local or s3://)")
+    m.add_argument("--policy", required=True, metavar="FILE", help="moderation policy YAML (or 'example')")
+    m.add_argument("--review-out", metavar="URI", help="JSON lines of review/block decisions, most severe first")
+    m.add_argument("--run-id", help="run id of the moderation rows (default: moderate-<UTC time>-<random>)")
     return p
 
 
@@ -84,8 +95,9 @@ def config_from_args(args: argparse.Namespace):
                     "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s},
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
-                    "num_actors": args.num_actors, "compile": args.compile},
-        "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged},
+                    "num_actors": args.num_actors, "compile": args.compile, "policy": args.policy},
+        "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
+                   "review_out": args.review_out},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,
                         ray_address=args.ray_address, run_id=args.run_id)
@@ -106,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xclip-index: error: {redact(msg)}", file=sys.stderr)
         return code
 
+    if args.command == "moderate":
+        from moderation.cli import moderate_main
+
+        return moderate_main(args, fail)
     try:
         summary = run(config_from_args(args))
     except ConfigError as e:

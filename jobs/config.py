@@ -131,6 +131,7 @@ class EncoderConfig:
     num_actors: int = 0
     num_cpus: float = 0.0
     compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
+    policy: str | None = None    # moderation policy YAML (moderation.policy); scores every window
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
@@ -153,6 +154,7 @@ class WriterConfig:
     optimize: bool = True
     vector_index_min_rows: int = 5000
     skip_unchanged: bool = False  # incremental reindex (jobs.incremental)
+    review_out: str | None = None  # with encoder.policy: JSON lines of review/block decisions
 
     def __post_init__(self):
         _check(bool(self.output), "writer.output: an output location is required (--output)")
@@ -200,14 +202,26 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
     top_unknown = set(file_values) - set(_STAGES) - {"ray_address", "run_id"}
     _check(not top_unknown, f"job config: unknown table(s)/key(s) {sorted(top_unknown)}; "
                             f"expected {sorted(_STAGES)}")
-    stages = {}
+    stages, given = {}, {}
     for name, cls in _STAGES.items():
         values = dict(file_values.get(name) or {})
         _check(isinstance(values, dict), f"job config: [{name}] must be a table")
         values.update({k: v for k, v in ((overrides or {}).get(name) or {}).items() if v is not None})
         stages[name] = _build(cls, name, values)
+        given[name] = values
+    _full_coverage(stages, given)
     return JobConfig(**stages, ray_address=ray_address or file_values.get("ray_address"),
                      run_id=run_id or file_values.get("run_id"))
+
+
+def _full_coverage(stages: dict, given: dict) -> None:
+    """Under a moderation policy every window of every video is scored: no clip cap."""
+    if not stages["encoder"].policy:
+        return
+    cap = given["decoder"].get("max_clips_per_video")
+    _check(cap is None, f"decoder.max_clips_per_video = {cap}: a moderation policy (--policy) scores every "
+                        "window of every video; remove the cap (or --max-clips-per-video)")
+    stages["decoder"] = dataclasses.replace(stages["decoder"], max_clips_per_video=None)
 
 
 def load_toml(path: str) -> dict[str, Any]:

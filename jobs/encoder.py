@@ -9,6 +9,8 @@ preprocessing config once, and encodes the label prompts once
     embedding  L2-normalised clip embedding (``encode_video().video_embeds``)
     probs      softmax over ``video_logits(video_embeds, prompt_text(text, tokens))``
     encode_s   model seconds attributed to the row (batch time / clips in batch)
+    policy_probs  only with ``policy_prompts`` (a moderation policy's classes): exact softmax
+               over them, scored by a second ``ClipScorer`` on the same visual tokens
 
 Status rows pass through untouched. Frames arrive as uint8 ``[T, S, S, 3]``;
 scaling and normalisation (``xclip_core.preprocess``) run here, on the
@@ -31,7 +33,7 @@ import pyarrow as pa
 
 from jobs.config import EncoderConfig
 from schemas.output import vectors
-from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, encoded_schema
+from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, encoded_schema
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class Encoder:
     """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, policy_prompts: list[list[str]] | None = None):
         """``labels``: the label names as the driver loaded them (a label file on the
         driver's disk need not exist on worker nodes); default: ``load_labels(cfg.labels)``."""
         import torch
@@ -127,17 +129,22 @@ class Encoder:
         prompts = [[cfg.prompt_template.format(label)] for label in labels]
         self.text = class_text_features(self.model, tok, prompts, device=self.device)  # [K, P]
         self.scorer = ClipScorer(self.model, self.text)
+        self.policy_scorer = (ClipScorer(self.model, class_text_features(self.model, tok, policy_prompts,
+                                                                         device=self.device))
+                              if policy_prompts else None)
+        self.num_policy_classes = len(policy_prompts) if policy_prompts else 0
         # torch.compile measured 1.68x transformers vs 1.48x eager (H200, bf16, batch 128; bench/RESULTS.md).
         # Shapes are static: short batches are padded to batch_size, so it compiles once per actor.
         self._step = torch.compile(self._forward, dynamic=False) if cfg.compile else self._forward
         self.dim = int(self.model.config.projection_dim)
         self.num_labels = len(labels)
-        self.schema = encoded_schema(self.dim, self.num_labels)
+        self.schema = encoded_schema(self.dim, self.num_labels, self.num_policy_classes)
         self.load_s = time.perf_counter() - t0
         log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)
 
     def _forward(self, x):
-        """uint8 clips [B,T,S,S,3] on the device -> (L2-normalised embeddings [B,P], label probs [B,K])."""
+        """uint8 clips [B,T,S,S,3] on the device -> (L2-normalised embeddings [B,P], label probs [B,K],
+        policy probs [B,C] or None)."""
         import torch.nn.functional as F
 
         from xclip_core.preprocess import preprocess
@@ -145,9 +152,11 @@ class Encoder:
         px = preprocess(x, self.pre, dtype=self.dtype)  # [B,T,3,S,S]
         feats = self.model.encode_video(px)
         probs = self.scorer.probs(feats.video_embeds, feats.visual_tokens)
-        return F.normalize(feats.video_embeds.float(), dim=-1), probs
+        policy = (self.policy_scorer.probs(feats.video_embeds, feats.visual_tokens)
+                  if self.policy_scorer is not None else None)
+        return F.normalize(feats.video_embeds.float(), dim=-1), probs, policy
 
-    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         import torch
 
         n = len(frames)
@@ -156,8 +165,9 @@ class Encoder:
             batch = np.concatenate([batch, np.zeros((self.cfg.batch_size - n, *batch.shape[1:]), np.uint8)])
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         with torch.inference_mode():
-            emb, probs = self._step(x)
-        return emb[:n].cpu().numpy(), probs[:n].cpu().numpy()
+            emb, probs, policy = self._step(x)
+        return (emb[:n].cpu().numpy(), probs[:n].cpu().numpy(),
+                policy[:n].cpu().numpy() if policy is not None else None)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
@@ -165,6 +175,7 @@ class Encoder:
         clip_rows = [i for i, k in enumerate(kinds) if k == KIND_CLIP]
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, self.num_labels), np.float32)
+        policy = np.zeros((n, self.num_policy_classes), np.float32)
         valid = np.zeros(n, bool)
         errors = batch.column("error").to_pylist()
         encode_s = [None] * n
@@ -175,8 +186,10 @@ class Encoder:
             try:
                 frames = [np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
                           for i in clip_rows]
-                e, p = self._encode(frames)
+                e, p, pp = self._encode(frames)
                 emb[clip_rows], probs[clip_rows], valid[clip_rows] = e, p, True
+                if pp is not None:
+                    policy[clip_rows] = pp
             except Exception as exc:  # recorded per clip; the writer fails those videos
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("%s (%d clips)", msg, len(clip_rows))
@@ -191,6 +204,8 @@ class Encoder:
                 cols[field.name] = vectors(emb, self.dim, valid)
             elif field.name == "probs":
                 cols[field.name] = vectors(probs, self.num_labels, valid)
+            elif field.name == POLICY_PROBS:
+                cols[field.name] = vectors(policy, self.num_policy_classes, valid)
             elif field.name == "encode_s":
                 cols[field.name] = pa.array(encode_s, pa.float64())
             elif field.name == "error":

@@ -44,6 +44,7 @@ from jobs.incremental import changed_mask
 from jobs.labeler import Labeler
 from jobs.reader import list_inputs
 from jobs.writer import OutputError, Writer
+from moderation.job import ModerationRun
 from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _blocks(inputs: pa.Table, total_cpus: float) -> list[pa.Table]:
     return [inputs.slice(i, size) for i in range(0, n, size)]
 
 
-def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
+def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, policy_prompts=None):
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -113,7 +114,8 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
     ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg}, batch_size=1, batch_format="pyarrow",
                         num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True)
     ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
-                                                              "num_threads": plan.torch_threads},
+                                                              "num_threads": plan.torch_threads,
+                                                              "policy_prompts": policy_prompts},
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
@@ -150,6 +152,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                              shortest_edge=info.shortest_edge)
     except ValueError as e:
         raise ConfigError(f"decoder settings do not fit this model: {e}") from None
+    moderation = ModerationRun.start(cfg, model_id=info.model_id, run_id=run_id)  # --policy
     t0 = time.perf_counter()
     inputs = list_inputs(cfg.reader)
     seconds["list"] = time.perf_counter() - t0
@@ -182,7 +185,8 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
         t_pipe = time.perf_counter()
         last_report = t_pipe
         try:
-            ds = _build_dataset(cfg, inputs, info, dcfg, plan)
+            ds = _build_dataset(cfg, inputs, info, dcfg, plan,
+                                policy_prompts=moderation.class_prompts if moderation else None)
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 t0 = time.perf_counter()
                 seg_tables, video_tables = assembler.add(batch)
@@ -191,6 +195,8 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                     writer.add(SEGMENTS_TABLE, t)
                 for t in video_tables:
                     writer.add(VIDEOS_TABLE, t)
+                if moderation:
+                    moderation.add(batch, video_tables)
                 if time.perf_counter() - last_report >= progress_every_s:
                     last_report = time.perf_counter()
                     _progress(assembler, inputs.num_rows, last_report - t_pipe)
@@ -200,7 +206,11 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     seconds["pipeline"] = time.perf_counter() - t_pipe
     for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
         writer.add(VIDEOS_TABLE, t)
+        if moderation:
+            moderation.add_videos(t)
     tables = writer.close()
+    if moderation:
+        tables["moderation"] = moderation.close(writer)
     seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,
                    write_parquet=writer.seconds["parquet"], write_lancedb=writer.seconds["lancedb"],
                    optimize=writer.seconds["optimize"], total=time.perf_counter() - t_start)

@@ -53,6 +53,7 @@ class Decision:
     flags: tuple[Flag, ...]
     coverage: float
     error: str | None = None
+    peaks: dict = dataclasses.field(default_factory=dict)  # category -> max clip probability
 
 
 def ranges(clips: Sequence[Clip], index: int, threshold: float) -> list[Flag]:
@@ -110,4 +111,6 @@ def decide(policy: Policy, clips: Sequence[Clip], *, duration_s: float | None,
             if _SEVERITY[cat.action] > _SEVERITY[action]:
                 action = cat.action
     flags.sort(key=lambda f: (f.start_s, f.category))
-    return Decision(action, None if action == ALLOW else action, tuple(flags), coverage(clips, duration_s))
+    peaks = {cat.name: max(float(c.probs[j]) for c in clips) for j, cat in enumerate(policy.categories)}
+    return Decision(action, None if action == ALLOW else action, tuple(flags), coverage(clips, duration_s),
+                    peaks=peaks)

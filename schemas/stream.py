@@ -24,6 +24,8 @@ skipped videos emit only the status row.
     probs      fixed_size_list<float32>[K] (softmax over the label set)
     error      (on a clip row: the encoder failed on its batch)
     encode_s   seconds of model time attributed to the row
+    policy_probs fixed_size_list<float32>[C] (only under a moderation policy: softmax over the
+               policy's category + neutral classes, exact; ``moderation.policy``)
 """
 from __future__ import annotations
 
@@ -69,9 +71,12 @@ def decoded_schema() -> pa.Schema:
     ] + _STATUS)
 
 
-def encoded_schema(dim: int, num_labels: int) -> pa.Schema:
+POLICY_PROBS = "policy_probs"
+
+
+def encoded_schema(dim: int, num_labels: int, num_policy_classes: int = 0) -> pa.Schema:
     return pa.schema(_COMMON + _STATUS + [
         pa.field("embedding", vector_type(dim)),
         pa.field("probs", vector_type(num_labels)),
         pa.field("encode_s", pa.float64()),
-    ])
+    ] + ([pa.field(POLICY_PROBS, vector_type(num_policy_classes))] if num_policy_classes else []))

@@ -1,0 +1,83 @@
+"""Driver side of a ``--policy`` run: per-video clip scores in, one ``moderation`` row out.
+
+The runner feeds ``add_clips`` every encoded batch (clip rows carry ``policy_probs``) and
+``add_videos`` every ``videos`` table the assembler finishes. A video's videos row arrives
+only after all its clips (the assembler waits for them), so the decision is made then and the
+clip scores are dropped: memory holds only unfinished videos. A video that is not ``ok``
+(failed, skipped, never finished) gets decision ``error`` with the reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+
+from jobs.assembler import _matrix
+from moderation.decide import Clip, Decision, decide
+from moderation.policy import Policy
+from schemas.moderation import moderation_schema
+from schemas.output import STATUS_OK, from_columns
+from schemas.stream import KIND_CLIP, POLICY_PROBS
+
+
+def decision_row(d: Decision, *, video_id: str, uri: str, policy: Policy, model_id: str, run_id: str,
+                 score_mode: str | None) -> dict:
+    """One ``moderation`` row (``schemas.moderation``)."""
+    return {"video_id": video_id, "uri": uri, "decision": d.decision, "action": d.action,
+            "flags": [f.to_dict() for f in d.flags], "policy_hash": policy.policy_hash, "model_id": model_id,
+            "run_id": run_id, "coverage": float(d.coverage), "error": d.error,
+            "decided_at": dt.datetime.now(dt.timezone.utc), "score_mode": score_mode,
+            "peaks": dict(d.peaks)}  # not a column: for the report
+
+
+def rows_table(rows: list[dict]) -> pa.Table:
+    schema = moderation_schema()
+    return from_columns({n: [r.get(n) for r in rows] for n in schema.names}, schema, len(rows))
+
+
+def video_decision(policy: Policy, clips: list[Clip], video: dict) -> Decision:
+    """Decision for a ``videos`` row (dict) and its scored clips."""
+    if video["status"] != STATUS_OK:
+        return decide(policy, [], duration_s=video.get("duration_s"),
+                      error=f"{video['status']}: {video.get('error') or 'no reason given'}")
+    return decide(policy, clips, duration_s=video.get("duration_s"))
+
+
+class DecisionCollector:
+    def __init__(self, policy: Policy, *, model_id: str, run_id: str, score_mode: str = "exact"):
+        self.policy = policy
+        self.model_id = model_id
+        self.run_id = run_id
+        self.score_mode = score_mode
+        self._clips: dict[str, dict[int, Clip]] = {}
+        self._decided: set[str] = set()
+        self.rows: list[dict] = []
+
+    def add_clips(self, batch: pa.Table) -> None:
+        kinds = batch.column("kind").to_pylist()
+        idx = [i for i, k in enumerate(kinds) if k == KIND_CLIP]
+        if not idx:
+            return
+        clips = batch.take(pa.array(idx))
+        col = clips.column(POLICY_PROBS).combine_chunks()
+        probs = _matrix(col, self.policy.num_classes)
+        valid = col.is_valid().to_pylist()
+        for j, (vid, seg, s, e) in enumerate(zip(*(clips.column(n).to_pylist()
+                                                   for n in ("video_id", "segment_index", "start_s", "end_s")))):
+            if vid in self._decided or not valid[j]:  # null probs: the encoder failed; the video row says so
+                continue
+            self._clips.setdefault(vid, {})[seg] = Clip(s, e, probs[j].copy())
+
+    def add_videos(self, videos: pa.Table) -> None:
+        for v in videos.select(["video_id", "uri", "status", "error", "duration_s"]).to_pylist():
+            if v["video_id"] in self._decided:
+                continue
+            clips = self._clips.pop(v["video_id"], {})
+            d = video_decision(self.policy, [clips[i] for i in sorted(clips)], v)
+            self._decided.add(v["video_id"])
+            self.rows.append(decision_row(d, video_id=v["video_id"], uri=v["uri"], policy=self.policy,
+                                          model_id=self.model_id, run_id=self.run_id,
+                                          score_mode=self.score_mode if d.decision != "error" else None))
+
+    def table(self) -> pa.Table:
+        return rows_table(self.rows)
