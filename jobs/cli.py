@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--policy", metavar="FILE", help="moderation policy YAML (or 'example'): writes the moderation "
                                                     "table; scores every window (no --max-clips-per-video)")
     g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of review/block decisions")
+    g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos (folder or s3:// prefix) "
+                                                      "or a .json hash file; near-duplicates are blocked")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--skip-unchanged", action="store_true", default=None,
@@ -82,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--policy", required=True, metavar="FILE", help="moderation policy YAML (or 'example')")
     m.add_argument("--review-out", metavar="URI", help="JSON lines of review/block decisions, most severe first")
     m.add_argument("--run-id", help="run id of the moderation rows (default: moderate-<UTC time>-<random>)")
+    m.add_argument("--blocklist", metavar="URI", help="known-bad videos or .json hashes, matched against the "
+                                                      "index's stored frame hashes")
     return p
 
 
@@ -95,7 +99,8 @@ def config_from_args(args: argparse.Namespace):
                     "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s},
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
-                    "num_actors": args.num_actors, "compile": args.compile, "policy": args.policy},
+                    "num_actors": args.num_actors, "compile": args.compile, "policy": args.policy,
+                    "blocklist": args.blocklist},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
                    "review_out": args.review_out},
     }

@@ -132,6 +132,7 @@ class EncoderConfig:
     num_cpus: float = 0.0
     compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
     policy: str | None = None    # moderation policy YAML (moderation.policy); scores every window
+    blocklist: str | None = None  # known-bad videos (folder, s3:// prefix or .json hashes); needs policy
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
@@ -216,6 +217,8 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
 
 def _full_coverage(stages: dict, given: dict) -> None:
     """Under a moderation policy every window of every video is scored: no clip cap."""
+    _check(not stages["encoder"].blocklist or bool(stages["encoder"].policy),
+           "encoder.blocklist: needs a moderation policy (--policy; 'example' for the packaged one)")
     if not stages["encoder"].policy:
         return
     cap = given["decoder"].get("max_clips_per_video")

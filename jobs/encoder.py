@@ -11,6 +11,8 @@ preprocessing config once, and encodes the label prompts once
     encode_s   model seconds attributed to the row (batch time / clips in batch)
     policy_probs  only with ``policy_prompts`` (a moderation policy's classes): exact softmax
                over them, scored by a second ``ClipScorer`` on the same visual tokens
+    frame_hashes  only with ``hash_frames``: a perceptual hash per sampled frame
+               (``moderation.hashing``, on the CPU, from the frames already here)
 
 Status rows pass through untouched. Frames arrive as uint8 ``[T, S, S, 3]``;
 scaling and normalisation (``xclip_core.preprocess``) run here, on the
@@ -33,7 +35,7 @@ import pyarrow as pa
 
 from jobs.config import EncoderConfig
 from schemas.output import vectors
-from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, encoded_schema
+from schemas.stream import FRAME_HASHES, FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, encoded_schema
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,8 @@ class Encoder:
     """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
-                 num_threads: int | None = None, policy_prompts: list[list[str]] | None = None):
+                 num_threads: int | None = None, policy_prompts: list[list[str]] | None = None,
+                 hash_frames: bool = False):
         """``labels``: the label names as the driver loaded them (a label file on the
         driver's disk need not exist on worker nodes); default: ``load_labels(cfg.labels)``."""
         import torch
@@ -138,7 +141,8 @@ class Encoder:
         self._step = torch.compile(self._forward, dynamic=False) if cfg.compile else self._forward
         self.dim = int(self.model.config.projection_dim)
         self.num_labels = len(labels)
-        self.schema = encoded_schema(self.dim, self.num_labels, self.num_policy_classes)
+        self.hash_frames = hash_frames
+        self.schema = encoded_schema(self.dim, self.num_labels, self.num_policy_classes, hash_frames)
         self.load_s = time.perf_counter() - t0
         log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)
 
@@ -176,6 +180,7 @@ class Encoder:
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, self.num_labels), np.float32)
         policy = np.zeros((n, self.num_policy_classes), np.float32)
+        hashes = [None] * n
         valid = np.zeros(n, bool)
         errors = batch.column("error").to_pylist()
         encode_s = [None] * n
@@ -195,6 +200,12 @@ class Encoder:
                 log.warning("%s (%d clips)", msg, len(clip_rows))
                 for i in clip_rows:
                     errors[i] = msg
+            if self.hash_frames:  # outside the try: a bug here must fail the run, not the clips
+                from moderation.hashing import frame_hashes
+
+                for i in clip_rows:
+                    f = np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
+                    hashes[i] = [bytes(h) for h in frame_hashes(f)]
             per_clip = (time.perf_counter() - t0) / len(clip_rows)
             for i in clip_rows:
                 encode_s[i] = per_clip
@@ -206,6 +217,8 @@ class Encoder:
                 cols[field.name] = vectors(probs, self.num_labels, valid)
             elif field.name == POLICY_PROBS:
                 cols[field.name] = vectors(policy, self.num_policy_classes, valid)
+            elif field.name == FRAME_HASHES:
+                cols[field.name] = pa.array(hashes, field.type)
             elif field.name == "encode_s":
                 cols[field.name] = pa.array(encode_s, pa.float64())
             elif field.name == "error":

@@ -99,7 +99,7 @@ def _blocks(inputs: pa.Table, total_cpus: float) -> list[pa.Table]:
     return [inputs.slice(i, size) for i in range(0, n, size)]
 
 
-def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, policy_prompts=None):
+def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, encoder_extra: dict | None = None):
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -115,7 +115,7 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, policy_pr
                         num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True)
     ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
                                                               "num_threads": plan.torch_threads,
-                                                              "policy_prompts": policy_prompts},
+                                                              **(encoder_extra or {})},
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
@@ -152,7 +152,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                              shortest_edge=info.shortest_edge)
     except ValueError as e:
         raise ConfigError(f"decoder settings do not fit this model: {e}") from None
-    moderation = ModerationRun.start(cfg, model_id=info.model_id, run_id=run_id)  # --policy
+    moderation = ModerationRun.start(cfg, model_id=info.model_id, run_id=run_id, dcfg=dcfg)  # --policy
     t0 = time.perf_counter()
     inputs = list_inputs(cfg.reader)
     seconds["list"] = time.perf_counter() - t0
@@ -186,7 +186,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
         last_report = t_pipe
         try:
             ds = _build_dataset(cfg, inputs, info, dcfg, plan,
-                                policy_prompts=moderation.class_prompts if moderation else None)
+                                encoder_extra=moderation.encoder_kwargs if moderation else None)
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 t0 = time.perf_counter()
                 seg_tables, video_tables = assembler.add(batch)

@@ -10,12 +10,15 @@ def moderate_main(args, fail) -> int:
     from moderation.recompute import ModerateError, moderate
 
     try:
-        result = moderate(args.index, args.policy, review_out=args.review_out, run_id=args.run_id)
+        result = moderate(args.index, args.policy, review_out=args.review_out, run_id=args.run_id,
+                          blocklist=args.blocklist)
     except PolicyError as e:
         return fail(EXIT_CONFIG, str(e))
     except ModerateError as e:
         return fail(EXIT_OUTPUT, str(e))
     print(result.format())
+    if result.unhashed:
+        print(f"blocklist: {result.unhashed} ok videos have no stored frame hashes (index them with --blocklist)")
     if result.review_items is not None:
         print(f"review queue: {result.review_items} items -> {args.review_out}")
     return EXIT_OK

@@ -96,6 +96,16 @@ def coverage(clips: Sequence[Clip], duration_s: float | None) -> float:
     return min(1.0, covered / float(duration_s))
 
 
+def with_matches(d: Decision, matches) -> Decision:
+    """Add known-bad matches (``moderation.blocklist.Match``) to a decision: each is a flag
+    ``blocklist:<item id>`` (confidence = the smaller share) and makes the decision ``block``."""
+    if not matches or d.decision == ERROR:
+        return d
+    extra = [Flag(f"blocklist:{m.item_id}", min(m.share_query, m.share_item), m.start_s, m.end_s) for m in matches]
+    flags = tuple(sorted((*d.flags, *extra), key=lambda f: (f.start_s, f.category)))
+    return dataclasses.replace(d, decision=BLOCK, action=BLOCK, flags=flags)
+
+
 def decide(policy: Policy, clips: Sequence[Clip], *, duration_s: float | None,
            error: str | None = None) -> Decision:
     """The decision for one video (see module doc)."""

@@ -17,15 +17,18 @@ log = logging.getLogger(__name__)
 
 
 class ModerationRun:
-    def __init__(self, cfg: JobConfig, policy: Policy, *, model_id: str, run_id: str):
+    def __init__(self, cfg: JobConfig, policy: Policy, *, model_id: str, run_id: str, blocklist=None):
         self.cfg = cfg
         self.policy = policy
         self.run_id = run_id
-        self.collector = DecisionCollector(policy, model_id=model_id, run_id=run_id, score_mode="exact")
+        self.blocklist = blocklist
+        self.collector = DecisionCollector(policy, model_id=model_id, run_id=run_id, score_mode="exact",
+                                           blocklist=blocklist)
 
     @classmethod
-    def start(cls, cfg: JobConfig, *, model_id: str, run_id: str) -> "ModerationRun | None":
-        """None without a policy; ``ConfigError`` for an unusable one (before anything runs)."""
+    def start(cls, cfg: JobConfig, *, model_id: str, run_id: str, dcfg) -> "ModerationRun | None":
+        """None without a policy; ``ConfigError`` for an unusable policy or blocklist (before
+        anything runs). A blocklist of videos is decoded and hashed here with ``dcfg``."""
         if not cfg.encoder.policy:
             return None
         try:
@@ -34,11 +37,21 @@ class ModerationRun:
             raise ConfigError(f"--policy: {e}") from None
         log.info("moderation policy %s (%s): %d categories, %d neutral prompts", cfg.encoder.policy,
                  policy.policy_hash[:19], len(policy.categories), len(policy.neutral))
-        return cls(cfg, policy, model_id=model_id, run_id=run_id)
+        blocklist = None
+        if cfg.encoder.blocklist:
+            from moderation.blocklist import BlocklistError, load_blocklist
+
+            try:
+                blocklist = load_blocklist(cfg.encoder.blocklist, dcfg)
+            except BlocklistError as e:
+                raise ConfigError(str(e)) from None
+            log.info("blocklist %s: %d items", cfg.encoder.blocklist, len(blocklist))
+        return cls(cfg, policy, model_id=model_id, run_id=run_id, blocklist=blocklist)
 
     @property
-    def class_prompts(self) -> list[list[str]]:
-        return self.policy.class_prompts
+    def encoder_kwargs(self) -> dict:
+        """What the encoder actors need: the policy's class prompts; frame hashing under a blocklist."""
+        return {"policy_prompts": self.policy.class_prompts, "hash_frames": self.blocklist is not None}
 
     def add(self, batch, video_tables) -> None:
         """An encoded batch and the videos tables the assembler finished with it."""
@@ -52,9 +65,12 @@ class ModerationRun:
     def close(self, writer) -> dict:
         """Write the table, the report and the review queue; returns the manifest's table entry."""
         from moderation.report import render_report
-        from moderation.store import write_decisions, write_review_queue
+        from moderation.store import write_decisions, write_frame_hashes, write_review_queue
 
         out = write_decisions(self.cfg.writer.output, self.run_id, self.collector.table())
+        if self.blocklist is not None:
+            out["frame_hashes"] = write_frame_hashes(self.cfg.writer.output, self.run_id,
+                                                     self.collector.hashes_table())
         rows = self.collector.rows
         out["report"] = writer.write_text(f"runs/{self.run_id}-moderation.html",
                                           render_report(rows, self.policy, output=self.cfg.writer.output,

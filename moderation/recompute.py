@@ -13,6 +13,8 @@ The model is the one named by the index's latest run manifest (``runs/*.json``,
 
 ``result.mode`` says which ran: ``exact``, ``approximate`` or ``mixed``; each row's
 ``score_mode`` says it per video. Videos that are not ``ok`` in ``videos`` get ``error``.
+With ``blocklist``, known-bad matching uses the stored ``frame_hashes`` (written by runs with
+``--blocklist``); ``result.unhashed`` counts ok videos without stored hashes (not matched).
 The rows are upserted into the ``moderation`` table under a new run id.
 """
 from __future__ import annotations
@@ -23,11 +25,13 @@ import json
 import numpy as np
 
 from moderation.collector import decision_row, rows_table, video_decision
-from moderation.decide import Clip
+from moderation.blocklist import match
+from moderation.decide import Clip, with_matches
 from moderation.policy import load_policy
 from moderation.store import write_decisions, write_review_queue
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.manifest import RunManifest
+from schemas.moderation import FRAME_HASHES_TABLE
 from schemas.output import SEGMENTS_TABLE, VIDEOS_TABLE
 from xclip_core import storage
 from xclip_core.scoring import APPROXIMATE, EXACT
@@ -47,6 +51,7 @@ class ModerateResult:
     table: dict             # write_decisions() result
     rows: list
     review_items: int | None = None
+    unhashed: int = 0
 
     def format(self) -> str:
         c = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
@@ -75,7 +80,7 @@ def _sql_list(values) -> str:
 
 
 def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: str | None = None,
-             device: str = "cpu") -> ModerateResult:
+             blocklist: str | None = None, device: str = "cpu") -> ModerateResult:
     """Recompute decisions for every video of ``index`` under ``policy`` (see module doc)."""
     import lancedb
     import torch
@@ -95,6 +100,9 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
         raise ModerateError(f"--index {index}: no videos/segments tables; is it an xclip-index output?")
     videos_tbl, segments_tbl = db.open_table(VIDEOS_TABLE), db.open_table(SEGMENTS_TABLE)
     features_tbl = db.open_table(PROMPT_FEATURES_TABLE) if PROMPT_FEATURES_TABLE in names else None
+    items = _blocklist(blocklist, manifest) if blocklist else None
+    hashes_tbl = db.open_table(FRAME_HASHES_TABLE) if items is not None and FRAME_HASHES_TABLE in names else None
+    unhashed = 0
     other = segments_tbl.search().where(f"model_id != '{manifest.model_id}'").select(["model_id"]).limit(1) \
         .to_arrow()
     if other.num_rows:
@@ -137,12 +145,23 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
             if approx:
                 emb = torch.tensor(np.asarray([s["embedding"] for s in approx], np.float32))
                 probs.update(zip((s["segment_id"] for s in approx), scorer.probs(emb, None).numpy()))
+        stored = {}
+        if hashes_tbl is not None:
+            stored = {r["video_id"]: r for r in hashes_tbl.search().where(where).select(["video_id", "times", "hashes"])
+                      .limit(None).to_arrow().to_pylist()}
         by_video: dict[str, list] = {}
         for s in segs:
             by_video.setdefault(s["video_id"], []).append(s)
         for v in chunk:
             vs = sorted(by_video.get(v["video_id"], []), key=lambda s: s["start_s"])
             d = video_decision(pol, [Clip(s["start_s"], s["end_s"], probs[s["segment_id"]]) for s in vs], v)
+            if items is not None and d.decision != "error":
+                h = stored.get(v["video_id"])
+                if h is None or not h["hashes"]:
+                    unhashed += 1
+                else:
+                    hs = np.frombuffer(b"".join(h["hashes"]), np.uint8).reshape(len(h["hashes"]), -1)
+                    d = with_matches(d, match(np.asarray(h["times"]), hs, items))
             kinds = {EXACT if s["segment_id"] in tokens else APPROXIMATE for s in vs}
             mode = None if d.decision == "error" else (kinds.pop() if len(kinds) == 1 else "mixed")
             modes.add(mode)
@@ -155,7 +174,19 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     counts: dict = {}
     for r in rows:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
-    return ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows, review_items=n_review)
+    return ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows, review_items=n_review,
+                          unhashed=unhashed)
+
+
+def _blocklist(uri: str, manifest: RunManifest):
+    """Blocklist items; videos in it are decoded with the index's own decode settings."""
+    from moderation.blocklist import BlocklistError, load_blocklist
+    from xclip_core.video import DecodeConfig
+
+    try:
+        return load_blocklist(uri, DecodeConfig(**manifest.decode_config))
+    except BlocklistError as e:
+        raise ModerateError(str(e)) from None
 
 
 def result_json(result: ModerateResult) -> str:

@@ -14,23 +14,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import check_table
-from schemas.moderation import MODERATION_KEY, MODERATION_TABLE, moderation_schema
+from schemas.moderation import (FRAME_HASHES_TABLE, MODERATION_KEY, MODERATION_TABLE, frame_hashes_schema,
+                                moderation_schema)
 from xclip_core import storage
 
 _SEVERITY = {"block": 0, "review": 1}
 
 
-def open_table(output: str, *, create: bool = True):
-    """The ``moderation`` LanceDB table under ``output`` (created when missing and ``create``);
-    None if it does not exist and not ``create``."""
+def open_table(output: str, name: str = MODERATION_TABLE, *, create: bool = True):
+    """A moderation LanceDB table (``moderation`` or ``frame_hashes``) under ``output``, created
+    when missing and ``create`` (else None); an existing one must have this schema."""
     import lancedb
 
+    schema = {MODERATION_TABLE: moderation_schema, FRAME_HASHES_TABLE: frame_hashes_schema}[name]()
     db = lancedb.connect(storage.join(output, "lancedb"), storage_options=storage.lancedb_storage_options(output))
-    if MODERATION_TABLE in set(db.list_tables().tables):
-        tbl = db.open_table(MODERATION_TABLE)
-        check_table(tbl.schema.empty_table(), moderation_schema())
+    if name in set(db.list_tables().tables):
+        tbl = db.open_table(name)
+        check_table(tbl.schema.empty_table(), schema)
         return tbl
-    return db.create_table(MODERATION_TABLE, schema=moderation_schema(), exist_ok=True) if create else None
+    return db.create_table(name, schema=schema, exist_ok=True) if create else None
 
 
 def write_decisions(output: str, run_id: str, table: pa.Table) -> dict:
@@ -46,6 +48,14 @@ def write_decisions(output: str, run_id: str, table: pa.Table) -> dict:
         tbl.merge_insert(MODERATION_KEY).when_matched_update_all().when_not_matched_insert_all().execute(table)
     return {"version": int(tbl.version), "rows": int(tbl.count_rows()),
             "parquet": ("s3://" + path) if storage.is_s3(output) else path}
+
+
+def write_frame_hashes(output: str, run_id: str, table: pa.Table) -> dict:
+    """Upsert per-video frame hashes (``schemas.moderation.frame_hashes_schema``) by ``video_id``."""
+    tbl = open_table(output, FRAME_HASHES_TABLE)
+    if table.num_rows:
+        tbl.merge_insert("video_id").when_matched_update_all().when_not_matched_insert_all().execute(table)
+    return {"version": int(tbl.version), "rows": int(tbl.count_rows())}
 
 
 def review_queue(rows: list[dict]) -> list[dict]:

@@ -14,6 +14,18 @@ per input video, key ``video_id``; LanceDB (upserted) and Parquet (``parquet/mod
     error        string   why the video could not be scored (decision ``error``); else null
     decided_at   timestamp[us, UTC]
     score_mode   string   ``exact`` (with visual tokens) | ``approximate`` (embeddings only)
+
+Blocklist matches (``--blocklist``) are flags too: category ``blocklist:<item id>``,
+confidence = the smaller of the two match shares, the upload's matching time range.
+
+``frame_hashes`` (written under ``--blocklist``): per-second perceptual hashes of each ``ok``
+video (``moderation.hashing``), key ``video_id``.
+    video_id     string
+    uri          string
+    times        list<float64>              second of each hash (0, 1, 2, ...)
+    hashes       list<fixed_size_binary[32]>  256-bit PDQ-style hash of the sampled frame nearest that second
+    run_id       string
+    indexed_at   timestamp[us, UTC]
 """
 from __future__ import annotations
 
@@ -47,3 +59,18 @@ def moderation_schema() -> pa.Schema:
         pa.field("decided_at", TIMESTAMP, nullable=False),
         pa.field("score_mode", pa.string()),
     ], MODERATION_TABLE)
+
+
+FRAME_HASHES_TABLE = "frame_hashes"
+FRAME_HASH_TYPE = pa.binary(32)
+
+
+def frame_hashes_schema() -> pa.Schema:
+    return _with_meta([
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("times", pa.list_(pa.float64())),
+        pa.field("hashes", pa.list_(FRAME_HASH_TYPE)),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("indexed_at", TIMESTAMP, nullable=False),
+    ], FRAME_HASHES_TABLE)

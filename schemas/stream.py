@@ -26,6 +26,8 @@ skipped videos emit only the status row.
     encode_s   seconds of model time attributed to the row
     policy_probs fixed_size_list<float32>[C] (only under a moderation policy: softmax over the
                policy's category + neutral classes, exact; ``moderation.policy``)
+    frame_hashes list<fixed_size_binary[32]> (only under a blocklist: a perceptual hash per
+               sampled frame, aligned with frame_timestamps; ``moderation.hashing``)
 """
 from __future__ import annotations
 
@@ -74,9 +76,13 @@ def decoded_schema() -> pa.Schema:
 POLICY_PROBS = "policy_probs"
 
 
-def encoded_schema(dim: int, num_labels: int, num_policy_classes: int = 0) -> pa.Schema:
+FRAME_HASHES = "frame_hashes"
+
+
+def encoded_schema(dim: int, num_labels: int, num_policy_classes: int = 0, frame_hashes: bool = False) -> pa.Schema:
     return pa.schema(_COMMON + _STATUS + [
         pa.field("embedding", vector_type(dim)),
         pa.field("probs", vector_type(num_labels)),
         pa.field("encode_s", pa.float64()),
-    ] + ([pa.field(POLICY_PROBS, vector_type(num_policy_classes))] if num_policy_classes else []))
+    ] + ([pa.field(POLICY_PROBS, vector_type(num_policy_classes))] if num_policy_classes else [])
+      + ([pa.field(FRAME_HASHES, pa.list_(pa.binary(32)))] if frame_hashes else []))
