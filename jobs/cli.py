@@ -5,6 +5,8 @@
                     [--include GLOB ...] [--exclude GLOB ...] [stage options]
     xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
+    xclip-index moderate --index URI --policy FILE [--review-out URI]   (moderation.recompute)
+
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
 not loadable; 4 output not writable; 5 internal
@@ -83,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
     g.add_argument("--store-prompt-features", action="store_true", default=None,
                    help="store each clip's visual tokens (prompt_features table): exact relabel without decoding")
+    g = r.add_argument_group("moderation")
+    g.add_argument("--policy", metavar="FILE", help="moderation policy YAML (or 'example'): writes the moderation "
+                                                    "table; scores every window (no --max-clips-per-video)")
+    g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of review/block decisions")
+    g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos (folder or s3:// prefix) "
+                                                      "or a .json hash file; near-duplicates are blocked")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--full", action="store_true", default=None,
@@ -90,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
                         "jobs.incremental)")
     g.add_argument("--skip-unchanged", action="store_true", default=None,
                    help="deprecated, no effect: incremental is the default")
+    m = sub.add_parser("moderate", help="recompute moderation decisions from stored features (no decoding)")
+    m.add_argument("--index", required=True, metavar="URI", help="an index written by `run` (local or s3://)")
+    m.add_argument("--policy", required=True, metavar="FILE", help="moderation policy YAML (or 'example')")
+    m.add_argument("--review-out", metavar="URI", help="JSON lines of review/block decisions, most severe first")
+    m.add_argument("--run-id", help="run id of the moderation rows (default: moderate-<UTC time>-<random>)")
+    m.add_argument("--blocklist", metavar="URI", help="known-bad videos or .json hashes, matched against the "
+                                                      "index's stored frame hashes")
     from xclip_search.cli import add_commands
 
     add_commands(sub)  # search, relabel, build-index
@@ -108,9 +123,10 @@ def config_from_args(args: argparse.Namespace):
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
                     "num_actors": args.num_actors, "compile": args.compile,
-                    "store_prompt_features": args.store_prompt_features},
+                    "store_prompt_features": args.store_prompt_features, "policy": args.policy,
+                    "blocklist": args.blocklist},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
-                   "full": args.full},
+                   "full": args.full, "review_out": args.review_out},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,
                         ray_address=args.ray_address, run_id=args.run_id)
@@ -118,8 +134,8 @@ def config_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command != "run":
-        return args.func(args)
+    if args.command not in ("run", "moderate"):
+        return args.func(args)  # search, relabel, build-index (xclip_search.cli)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RedactFilter())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -135,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xclip-index: error: {redact(msg)}", file=sys.stderr)
         return code
 
+    if args.command == "moderate":
+        from moderation.cli import moderate_main
+
+        return moderate_main(args, fail)
     try:
         summary = run(config_from_args(args))
     except ConfigError as e:

@@ -150,6 +150,8 @@ class EncoderConfig:
     num_cpus: float = 0.0
     compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
     store_prompt_features: bool = False  # also output each clip's visual tokens (prompt_features table)
+    policy: str | None = None    # moderation policy YAML (moderation.policy); scores every window
+    blocklist: str | None = None  # known-bad videos (folder, s3:// prefix or .json hashes); needs policy
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
@@ -177,6 +179,7 @@ class WriterConfig:
     lease_heartbeat_s: float = 30.0      # output lease refresh period (jobs.lease)
     lease_stale_after_s: float = 300.0   # a lease not refreshed for this long is taken over
     keep_versions_days: float = 7.0      # LanceDB versions older than this are cleaned up at the end
+    review_out: str | None = None  # with encoder.policy: JSON lines of review/block decisions
 
     def __post_init__(self):
         _check(bool(self.output), "writer.output: an output location is required (--output)")
@@ -231,14 +234,28 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
     top_unknown = set(file_values) - set(_STAGES) - {"ray_address", "run_id"}
     _check(not top_unknown, f"job config: unknown table(s)/key(s) {sorted(top_unknown)}; "
                             f"expected {sorted(_STAGES)}")
-    stages = {}
+    stages, given = {}, {}
     for name, cls in _STAGES.items():
         values = dict(file_values.get(name) or {})
         _check(isinstance(values, dict), f"job config: [{name}] must be a table")
         values.update({k: v for k, v in ((overrides or {}).get(name) or {}).items() if v is not None})
         stages[name] = _build(cls, name, values)
+        given[name] = values
+    _full_coverage(stages, given)
     return JobConfig(**stages, ray_address=ray_address or file_values.get("ray_address"),
                      run_id=run_id or file_values.get("run_id"))
+
+
+def _full_coverage(stages: dict, given: dict) -> None:
+    """Under a moderation policy every window of every video is scored: no clip cap."""
+    _check(not stages["encoder"].blocklist or bool(stages["encoder"].policy),
+           "encoder.blocklist: needs a moderation policy (--policy; 'example' for the packaged one)")
+    if not stages["encoder"].policy:
+        return
+    cap = given["decoder"].get("max_clips_per_video")
+    _check(cap is None, f"decoder.max_clips_per_video = {cap}: a moderation policy (--policy) scores every "
+                        "window of every video; remove the cap (or --max-clips-per-video)")
+    stages["decoder"] = dataclasses.replace(stages["decoder"], max_clips_per_video=None)
 
 
 def load_toml(path: str) -> dict[str, Any]:

@@ -12,6 +12,10 @@ preprocessing config once, and encodes the label prompts once
     visual_tokens  with ``store_prompt_features``: ``encode_video().visual_tokens`` [N, P] as
                float16 (the probs are then computed from these rounded tokens, so a relabel
                from stored features reproduces them: ``xclip_search.relabel``)
+    policy_probs  only with ``policy_prompts`` (a moderation policy's classes): exact softmax
+               over them, scored by a second ``ClipScorer`` on the same visual tokens
+    frame_hashes  only with ``hash_frames``: a perceptual hash per sampled frame
+               (``moderation.hashing``, on the CPU, from the frames already here)
 
 Status rows pass through untouched. Frames arrive as uint8 ``[T, S, S, 3]``;
 scaling and normalisation (``xclip_core.preprocess``) run here, on the
@@ -34,7 +38,7 @@ import pyarrow as pa
 
 from jobs.config import EncoderConfig
 from schemas.output import vectors
-from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, VISUAL_TOKENS, encoded_schema
+from schemas.stream import FRAME_HASHES, FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, VISUAL_TOKENS, encoded_schema
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +111,13 @@ class Encoder:
     """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
-                 num_threads: int | None = None, prompts: tuple[tuple[str, ...], ...] | None = None):
+                 num_threads: int | None = None, prompts: tuple[tuple[str, ...], ...] | None = None,
+                 policy_prompts: list[list[str]] | None = None, hash_frames: bool = False):
         """``labels`` / ``prompts``: the label names and their prompt texts as the driver loaded
         them (a label file on the driver's disk need not exist on worker nodes); default:
-        ``load_labels(cfg.labels)``. Without ``prompts``, each label is ``cfg.prompt_template``'d."""
+        ``load_labels(cfg.labels)``. Without ``prompts``, each label is ``cfg.prompt_template``'d.
+        ``policy_prompts``: a moderation policy's classes (``moderation.policy``); ``hash_frames``:
+        perceptual frame hashes for blocklist matching (``moderation.hashing``)."""
         import torch
 
         from xclip_core.labels import load_labels
@@ -139,19 +146,26 @@ class Encoder:
         tok = CLIPTokenizer.from_pretrained(local)
         self.text = class_text_features(self.model, tok, prompts, device=self.device)  # [K, P]
         self.scorer = ClipScorer(self.model, self.text)
+        self.policy_scorer = (ClipScorer(self.model, class_text_features(self.model, tok, policy_prompts,
+                                                                         device=self.device))
+                              if policy_prompts else None)
+        self.num_policy_classes = len(policy_prompts) if policy_prompts else 0
         # torch.compile measured 1.68x transformers vs 1.48x eager (H200, bf16, batch 128; bench/RESULTS.md).
         # Shapes are static: short batches are padded to batch_size, so it compiles once per actor.
         self._step = torch.compile(self._forward, dynamic=False) if cfg.compile else self._forward
         self.dim = int(self.model.config.projection_dim)
         self.num_labels = len(labels)
         self.num_tokens = int(self.model.config.vision_config.num_patches) if cfg.store_prompt_features else 0
-        self.schema = encoded_schema(self.dim, self.num_labels, num_tokens=self.num_tokens)
+        self.hash_frames = hash_frames
+        self.schema = encoded_schema(self.dim, self.num_labels, num_tokens=self.num_tokens,
+                                     num_policy_classes=self.num_policy_classes, frame_hashes=hash_frames)
         self.load_s = time.perf_counter() - t0
         log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)
 
     def _forward(self, x):
         """uint8 clips [B,T,S,S,3] on the device -> (L2-normalised embeddings [B,P], label probs [B,K],
-        visual tokens [B,N,P] (float16 when stored, then also what the probs are computed from))."""
+        visual tokens [B,N,P] (float16 when stored, then also what the probs are computed from),
+        policy probs [B,C] or None)."""
         import torch
         import torch.nn.functional as F
 
@@ -162,10 +176,14 @@ class Encoder:
         tokens = feats.visual_tokens
         if self.num_tokens:
             tokens = tokens.to(torch.float16)
-        probs = self.scorer.probs(feats.video_embeds, tokens.to(feats.visual_tokens.dtype))
-        return F.normalize(feats.video_embeds.float(), dim=-1), probs, tokens
+        scored = tokens.to(feats.visual_tokens.dtype)
+        probs = self.scorer.probs(feats.video_embeds, scored)
+        policy = (self.policy_scorer.probs(feats.video_embeds, scored)
+                  if self.policy_scorer is not None else None)
+        return F.normalize(feats.video_embeds.float(), dim=-1), probs, tokens, policy
 
-    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _encode(self, frames: list[np.ndarray]):
+        """-> (embeddings [n,P], probs [n,K], stored tokens [n,N*P] or None, policy probs [n,C] or None)"""
         import torch
 
         n = len(frames)
@@ -174,9 +192,10 @@ class Encoder:
             batch = np.concatenate([batch, np.zeros((self.cfg.batch_size - n, *batch.shape[1:]), np.uint8)])
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         with torch.inference_mode():
-            emb, probs, tokens = self._step(x)
+            emb, probs, tokens, policy = self._step(x)
         tokens = tokens[:n].cpu().numpy().reshape(n, -1) if self.num_tokens else None
-        return emb[:n].cpu().numpy(), probs[:n].cpu().numpy(), tokens
+        policy = policy[:n].cpu().numpy() if policy is not None else None
+        return emb[:n].cpu().numpy(), probs[:n].cpu().numpy(), tokens, policy
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
@@ -184,6 +203,8 @@ class Encoder:
         clip_rows = [i for i, k in enumerate(kinds) if k == KIND_CLIP]
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, self.num_labels), np.float32)
+        policy = np.zeros((n, self.num_policy_classes), np.float32)
+        hashes = [None] * n
         valid = np.zeros(n, bool)
         tokens = np.zeros((n, self.num_tokens * self.dim), np.float16) if self.num_tokens else None
         errors = batch.column("error").to_pylist()
@@ -195,15 +216,23 @@ class Encoder:
             try:
                 frames = [np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
                           for i in clip_rows]
-                e, p, t = self._encode(frames)
+                e, p, t, pp = self._encode(frames)
                 emb[clip_rows], probs[clip_rows], valid[clip_rows] = e, p, True
                 if tokens is not None:
                     tokens[clip_rows] = t
+                if pp is not None:
+                    policy[clip_rows] = pp
             except Exception as exc:  # recorded per clip; the writer fails those videos
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("%s (%d clips)", msg, len(clip_rows))
                 for i in clip_rows:
                     errors[i] = msg
+            if self.hash_frames:  # outside the try: a bug here must fail the run, not the clips
+                from moderation.hashing import frame_hashes
+
+                for i in clip_rows:
+                    f = np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
+                    hashes[i] = [bytes(h) for h in frame_hashes(f)]
             per_clip = (time.perf_counter() - t0) / len(clip_rows)
             for i in clip_rows:
                 encode_s[i] = per_clip
@@ -216,6 +245,10 @@ class Encoder:
             elif field.name == VISUAL_TOKENS:
                 cols[field.name] = pa.FixedSizeListArray.from_arrays(
                     pa.array(tokens.reshape(-1)), self.num_tokens * self.dim, mask=pa.array(~valid))
+            elif field.name == POLICY_PROBS:
+                cols[field.name] = vectors(policy, self.num_policy_classes, valid)
+            elif field.name == FRAME_HASHES:
+                cols[field.name] = pa.array(hashes, field.type)
             elif field.name == "encode_s":
                 cols[field.name] = pa.array(encode_s, pa.float64())
             elif field.name == "error":

@@ -50,6 +50,7 @@ from jobs.report import RunReport
 from jobs.resume import mark_interrupted
 from jobs.retry import PROGRAMMING_ERRORS, short_error
 from jobs.writer import OutputError, Writer
+from moderation.job import ModerationRun
 from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _blocks(inputs: pa.Table, total_cpus: float) -> list[pa.Table]:
     return [inputs.slice(i, size) for i in range(0, n, size)]
 
 
-def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
+def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, encoder_extra: dict | None = None):
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -130,7 +131,8 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
                         num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True)
     ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
                                                               "num_threads": plan.torch_threads,
-                                                              "prompts": info.prompts},
+                                                              "prompts": info.prompts,
+                                                              **(encoder_extra or {})},
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
@@ -177,6 +179,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                              shortest_edge=info.shortest_edge)
     except ValueError as e:
         raise ConfigError(f"decoder settings do not fit this model: {e}") from None
+    moderation = ModerationRun.start(cfg, model_id=info.model_id, run_id=run_id, dcfg=dcfg)  # --policy
     t0 = time.perf_counter()
     inputs = list_inputs(cfg.reader)
     seconds["list"] = time.perf_counter() - t0
@@ -185,12 +188,13 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                                                          stale_after_s=cfg.writer.lease_stale_after_s)).acquire()
     try:
         return _run_leased(cfg, info, dcfg, inputs, lease, run_id=run_id, started=started, seconds=seconds,
-                           t_start=t_start, progress_every_s=progress_every_s)
+                           t_start=t_start, progress_every_s=progress_every_s, moderation=moderation)
     finally:
         lease.release()
 
 
-def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_start, progress_every_s):
+def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_start, progress_every_s,
+                moderation=None):
     """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
     import ray
 
@@ -246,7 +250,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
             t_pipe = time.perf_counter()
             last_report = t_pipe
             try:
-                ds = _build_dataset(cfg, inputs, info, dcfg, plan)
+                ds = _build_dataset(cfg, inputs, info, dcfg, plan,
+                                    encoder_extra=moderation.encoder_kwargs if moderation else None)
                 for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                     lease.check()
                     t0 = time.perf_counter()
@@ -260,6 +265,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                         writer.add(VIDEOS_TABLE, t)
                         report.add_videos(t)
                         breaker.observe(t)
+                    if moderation:
+                        moderation.add(batch, video_tables)
                     report.tick(time.perf_counter() - t_pipe, sum(assembler.counts.values()), assembler.num_segments)
                     if time.perf_counter() - last_report >= progress_every_s:
                         last_report = time.perf_counter()
@@ -283,8 +290,12 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
             for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
                 writer.add(VIDEOS_TABLE, t)
                 report.add_videos(t)
+                if moderation:
+                    moderation.add_videos(t)
         lease.check()
         tables = writer.close()
+        if moderation:
+            tables["moderation"] = moderation.close(writer)
         seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,
                        write_parquet=writer.seconds["parquet"], write_lancedb=writer.seconds["lancedb"],
                        optimize=writer.seconds["optimize"], total=time.perf_counter() - t_start)

@@ -28,6 +28,10 @@ skipped videos emit only the status row.
     thumbnail  passed through from the decoder
     visual_tokens  fixed_size_list<float16>[N*P] (only with ``--store-prompt-features``:
                ``encoded_schema(..., num_tokens=N)``): the clip's ``encode_video().visual_tokens``
+    policy_probs fixed_size_list<float32>[C] (only under a moderation policy: softmax over the
+               policy's category + neutral classes, exact; ``moderation.policy``)
+    frame_hashes list<fixed_size_binary[32]> (only under a blocklist: a perceptual hash per
+               sampled frame, aligned with frame_timestamps; ``moderation.hashing``)
 """
 from __future__ import annotations
 
@@ -75,12 +79,21 @@ def decoded_schema() -> pa.Schema:
     ] + _STATUS + [pa.field(THUMBNAIL, pa.binary())])
 
 
-def encoded_schema(dim: int, num_labels: int, *, num_tokens: int = 0) -> pa.Schema:
-    """``num_tokens`` > 0 adds ``visual_tokens`` (N = num_tokens patch tokens of dimension ``dim``)."""
+POLICY_PROBS = "policy_probs"
+FRAME_HASHES = "frame_hashes"
+
+
+def encoded_schema(dim: int, num_labels: int, *, num_tokens: int = 0, num_policy_classes: int = 0,
+                   frame_hashes: bool = False) -> pa.Schema:
+    """Optional columns: ``num_tokens`` > 0 adds ``visual_tokens`` (N = num_tokens patch tokens of
+    dimension ``dim``); ``num_policy_classes`` > 0 adds ``policy_probs``; ``frame_hashes`` adds
+    ``frame_hashes``."""
     tokens = [pa.field(VISUAL_TOKENS, pa.list_(pa.float16(), int(num_tokens) * int(dim)))] if num_tokens else []
     return pa.schema(_COMMON + _STATUS + [
         pa.field("embedding", vector_type(dim)),
         pa.field("probs", vector_type(num_labels)),
         pa.field("encode_s", pa.float64()),
         pa.field(THUMBNAIL, pa.binary()),
-    ] + tokens)
+    ] + tokens
+      + ([pa.field(POLICY_PROBS, vector_type(num_policy_classes))] if num_policy_classes else [])
+      + ([pa.field(FRAME_HASHES, pa.list_(pa.binary(32)))] if frame_hashes else []))

@@ -1,0 +1,87 @@
+"""Writing moderation results: the ``moderation`` table (LanceDB upsert by ``video_id`` plus an
+append-only Parquet log under ``<output>/parquet/moderation/``) and the review queue.
+
+Review queue (``--review-out URI``, local or ``s3://``): JSON lines, one per ``block`` or
+``review`` decision, most severe first: ``block`` before ``review``, then by peak confidence
+(highest first), then URI. Each line: ``video_id, uri, decision, confidence`` (peak over the
+flags) and ``ranges``: the flags ``{category, confidence, start_s, end_s}`` in time order.
+"""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas import check_table
+from schemas.moderation import (FRAME_HASHES_TABLE, MODERATION_KEY, MODERATION_TABLE, frame_hashes_schema,
+                                moderation_schema)
+from xclip_core import storage
+
+_SEVERITY = {"block": 0, "review": 1}
+
+
+def open_table(output: str, name: str = MODERATION_TABLE, *, create: bool = True):
+    """A moderation LanceDB table (``moderation`` or ``frame_hashes``) under ``output``, created
+    when missing and ``create`` (else None); an existing one must have this schema."""
+    import lancedb
+
+    schema = {MODERATION_TABLE: moderation_schema, FRAME_HASHES_TABLE: frame_hashes_schema}[name]()
+    db = lancedb.connect(storage.join(output, "lancedb"), storage_options=storage.lancedb_storage_options(output))
+    if name in set(db.list_tables().tables):
+        tbl = db.open_table(name)
+        check_table(tbl.schema.empty_table(), schema)
+        return tbl
+    return db.create_table(name, schema=schema, exist_ok=True) if create else None
+
+
+def write_decisions(output: str, run_id: str, table: pa.Table) -> dict:
+    """Upsert ``table`` (``moderation`` rows) into LanceDB and append it to Parquet; returns
+    ``{"version", "rows", "parquet"}``."""
+    fs, base = storage.pyarrow_filesystem(output)
+    path = f"{base.rstrip('/')}/parquet/{MODERATION_TABLE}/{run_id}-00000.parquet"
+    if not storage.is_s3(output):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(table, path, filesystem=fs, compression="zstd")
+    tbl = open_table(output)
+    if table.num_rows:
+        tbl.merge_insert(MODERATION_KEY).when_matched_update_all().when_not_matched_insert_all().execute(table)
+    return {"version": int(tbl.version), "rows": int(tbl.count_rows()),
+            "parquet": ("s3://" + path) if storage.is_s3(output) else path}
+
+
+def write_frame_hashes(output: str, run_id: str, table: pa.Table) -> dict:
+    """Upsert per-video frame hashes (``schemas.moderation.frame_hashes_schema``) by ``video_id``."""
+    tbl = open_table(output, FRAME_HASHES_TABLE)
+    if table.num_rows:
+        tbl.merge_insert("video_id").when_matched_update_all().when_not_matched_insert_all().execute(table)
+    return {"version": int(tbl.version), "rows": int(tbl.count_rows())}
+
+
+def review_queue(rows: list[dict]) -> list[dict]:
+    """The ``review``/``block`` rows, most severe first (see module doc)."""
+    items = []
+    for r in rows:
+        if r["decision"] not in _SEVERITY:
+            continue
+        flags = sorted(r["flags"] or [], key=lambda f: (f["start_s"], f["category"]))
+        items.append({"video_id": r["video_id"], "uri": r["uri"], "decision": r["decision"],
+                      "confidence": max((f["confidence"] for f in flags), default=0.0), "ranges": flags})
+    items.sort(key=lambda i: (_SEVERITY[i["decision"]], -i["confidence"], i["uri"]))
+    return items
+
+
+def write_text(uri: str, text: str) -> str:
+    """Write a small text file to a local path or ``s3://`` URI."""
+    fs, path = storage.pyarrow_filesystem(uri)
+    if not storage.is_s3(uri):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode("utf-8"))
+    return uri
+
+
+def write_review_queue(uri: str, rows: list[dict]) -> int:
+    items = review_queue(rows)
+    write_text(uri, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
+    return len(items)
