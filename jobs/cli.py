@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--top-k", type=int)
     g.add_argument("--num-actors", type=int)
+    g.add_argument("--max-gpus", type=int, metavar="N",
+                   help="GPU encoder actors to ask for, GPUs an autoscaler must start included (docs/planner.md)")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
     g = r.add_argument_group("writer")
@@ -84,7 +86,8 @@ def config_from_args(args: argparse.Namespace):
                     "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s},
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
-                    "num_actors": args.num_actors, "compile": args.compile},
+                    "num_actors": args.num_actors, "compile": args.compile,
+                    "max_gpu_actors": args.max_gpus},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,

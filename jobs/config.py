@@ -19,6 +19,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     approximate = false          # pyav only: decode reference frames only (faster, nearest frames)
     num_cpus = 1                 # CPUs per decode task
     memory_mb = 1024             # memory reserved per decode task
+    cpu_clips_per_s = 18.0       # planner: clips/s per decode core (docs/planner.md)
 
     [encoder]
     labels = "kinetics400"       # label set name or file
@@ -27,6 +28,8 @@ A ``job.toml`` has one table per stage; every key is optional::
     top_k = 5
     num_actors = 0               # 0 = sized from the cluster's resources
     num_cpus = 0                 # CPUs per actor; 0 = automatic
+    max_gpu_actors = 0           # GPU actors the autoscaling pool may grow to (GPUs the autoscaler starts)
+    gpu_clips_per_s = 5000.0     # planner: clips/s per GPU (docs/planner.md)
 
     [writer]
     chunk_rows = 4096            # segment rows per Parquet file / LanceDB commit
@@ -100,6 +103,7 @@ class DecoderConfig:
     num_threads: int = 1
     num_cpus: float = 1.0
     memory_mb: int = 1024
+    cpu_clips_per_s: float = 18.0  # planner: clips/s one core decodes (measured 293/16, 360p H.264; docs/planner.md)
 
     def __post_init__(self):
         _check(self.backend in BACKENDS, f"decoder.backend: expected one of {BACKENDS}, got {self.backend!r}")
@@ -116,6 +120,7 @@ class DecoderConfig:
         _check(self.timeout_s is None or self.timeout_s > 0, f"decoder.timeout_s: must be > 0, got {self.timeout_s}")
         _check(self.num_threads >= 0, f"decoder.num_threads: must be >= 0, got {self.num_threads}")
         _check(self.num_cpus > 0, f"decoder.num_cpus: must be > 0, got {self.num_cpus}")
+        _check(self.cpu_clips_per_s > 0, f"decoder.cpu_clips_per_s: must be > 0, got {self.cpu_clips_per_s}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +136,8 @@ class EncoderConfig:
     num_actors: int = 0
     num_cpus: float = 0.0
     compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
+    max_gpu_actors: int = 0      # GPU actors the pool may grow to, GPUs an autoscaler must start included
+    gpu_clips_per_s: float = 5000.0  # planner: clips/s one GPU encodes (measured H200, bf16; docs/planner.md)
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
@@ -143,6 +150,8 @@ class EncoderConfig:
         _check("{}" in self.prompt_template, "encoder.prompt_template: must contain '{}'")
         _check(self.num_actors >= 0, f"encoder.num_actors: must be >= 0, got {self.num_actors}")
         _check(self.num_cpus >= 0, f"encoder.num_cpus: must be >= 0, got {self.num_cpus}")
+        _check(self.max_gpu_actors >= 0, f"encoder.max_gpu_actors: must be >= 0, got {self.max_gpu_actors}")
+        _check(self.gpu_clips_per_s > 0, f"encoder.gpu_clips_per_s: must be > 0, got {self.gpu_clips_per_s}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,11 +111,14 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan):
     # The memory request also keeps Ray from fusing decode into the encoder actors (it fuses
     # task -> actor stages with equal resource requests), which would serialise decoding there.
     ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg}, batch_size=1, batch_format="pyarrow",
-                        num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True)
+                        num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True,
+                        **plan.decode_remote_args())  # on decode nodes when the cluster has them (jobs.cluster)
+    # An autoscaling pool: a pending GPU actor is what makes a cluster autoscaler start a GPU node.
+    min_actors, max_actors = plan.pool_size
     ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
                                                               "num_threads": plan.torch_threads},
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
+                        compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
     return ds
 
@@ -176,7 +179,8 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     if inputs.num_rows:
         t0 = time.perf_counter()
         cluster.connect(cfg.ray_address)
-        plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources())
+        plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
+                                      clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
         seconds["ray_init"] = time.perf_counter() - t0
         log.info("resources: %s", plan)
         t_pipe = time.perf_counter()

@@ -1,6 +1,8 @@
 """The job on a two-node Ray cluster (ray.cluster_utils.Cluster) joined by address."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,45 @@ def test_plan_resources_respects_settings():
     assert plan.actor_gpus == 0.0 and plan.num_actors == 2
     with pytest.raises(RuntimeError, match="no GPU"):
         plan_resources(EncoderConfig(model="m", device="cuda"), DecoderConfig(), {"CPU": 8.0})
+
+
+def test_plan_asks_for_gpus_the_autoscaler_must_start():
+    """0 GPUs now but max_gpu_actors: a GPU pool that starts at 1 actor (the pending actor is what makes
+    the autoscaler start a GPU node) and grows up to the GPUs the decode cores can feed."""
+    from jobs.cluster import plan_resources
+    from jobs.config import EncoderConfig
+
+    enc = EncoderConfig(model="m", max_gpu_actors=3, gpu_clips_per_s=36.0)  # 18 clips/s per core: 2 cores per GPU
+    plan = plan_resources(enc, DecoderConfig(), {"CPU": 4.0})
+    assert (plan.num_actors, plan.max_actors, plan.actor_gpus, plan.actor_cpus) == (1, 2, 1.0, 1.0)
+    assert plan.pool_size == (1, 2) and plan.decode_clips_per_s == 4 * 18.0
+    # GPUs present now each get an actor; the autoscaler is asked for more only while decode can feed them
+    plan = plan_resources(EncoderConfig(model="m", max_gpu_actors=8), DecoderConfig(), {"CPU": 16.0, "GPU": 2.0})
+    assert plan.pool_size == (2, 2)  # 14 decode cores x 18 clips/s cannot feed one 5000 clips/s GPU
+    plan = plan_resources(dataclasses.replace(enc, max_gpu_actors=8), DecoderConfig(), {"CPU": 16.0, "GPU": 1.0})
+    assert plan.pool_size == (1, 8)  # 15 cores x 18 / 36 clips/s per GPU: 8 GPUs fed
+    plan = plan_resources(dataclasses.replace(enc, max_gpu_actors=8, gpu_clips_per_s=90.0), DecoderConfig(),
+                          {"CPU": 16.0, "GPU": 1.0})
+    assert plan.pool_size == (1, 3)  # ceil(15 x 18 / 90) = 3
+    # device cpu never asks for a GPU, whatever max_gpu_actors says
+    plan = plan_resources(EncoderConfig(model="m", device="cpu", max_gpu_actors=4), DecoderConfig(), {"CPU": 4.0})
+    assert plan.actor_gpus == 0.0
+    with pytest.raises(RuntimeError, match="--max-gpus"):
+        plan_resources(EncoderConfig(model="m", device="cuda"), DecoderConfig(), {"CPU": 8.0})
+    assert plan_resources(EncoderConfig(model="m", device="cuda", max_gpu_actors=1), DecoderConfig(),
+                          {"CPU": 8.0}).actor_gpus == 1.0
+
+
+def test_plan_pins_decode_to_decode_nodes_and_prices_the_transfer():
+    from jobs.cluster import DECODE_RESOURCE, plan_resources
+    from jobs.config import EncoderConfig
+
+    res = {"CPU": 24.0, "GPU": 1.0, DECODE_RESOURCE: 16.0}
+    plan = plan_resources(EncoderConfig(model="m"), DecoderConfig(), res, clip_bytes=8 * 224 * 224 * 3)
+    assert plan.decode_remote_args() == {"resources": {DECODE_RESOURCE: 1.0}}
+    assert plan.decode_clips_per_s == 16 * 18.0 and plan.encode_clips_per_s == 5000.0
+    assert plan.transfer_mb_s == pytest.approx(16 * 18.0 * 8 * 224 * 224 * 3 / 1e6)
+    assert plan_resources(EncoderConfig(model="m"), DecoderConfig(), {"CPU": 8.0}).decode_remote_args() == {}
 
 
 @pytest.fixture(scope="module")
