@@ -16,8 +16,10 @@ many encoder actors to ask for (the rules, with numbers: ``docs/planner.md``):
 - Decode tasks go to the nodes that declare the custom resource
   ``xclip_decode`` (CPU decode nodes; one unit per core) when any node does,
   else anywhere.
-- CPU-only clusters: CPU actors sized to leave decode tasks room (two fully
-  booked pools on a small box starve the decode tasks and the job hangs).
+- CPU-only clusters: half the CPUs' worth of encoder threads, but the actors
+  book no CPU (unless ``encoder.num_cpus``): every core can run a decode task,
+  and a booked-but-idle actor cannot starve them (two fully booked pools on a
+  small box once hung the job).
 """
 from __future__ import annotations
 
@@ -94,7 +96,7 @@ def plan_resources(encoder: EncoderConfig, decoder: DecoderConfig, resources: di
     decode_nodes = float(resources.get(DECODE_RESOURCE, 0.0))
     decode_resources = {DECODE_RESOURCE: decode_cpus} if decode_nodes > 0 else {}
     if use_gpu:
-        actor_cpus = encoder.num_cpus or 1.0
+        actor_cpus = threads = encoder.num_cpus or 1.0
         actor_gpus = 1.0
         decode_cores = decode_nodes or max(total_cpus - actor_cpus * total_gpus, decode_cpus)
         decode_cps = decode_cores * decoder.cpu_clips_per_s
@@ -113,8 +115,13 @@ def plan_resources(encoder: EncoderConfig, decoder: DecoderConfig, resources: di
             log.warning("planner: asking for at most %d of %d possible GPU(s): the decode cores cannot feed more",
                         max_actors, gpus_possible)
     else:
-        actor_cpus = encoder.num_cpus or (1.0 if total_cpus <= 4 else 2.0)
-        min_actors = max_actors = encoder.num_actors or max(1, int((total_cpus / 2) // actor_cpus))
+        threads = encoder.num_cpus or (1.0 if total_cpus <= 4 else 2.0)
+        min_actors = max_actors = encoder.num_actors or max(1, int((total_cpus / 2) // threads))
+        # A CPU actor books no CPU unless asked (encoder.num_cpus): it idles while it waits for
+        # batches, and a booked core would be one decode task fewer (the 2-core box ran at a third of
+        # its decode capacity). Its torch threads share the cores with the decode tasks; Ray Data's
+        # backpressure stops decoding when the encoder falls behind.
+        actor_cpus = encoder.num_cpus
         actor_gpus = 0.0
         decode_cps = (decode_nodes or total_cpus) * decoder.cpu_clips_per_s
         encode_cps = 0.0
@@ -126,7 +133,8 @@ def plan_resources(encoder: EncoderConfig, decoder: DecoderConfig, resources: di
                         min_actors, actor_cpus, decode_cpus)
     transfer = min(decode_cps, encode_cps) * clip_bytes / 1e6 if (use_gpu and decode_resources) else 0.0
     return ResourcePlan(num_actors=int(min_actors), actor_cpus=float(actor_cpus), actor_gpus=actor_gpus,
-                        decode_cpus=float(decode_cpus), torch_threads=max(1, int(round(actor_cpus))),
+                        decode_cpus=float(decode_cpus),
+                        torch_threads=max(1, int(round(threads))),
                         total_cpus=total_cpus, total_gpus=total_gpus, max_actors=int(max_actors),
                         decode_resources=decode_resources, decode_clips_per_s=float(decode_cps),
                         encode_clips_per_s=float(encode_cps), transfer_mb_s=float(transfer))

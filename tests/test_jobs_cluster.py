@@ -15,17 +15,17 @@ from tests.jobs_helpers import make_corpus, read_lance, reference_clip_embedding
 
 
 @pytest.mark.parametrize("resources, expect", [
-    ({"CPU": 2.0}, (1, 1.0, 0.0, 1.0)),            # the 2-core box: one actor, one decode task at a time
-    ({"CPU": 1.0}, (1, 0.5, 0.0, 0.5)),            # never book every CPU for the actors
-    ({"CPU": 16.0}, (4, 2.0, 0.0, 1.0)),           # half the CPUs encode, half decode
-    ({"CPU": 16.0, "GPU": 2.0}, (2, 1.0, 1.0, 1.0)),  # one actor per GPU
+    ({"CPU": 2.0}, (1, 0.0, 0.0, 1.0, 1)),      # the 2-core box: the actor books no core, both decode
+    ({"CPU": 1.0}, (1, 0.0, 0.0, 0.5, 1)),      # decode tasks never book every CPU either
+    ({"CPU": 16.0}, (4, 0.0, 0.0, 1.0, 2)),     # half the CPUs' worth of encoder threads
+    ({"CPU": 16.0, "GPU": 2.0}, (2, 1.0, 1.0, 1.0, 1)),  # one actor per GPU, one core each
 ])
 def test_plan_resources(resources, expect):
     from jobs.cluster import plan_resources
     from jobs.config import EncoderConfig
 
     plan = plan_resources(EncoderConfig(model="m"), DecoderConfig(), resources)
-    assert (plan.num_actors, plan.actor_cpus, plan.actor_gpus, plan.decode_cpus) == expect
+    assert (plan.num_actors, plan.actor_cpus, plan.actor_gpus, plan.decode_cpus, plan.torch_threads) == expect
     assert plan.num_actors * plan.actor_cpus + plan.decode_cpus <= resources["CPU"]
 
 
@@ -35,6 +35,11 @@ def test_plan_resources_respects_settings():
 
     plan = plan_resources(EncoderConfig(model="m", device="cpu"), DecoderConfig(), {"CPU": 8.0, "GPU": 1.0})
     assert plan.actor_gpus == 0.0 and plan.num_actors == 2
+    # a CPU booking asked for is kept, but never so large that no decode task fits
+    plan = plan_resources(EncoderConfig(model="m", num_cpus=3.0), DecoderConfig(), {"CPU": 8.0})
+    assert (plan.num_actors, plan.actor_cpus, plan.torch_threads) == (1, 3.0, 3)
+    plan = plan_resources(EncoderConfig(model="m", num_cpus=2.0, num_actors=2), DecoderConfig(), {"CPU": 2.0})
+    assert plan.actor_cpus == 0.5 and plan.decode_cpus == 1.0
     with pytest.raises(RuntimeError, match="no GPU"):
         plan_resources(EncoderConfig(model="m", device="cuda"), DecoderConfig(), {"CPU": 8.0})
 
