@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-cpus", type=int, default=os.cpu_count())
     p.add_argument("--preset", default="tiny", choices=("tiny", "demo", "base-patch32"))
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-labels", type=int, default=0,
+                   help="score against the first K kinetics400 labels only (0: all 400; the exact X-CLIP "
+                        "scorer costs per video x label, so few labels make the encoder cheap)")
     p.add_argument("--rounds", type=int, default=2, help="repeats of each measurement (best is kept)")
     p.add_argument("--workdir", default=None)
     p.add_argument("--baseline-actor-cpus", type=float, default=1.0,
@@ -109,9 +112,16 @@ def main(argv: list[str] | None = None) -> None:
             write_video(path, num_frames=int(args.seconds * 30), width=320, height=240, fps=30)
         videos.append(str(path))
 
+    labels = "kinetics400"
+    if args.num_labels:
+        from xclip_core.labels import load_labels
+
+        labels = str(work / f"labels-{args.num_labels}.txt")
+        Path(labels).write_text("\n".join(load_labels("kinetics400").labels[: args.num_labels]) + "\n")
+
     def config(inputs: list[str], out: str, actor_cpus: float = 0.0):
         return build_config(None, {"reader": {"inputs": inputs}, "writer": {"output": out},
-                                   "encoder": {"model": model, "batch_size": args.batch_size,
+                                   "encoder": {"model": model, "labels": labels, "batch_size": args.batch_size,
                                                "num_cpus": actor_cpus}})
 
     cfg = config(videos, str(work / "out"))
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     dcfg = decode_config(cfg.decoder, frames_per_clip=info.num_frames, crop_size=info.crop_size,
                          shortest_edge=info.shortest_edge)
     n = args.num_cpus
-    print(f"{len(videos)} videos x {args.seconds:.0f} s 320x240, preset {args.preset} "
+    print(f"{len(videos)} videos x {args.seconds:.0f} s 320x240, preset {args.preset}, {len(info.labels)} labels "
           f"({info.num_frames}x{info.crop_size}px clips), batch {args.batch_size}, {n} CPUs, "
           f"{os.cpu_count()} on the machine", flush=True)
 

@@ -124,3 +124,22 @@ def test_two_node_run_gives_the_reference_rows(cluster, s3_server, s3_bucket, tm
         np.testing.assert_allclose(videos[uri]["embedding"], mean / np.linalg.norm(mean), atol=2e-5)
     for uri in corpus["failed"]:
         assert videos[uri]["status"] == "failed" and videos[uri]["error"]
+
+
+def test_planner_settings_from_the_command_line_and_toml(tmp_path):
+    from jobs.cli import _parser, config_from_args
+    from jobs.config import ConfigError, build_config
+
+    base = ["run", "--input", "i", "--output", "o", "--model", "m"]
+    assert config_from_args(_parser().parse_args(base + ["--max-gpus", "4"])).encoder.max_gpu_actors == 4
+    assert config_from_args(_parser().parse_args(base)).encoder.max_gpu_actors == 0
+    toml = tmp_path / "job.toml"
+    toml.write_text("[encoder]\ngpu_clips_per_s = 900.0\nmax_gpu_actors = 2\n[decoder]\ncpu_clips_per_s = 6.0\n")
+    cfg = config_from_args(_parser().parse_args(base + ["--config", str(toml)]))
+    assert (cfg.encoder.gpu_clips_per_s, cfg.encoder.max_gpu_actors, cfg.decoder.cpu_clips_per_s) == (900.0, 2, 6.0)
+    for stage, key, bad in (("encoder", "max_gpu_actors", -1), ("encoder", "gpu_clips_per_s", 0.0),
+                            ("decoder", "cpu_clips_per_s", -2.0)):
+        with pytest.raises(ConfigError, match=f"{stage}.{key}"):
+            overrides = {"reader": {"inputs": ["i"]}, "writer": {"output": "o"}, "encoder": {"model": "m"}}
+            overrides[stage] = {**overrides.get(stage, {}), key: bad}
+            build_config(None, overrides)
