@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     plans = {"planned": 0.0, **({f"actor books {args.baseline_actor_cpus:g} CPU": args.baseline_actor_cpus}
                                    if args.baseline_actor_cpus else {})}
     e2e = {name: [] for name in plans}
+    run(config(videos[:2], str(work / "out-warmup")), progress_every_s=1e9)  # Ray workers, imports: not in any figure
     for r in range(args.rounds):
         for name, actor_cpus in plans.items():  # side by side, interleaved
             res = {}

@@ -60,7 +60,7 @@ def test_over_limit_is_skipped_with_reason(tmp_path):
 
 def test_decode_s_leaves_out_time_the_consumer_kept_the_task_waiting(tmp_path, dcfg):
     """decode_s is decoding time: a slow consumer (Ray Data backpressure) pausing the generator at its
-    yields does not count (it made the job's decode cost per clip look twice the bench's)."""
+    yields does not count (counted, it inflates the job's decode cost per clip against bench/decode.py)."""
     import time
 
     from xclip_core.video.synth import write_video
