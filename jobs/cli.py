@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--top-k", type=int)
     g.add_argument("--num-actors", type=int)
+    g.add_argument("--max-gpus", type=int, metavar="N",
+                   help="GPU encoder actors to ask for, GPUs an autoscaler must start included (docs/planner.md)")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
     g.add_argument("--store-prompt-features", action="store_true", default=None,
@@ -124,7 +126,7 @@ def config_from_args(args: argparse.Namespace):
                     "precision": args.precision, "device": args.device, "top_k": args.top_k,
                     "num_actors": args.num_actors, "compile": args.compile,
                     "store_prompt_features": args.store_prompt_features, "policy": args.policy,
-                    "blocklist": args.blocklist},
+                    "blocklist": args.blocklist, "max_gpu_actors": args.max_gpus},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
                    "full": args.full, "review_out": args.review_out},
     }

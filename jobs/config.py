@@ -20,6 +20,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     num_cpus = 1                 # CPUs per decode task
     memory_mb = 1024             # memory reserved per decode task
     thumbnails = true            # a ~160 px JPEG per clip in the thumbnails table
+    cpu_clips_per_s = 18.0       # planner: clips/s per decode core (docs/planner.md)
 
     [encoder]
     labels = "kinetics400"       # label set name or file
@@ -29,6 +30,8 @@ A ``job.toml`` has one table per stage; every key is optional::
     num_actors = 0               # 0 = sized from the cluster's resources
     store_prompt_features = false  # visual tokens per clip in prompt_features (exact relabel)
     num_cpus = 0                 # CPUs per actor; 0 = automatic
+    max_gpu_actors = 0           # GPU actors the autoscaling pool may grow to (GPUs the autoscaler starts)
+    gpu_clips_per_s = 5000.0     # planner: clips/s per GPU (docs/planner.md)
 
     [writer]
     chunk_rows = 4096            # segment rows per Parquet file / LanceDB commit
@@ -113,6 +116,7 @@ class DecoderConfig:
     breaker_first_n: int = 20
     breaker_max_share: float = 0.5
     thumbnails: bool = True      # a small JPEG per clip (jobs.thumbnails) in the thumbnails table
+    cpu_clips_per_s: float = 18.0  # planner: clips/s one core decodes (measured 293/16, 360p H.264; docs/planner.md)
 
     def __post_init__(self):
         _check(self.breaker_first_n >= 0, f"decoder.breaker_first_n: must be >= 0 (0: off), got {self.breaker_first_n}")
@@ -134,6 +138,7 @@ class DecoderConfig:
         _check(self.timeout_s is None or self.timeout_s > 0, f"decoder.timeout_s: must be > 0, got {self.timeout_s}")
         _check(self.num_threads >= 0, f"decoder.num_threads: must be >= 0, got {self.num_threads}")
         _check(self.num_cpus > 0, f"decoder.num_cpus: must be > 0, got {self.num_cpus}")
+        _check(self.cpu_clips_per_s > 0, f"decoder.cpu_clips_per_s: must be > 0, got {self.cpu_clips_per_s}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +157,8 @@ class EncoderConfig:
     store_prompt_features: bool = False  # also output each clip's visual tokens (prompt_features table)
     policy: str | None = None    # moderation policy YAML (moderation.policy); scores every window
     blocklist: str | None = None  # known-bad videos (folder, s3:// prefix or .json hashes); needs policy
+    max_gpu_actors: int = 0      # GPU actors the pool may grow to, GPUs an autoscaler must start included
+    gpu_clips_per_s: float = 5000.0  # planner: clips/s one GPU encodes (measured H200, bf16; docs/planner.md)
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
@@ -164,6 +171,8 @@ class EncoderConfig:
         _check("{}" in self.prompt_template, "encoder.prompt_template: must contain '{}'")
         _check(self.num_actors >= 0, f"encoder.num_actors: must be >= 0, got {self.num_actors}")
         _check(self.num_cpus >= 0, f"encoder.num_cpus: must be >= 0, got {self.num_cpus}")
+        _check(self.max_gpu_actors >= 0, f"encoder.max_gpu_actors: must be >= 0, got {self.max_gpu_actors}")
+        _check(self.gpu_clips_per_s > 0, f"encoder.gpu_clips_per_s: must be > 0, got {self.gpu_clips_per_s}")
 
 
 @dataclasses.dataclass(frozen=True)

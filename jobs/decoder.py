@@ -88,10 +88,17 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
     from xclip_core.video import iter_clips
 
     t0 = time.perf_counter()
+    paused = [0.0]  # time suspended at a yield (Ray Data backpressure) is not decode time
 
     def status(**fields) -> pa.Table:
-        return pa.Table.from_pylist([_status_row(row, decode_s=time.perf_counter() - t0, **fields)],
+        return pa.Table.from_pylist([_status_row(row, decode_s=time.perf_counter() - t0 - paused[0], **fields)],
                                     schema=_SCHEMA)
+
+    def emit(rows: list) -> Iterator[pa.Table]:
+        table = pa.Table.from_pylist(rows, schema=_SCHEMA)
+        t = time.perf_counter()
+        yield table
+        paused[0] += time.perf_counter() - t
 
     if row.get("status") == STATUS_FAILED:  # already failed while listing
         yield status(status=STATUS_FAILED, error=row.get("error"))
@@ -113,7 +120,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
             pending.append(_clip_row(row, clip, thumbnails))
             n += 1
             if len(pending) >= clips_per_table:
-                yield pa.Table.from_pylist(pending, schema=_SCHEMA)
+                yield from emit(pending)
                 emitted += len(pending)
                 pending = []
         result = stream.result
@@ -125,7 +132,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
     if st != STATUS_OK:
         pending = []  # not emitted; the status row counts only the clip rows already out
     if pending:
-        yield pa.Table.from_pylist(pending, schema=_SCHEMA)
+        yield from emit(pending)
         emitted += len(pending)
     # an ok video keeps its "partial: ..." reason (counted as partial in the manifest)
     yield status(status=st, error=reason if st == STATUS_OK else (reason or st), num_segments=emitted,

@@ -128,13 +128,16 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, encoder_e
     # task -> actor stages with equal resource requests), which would serialise decoding there.
     ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg, "thumbnails": cfg.decoder.thumbnails},
                         batch_size=1, batch_format="pyarrow",
-                        num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True)
+                        num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True,
+                        **plan.decode_remote_args())  # on decode nodes when the cluster has them (jobs.cluster)
+    # An autoscaling pool: a pending GPU actor is what makes a cluster autoscaler start a GPU node.
+    min_actors, max_actors = plan.pool_size
     ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
                                                               "num_threads": plan.torch_threads,
                                                               "prompts": info.prompts,
                                                               **(encoder_extra or {})},
                         batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
+                        compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
     return ds
 
@@ -240,7 +243,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
             t0 = time.perf_counter()
             try:
                 cluster.connect(cfg.ray_address)
-                plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources())
+                plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
+                                              clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
             except (PROGRAMMING_ERRORS + JobError):
                 raise
             except Exception as e:
