@@ -54,13 +54,17 @@ for f in "$S1"/ray/_raylet.so "$S1"/ray/core/src/ray/gcs/gcs_server "$S1"/ray/co
   [ -f "$f" ] && strip --strip-unneeded "$f"
 done
 strip_libs "$S1/av" ; strip_libs "$S1/av.libs"
-# PyNvVideoCodec: drop the bundled FFmpeg source tarball and samples; duplicate .so copies -> symlinks
-find "$S1" -path "*PyNvVideoCodec*" \( -name "*.tar*" -o -name "*.zip" -o -iname "*sample*" \) -prune -exec rm -rf {} + 2>/dev/null || true
-(cd "$S1" && find . -path "*PyNvVideoCodec*" -name "*.so*" -type f -printf "%s %p\n" | sort | awk '
-  { if ($1 == size && cmp == 0) { print prev, $2 } size = $1; prev = $2 }' | while read -r keep dup; do
-    if cmp -s "$keep" "$dup"; then ln -sf "$(basename "$keep")" "$dup"; fi
-  done) || true
-strip_libs "$S1/PyNvVideoCodec" 2>/dev/null || true
+# PyNvVideoCodec: drop its bundled FFmpeg source tarball, samples and benchmarks (top-level
+# folders of its wheel); its libav*.so, .so.N and .so.N.M.P are identical copies -> symlinks
+rm -rf "$S1"/samples "$S1"/benchmarks "$S1"/pynvvideocodec-*.data
+for real in "$S1"/PyNvVideoCodec/lib*.so.*.*.*; do
+  base=${real%.so.*}.so; major=${real%.*.*}
+  for dup in "$base" "$major"; do
+    if [ "$dup" != "$real" ] && [ -f "$dup" ] && [ ! -L "$dup" ] && cmp -s "$real" "$dup"; then
+      ln -sf "$(basename "$real")" "$dup"
+    fi
+  done
+done
 find "$WORK/p1" -name "__pycache__" -prune -exec rm -rf {} +
 (cd "$WORK/p1" && tar cf - site fallback | xz -T2 -6 > "$DEST/pack1.tar.xz")
 

@@ -60,12 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-duration-s", type=float)
     g = r.add_argument_group("encoder")
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
+    g.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="default auto: bf16 on CUDA, fp32 on CPU")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--top-k", type=int)
     g.add_argument("--num-actors", type=int)
-    g.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the encoder step (default: on for CUDA, off for CPU; tens of seconds "
+                        "to compile per actor)")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--skip-unchanged", action="store_true", default=None,

@@ -19,11 +19,13 @@ A ``job.toml`` has one table per stage; every key is optional::
     approximate = false          # pyav only: decode reference frames only (faster, nearest frames)
     num_cpus = 1                 # CPUs per decode task
     memory_mb = 1024             # memory reserved per decode task
+    nvdec_share = 0.3            # share of videos the GPU actors decode with NVDEC; default: from
+                                 # measured capacities (jobs.gpu_decode); 0 = CPU only; no GPU: 0
 
     [encoder]
     labels = "kinetics400"       # label set name or file
-    batch_size = 16              # clips per model call
-    precision = "fp32"           # "fp32" | "fp16" | "bf16" (half precisions on GPU)
+    batch_size = 16              # clips per model call (default: 128 on CUDA, 16 on CPU)
+    precision = "auto"           # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "fp16" | "bf16"
     top_k = 5
     num_actors = 0               # 0 = sized from the cluster's resources
     num_cpus = 0                 # CPUs per actor; 0 = automatic
@@ -47,7 +49,7 @@ VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpe
                     "mts", "m2ts", "flv", "wmv", "asf", "3gp", "3g2", "ogv", "vob", "mxf", "gif")
 SAMPLERS = ("fixed", "tsn")
 BACKENDS = ("pyav", "decord")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -100,8 +102,11 @@ class DecoderConfig:
     num_threads: int = 1
     num_cpus: float = 1.0
     memory_mb: int = 1024
+    nvdec_share: float | None = None  # None = from measured capacities (jobs.gpu_decode)
 
     def __post_init__(self):
+        _check(self.nvdec_share is None or 0.0 <= self.nvdec_share <= 1.0,
+               f"decoder.nvdec_share: must be between 0 and 1, got {self.nvdec_share}")
         _check(self.backend in BACKENDS, f"decoder.backend: expected one of {BACKENDS}, got {self.backend!r}")
         _check(not self.approximate or self.backend == "pyav", "decoder.approximate: needs backend = 'pyav'")
         _check(self.max_pixels is None or self.max_pixels >= 1, f"decoder.max_pixels: must be >= 1, got {self.max_pixels}")
@@ -123,19 +128,19 @@ class EncoderConfig:
     """The model stage (``jobs.encoder``)."""
     model: str = ""
     labels: str = "kinetics400"
-    batch_size: int = 16
-    precision: str = "fp32"
+    batch_size: int | None = None    # None = by device (jobs.gpu_defaults): 128 on CUDA, 16 on CPU
+    precision: str = "auto"          # "auto" = bf16 on CUDA, fp32 on CPU (jobs.gpu_defaults)
     device: str = "auto"
     top_k: int = 5
     prompt_template: str = "{}"
     num_actors: int = 0
     num_cpus: float = 0.0
-    compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
+    compile: bool | None = None  # torch.compile the encoder step; None = on for CUDA, off for CPU
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
         _check(bool(self.labels), "encoder.labels: a label set name or file is required")
-        _check(self.batch_size >= 1, f"encoder.batch_size: must be >= 1, got {self.batch_size}")
+        _check(self.batch_size is None or self.batch_size >= 1, f"encoder.batch_size: must be >= 1, got {self.batch_size}")
         _check(self.precision in PRECISIONS,
                f"encoder.precision: expected one of {PRECISIONS}, got {self.precision!r}")
         _check(self.device in DEVICES, f"encoder.device: expected one of {DEVICES}, got {self.device!r}")

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from jobs import gpu_decode
 from jobs.config import EncoderConfig
+from jobs.gpu_defaults import resolve_encoder
 from schemas.output import vectors
 from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, encoded_schema
 
@@ -97,7 +99,11 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
 
 
 class Encoder:
-    """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
+    """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``).
+    Rows of ``kind="nvdec"`` are decoded here first (``jobs.gpu_decode``); ``nvdec_read``
+    replaces the NVDEC frame reader (tests set it to a CPU decoder)."""
+
+    nvdec_read = None
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
                  num_threads: int | None = None):
@@ -115,9 +121,10 @@ class Encoder:
         t0 = time.perf_counter()
         if num_threads:
             torch.set_num_threads(int(num_threads))
-        self.cfg = cfg
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                                    else ("cpu" if cfg.device == "auto" else cfg.device))
+        self.cfg = cfg = resolve_encoder(cfg, cuda=self.device.type == "cuda")  # "auto" settings by device
+        self._host = None  # reused (pinned on CUDA) host buffer for CPU-decoded frames
         self.dtype = getattr(torch, _DTYPES[cfg.precision])
         local = resolve_checkpoint(cfg.model)
         self.model = XCLIP.from_pretrained(local, device=self.device, dtype=self.dtype)
@@ -147,19 +154,43 @@ class Encoder:
         probs = self.scorer.probs(feats.video_embeds, feats.visual_tokens)
         return F.normalize(feats.video_embeds.float(), dim=-1), probs
 
-    def _encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _to_device(self, frames: list) -> "torch.Tensor":
+        """uint8 clips -> [B,T,S,S,3] on the device. numpy clips (CPU-decoded) go through
+        one reused host buffer, pinned on CUDA, with a non-blocking copy; tensors
+        (NVDEC-decoded, already on the GPU) are used as they are."""
+        import torch
+
+        host = [i for i, f in enumerate(frames) if isinstance(f, np.ndarray)]
+        if host:
+            shape = (len(host), *frames[host[0]].shape)
+            if self._host is None or self._host.shape[0] < shape[0] or self._host.shape[1:] != shape[1:]:
+                buf = torch.empty((max(shape[0], self.cfg.batch_size), *shape[1:]), dtype=torch.uint8)
+                self._host = buf.pin_memory() if self.device.type == "cuda" else buf
+            buf = self._host[:shape[0]]
+            np.stack([frames[i] for i in host], out=buf.numpy())
+            on_device = buf.to(self.device, non_blocking=True)
+            if len(host) == len(frames):
+                return on_device
+        x = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, device=self.device)
+        gpu = [i for i, f in enumerate(frames) if not isinstance(f, np.ndarray)]
+        x[gpu] = torch.stack([frames[i] for i in gpu]).to(self.device)
+        if host:
+            x[host] = on_device
+        return x
+
+    def _encode(self, frames: list) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         n = len(frames)
-        batch = np.stack(frames)  # [B,T,S,S,3] uint8
+        x = self._to_device(frames)  # [B,T,S,S,3] uint8
         if self.cfg.compile and n < self.cfg.batch_size:  # one static shape for the compiled step
-            batch = np.concatenate([batch, np.zeros((self.cfg.batch_size - n, *batch.shape[1:]), np.uint8)])
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            x = torch.cat([x, x.new_zeros((self.cfg.batch_size - n, *x.shape[1:]))])
         with torch.inference_mode():
             emb, probs = self._step(x)
         return emb[:n].cpu().numpy(), probs[:n].cpu().numpy()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        batch, gpu_frames = gpu_decode.expand_nvdec_rows(batch, device=self.device, read=self.nvdec_read)
         n = batch.num_rows
         kinds = batch.column("kind").to_pylist()
         clip_rows = [i for i, k in enumerate(kinds) if k == KIND_CLIP]
@@ -173,10 +204,14 @@ class Encoder:
             frames_col = batch.column(FRAMES)
             shapes = batch.column(FRAMES_SHAPE)
             try:
-                frames = [np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
+                frames = [gpu_frames[i] if gpu_frames[i] is not None else
+                          np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
                           for i in clip_rows]
-                e, p = self._encode(frames)
-                emb[clip_rows], probs[clip_rows], valid[clip_rows] = e, p, True
+                step = self.cfg.batch_size  # NVDEC rows can expand a batch past it
+                for a in range(0, len(clip_rows), step):
+                    rows = clip_rows[a:a + step]
+                    e, p = self._encode(frames[a:a + step])
+                    emb[rows], probs[rows], valid[rows] = e, p, True
             except Exception as exc:  # recorded per clip; the writer fails those videos
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("%s (%d clips)", msg, len(clip_rows))

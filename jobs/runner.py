@@ -35,7 +35,7 @@ import uuid
 
 import pyarrow as pa
 
-from jobs import cluster
+from jobs import cluster, gpu_decode
 from jobs.assembler import RunIdentity, VideoAssembler
 from jobs.config import ConfigError, JobConfig, build_config
 from jobs.decoder import decode_batch, decode_config
@@ -176,6 +176,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     if inputs.num_rows:
         t0 = time.perf_counter()
         cluster.connect(cfg.ray_address)
+        cfg, dcfg = gpu_decode.resolve_for_cluster(cfg, dcfg, ray.cluster_resources())  # GPU defaults, NVDEC share
         plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources())
         seconds["ray_init"] = time.perf_counter() - t0
         log.info("resources: %s", plan)

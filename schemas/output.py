@@ -24,6 +24,8 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     source_etag     string
     source_mtime    timestamp[us, UTC]
     indexed_at      timestamp[us, UTC]
+    decode_backend  string     what decoded it: ``pyav`` | ``decord`` | ``nvdec`` (null: not decoded)
+    decode_fallback string     NVDEC was tried or routed but the CPU decoded it: why; else null
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -48,7 +50,7 @@ import os
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -112,6 +114,11 @@ FINGERPRINT_FIELDS = (
     pa.field("source_mtime", TIMESTAMP),
 )
 
+DECODE_FIELDS = (
+    pa.field("decode_backend", pa.string()),
+    pa.field("decode_fallback", pa.string()),
+)
+
 
 def clip_fields(*, nullable: bool) -> list[pa.Field]:
     """A clip's place in its video (null on the stream's status rows)."""
@@ -143,6 +150,7 @@ def videos_schema(dim: int) -> pa.Schema:
         *result_fields(dim),
         *FINGERPRINT_FIELDS,
         pa.field("indexed_at", TIMESTAMP, nullable=False),
+        *DECODE_FIELDS,
     ], VIDEOS_TABLE)
 
 

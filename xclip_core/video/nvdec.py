@@ -99,6 +99,17 @@ def resize_crop(frames, crop: int, shortest_edge: int):
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
+def nvdec_unavailable(device) -> str | None:
+    """Why this process cannot decode on NVDEC (None: it can)."""
+    import importlib.util
+
+    if getattr(device, "type", str(device)) != "cuda":
+        return f"device {device} is not a CUDA device"
+    if importlib.util.find_spec("PyNvVideoCodec") is None:
+        return "PyNvVideoCodec is not installed (pip install xclip-index[nvdec])"
+    return None
+
+
 def nvdec_frames(source, indices: list, device) -> "object":
     """Decode display-order frames ``indices`` (unique, ascending) on NVDEC ->
     uint8 [N,H,W,3] CUDA tensor."""
@@ -176,7 +187,7 @@ def decode_nvdec(uri: str, cfg: DecodeConfig | None = None, *, device=None,
         src, index, meta, plans = _plan(uri, cfg)
     except VideoError as e:  # the CPU path would say the same: no fallback needed
         return NvdecResult(VideoResult(uri, e.status, e.reason, decode_s=time.perf_counter() - t0), "nvdec")
-    note = nvdec_unsupported(meta)
+    note = nvdec_unsupported(meta) or (nvdec_unavailable(device) if read is None else None)
     if note is None:
         try:
             clips = _gpu_clips(src, index, plans, cfg, device, read or nvdec_frames)
@@ -187,6 +198,6 @@ def decode_nvdec(uri: str, cfg: DecodeConfig | None = None, *, device=None,
             if not is_media_error(e):
                 raise
             note = f"nvdec failed: {_short(e)}"
-    res = decode_video(uri, cfg)
+    res = decode_video(uri, cfg.with_(backend="pyav"))
     res.decode_s = round(time.perf_counter() - t0, 6)
     return NvdecResult(res, "pyav", note, res.clips)
