@@ -55,7 +55,7 @@ def setup(tmp_path_factory):
     from xclip_core.checkpoint import write_random_checkpoint
 
     model = str(write_random_checkpoint(tmp_path_factory.mktemp("m") / "tiny", preset="tiny", num_frames=4))
-    videos = cached(tmp_path_factory.getbasetemp() / "videos_gpu_decode")
+    videos = cached(tmp_path_factory.getbasetemp() / "videos_nvdec")
     info = inspect_model(EncoderConfig(model=model))
     dcfg = decode_config(DecoderConfig(), frames_per_clip=info.num_frames, crop_size=info.crop_size,
                          shortest_edge=info.shortest_edge)
