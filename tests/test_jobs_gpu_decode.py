@@ -112,3 +112,13 @@ def test_actor_without_nvdec_falls_back_to_cpu(setup):
     assert len(status) == 1 and status[0]["status"] == "ok" and status[0]["decode_backend"] == "pyav"
     assert "not a CUDA device" in status[0]["decode_fallback"]
     assert status[0]["num_segments"] == sum(r["kind"] == KIND_CLIP for r in rows) > 0
+
+
+def test_encoder_mixes_host_and_device_frames(setup):
+    import torch
+
+    model, _, _ = setup
+    enc = Encoder(EncoderConfig(model=model, batch_size=4), num_threads=1)
+    a, b = (np.random.default_rng(i).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8) for i in (1, 2))
+    x = enc._to_device([a, torch.from_numpy(b), a])
+    np.testing.assert_array_equal(x.numpy(), np.stack([a, b, a]))
