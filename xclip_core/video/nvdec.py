@@ -110,20 +110,30 @@ def nvdec_unavailable(device) -> str | None:
     return None
 
 
-def nvdec_frames(source, indices: list, device) -> "object":
-    """Decode display-order frames ``indices`` (unique, ascending) on NVDEC ->
-    uint8 [N,H,W,3] CUDA tensor."""
-    import PyNvVideoCodec as nvc
-    import torch
+class NvdecReader:
+    """The NVDEC frame reader for one video: one ``SimpleDecoder`` opened on first
+    use and kept for the video's chunks. ``reader(source, indices, device)`` ->
+    uint8 [N,H,W,3] CUDA tensor of display-order frames ``indices`` (ascending)."""
 
-    gpu = device.index if getattr(device, "index", None) is not None else torch.cuda.current_device()
-    dec = nvc.SimpleDecoder(source, gpu_id=gpu, use_device_memory=True,
-                            output_color_type=nvc.OutputColorType.RGB)
-    frames = dec.get_batch_frames_by_index(list(indices))
-    if len(frames) != len(indices):  # it drops indices past its own frame count
-        raise RuntimeError(f"NVDEC returned {len(frames)} of {len(indices)} frames "
-                           f"(it counts {len(dec)} frames)")
-    return torch.stack([torch.from_dlpack(f) for f in frames]).to(device)
+    def __init__(self):
+        self.dec = None
+
+    def __call__(self, source, indices: list, device):
+        import PyNvVideoCodec as nvc
+        import torch
+
+        if self.dec is None:
+            gpu = device.index if getattr(device, "index", None) is not None else torch.cuda.current_device()
+            self.dec = nvc.SimpleDecoder(source, gpu_id=gpu, use_device_memory=True,
+                                         output_color_type=nvc.OutputColorType.RGB)
+        frames = self.dec.get_batch_frames_by_index(list(indices))
+        if len(frames) != len(indices):  # it drops indices past its own frame count
+            raise RuntimeError(f"NVDEC returned {len(frames)} of {len(indices)} frames "
+                               f"(it counts {len(self.dec)} frames)")
+        out = torch.stack([torch.from_dlpack(f) for f in frames]).to(device)
+        if out.dim() != 4 or out.shape[-1] != 3 or out.dtype != torch.uint8:
+            raise RuntimeError(f"unexpected NVDEC frame layout {tuple(out.shape)} {out.dtype}")
+        return out
 
 
 def _source_for_nvdec(src):
@@ -175,7 +185,7 @@ def decode_nvdec(uri: str, cfg: DecodeConfig | None = None, *, device=None,
                  read: FrameReader | None = None) -> NvdecResult:
     """All clips of one video decoded on NVDEC (see module doc); never raises on
     bad input. ``read`` replaces the NVDEC frame reader (same contract as
-    :func:`nvdec_frames`): tests drive this code path on the CPU with it."""
+    :class:`NvdecReader`): tests drive this code path on the CPU with it."""
     import time
 
     from xclip_core.video.decode import decode_video
@@ -190,7 +200,7 @@ def decode_nvdec(uri: str, cfg: DecodeConfig | None = None, *, device=None,
     note = nvdec_unsupported(meta) or (nvdec_unavailable(device) if read is None else None)
     if note is None:
         try:
-            clips = _gpu_clips(src, index, plans, cfg, device, read or nvdec_frames)
+            clips = _gpu_clips(src, index, plans, cfg, device, read or NvdecReader())
             res = VideoResult(uri, OK, None, meta, clips=clips, num_clips=len(clips),
                               decode_s=round(time.perf_counter() - t0, 6))
             return NvdecResult(res, "nvdec", None, clips)
