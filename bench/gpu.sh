@@ -131,7 +131,7 @@ run_job() {
     trap 'kill $smi 2>/dev/null' EXIT TERM
   fi
   "$PY" -m jobs.cli run --input "$input" --output "$DATA/out/$name" --model "$DATA/ckpt" \
-      --config "$DATA/$name.toml" --run-id "$name" --no-compile
+      --config "$DATA/$name.toml" --run-id "$name" --no-compile --ray-address local  # a fresh local Ray
   local rc=$?
   [ -n "$smi" ] && kill "$smi" 2>/dev/null
   "$PY" - "$DATA/out/$name" "$name" "$OUT" <<'EOF'
