@@ -37,7 +37,7 @@ from schemas.output import from_columns, vectors
 from schemas.stream import KIND_CLIP, THUMBNAIL, VISUAL_TOKENS
 
 _VIDEO_FIELDS = ("video_id", "uri", "status", "error", "duration_s", "fps", "num_frames", "width", "height",
-                 "codec", "source_size", "source_etag", "source_mtime")
+                 "codec", "source_size", "source_etag", "source_mtime", "decode_backend", "decode_fallback")
 
 
 @dataclasses.dataclass

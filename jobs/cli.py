@@ -77,14 +77,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not store a small JPEG per clip (thumbnails table)")
     g = r.add_argument_group("encoder")
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
+    g.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="default auto: bf16 on CUDA, fp32 on CPU")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--top-k", type=int)
     g.add_argument("--num-actors", type=int)
     g.add_argument("--max-gpus", type=int, metavar="N",
                    help="GPU encoder actors to ask for, GPUs an autoscaler must start included (docs/planner.md)")
-    g.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the encoder step (faster on GPU; tens of seconds to compile per actor)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the encoder step (default: on for CUDA, off for CPU; tens of seconds "
+                        "to compile per actor)")
     g.add_argument("--store-prompt-features", action="store_true", default=None,
                    help="store each clip's visual tokens (prompt_features table): exact relabel without decoding")
     g = r.add_argument_group("moderation")

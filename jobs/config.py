@@ -21,11 +21,13 @@ A ``job.toml`` has one table per stage; every key is optional::
     memory_mb = 1024             # memory reserved per decode task
     thumbnails = true            # a ~160 px JPEG per clip in the thumbnails table
     cpu_clips_per_s = 18.0       # planner: clips/s per decode core (docs/planner.md)
+    nvdec_share = 0.3            # share of videos the GPU actors decode with NVDEC; default: from
+                                 # measured capacities (jobs.gpu_decode); 0 = CPU only; no GPU: 0
 
     [encoder]
     labels = "kinetics400"       # label set name or file
-    batch_size = 16              # clips per model call
-    precision = "fp32"           # "fp32" | "fp16" | "bf16" (half precisions on GPU)
+    batch_size = 16              # clips per model call (default: 128 on CUDA, 16 on CPU)
+    precision = "auto"           # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "fp16" | "bf16"
     top_k = 5
     num_actors = 0               # 0 = sized from the cluster's resources
     store_prompt_features = false  # visual tokens per clip in prompt_features (exact relabel)
@@ -58,7 +60,7 @@ VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpe
                     "mts", "m2ts", "flv", "wmv", "asf", "3gp", "3g2", "ogv", "vob", "mxf", "gif")
 SAMPLERS = ("fixed", "tsn")
 BACKENDS = ("pyav", "decord")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -117,8 +119,11 @@ class DecoderConfig:
     breaker_max_share: float = 0.5
     thumbnails: bool = True      # a small JPEG per clip (jobs.thumbnails) in the thumbnails table
     cpu_clips_per_s: float = 18.0  # planner: clips/s one core decodes (measured 293/16, 360p H.264; docs/planner.md)
+    nvdec_share: float | None = None  # None = from measured capacities (jobs.gpu_decode)
 
     def __post_init__(self):
+        _check(self.nvdec_share is None or 0.0 <= self.nvdec_share <= 1.0,
+               f"decoder.nvdec_share: must be between 0 and 1, got {self.nvdec_share}")
         _check(self.breaker_first_n >= 0, f"decoder.breaker_first_n: must be >= 0 (0: off), got {self.breaker_first_n}")
         _check(0 < self.breaker_max_share <= 1,
                f"decoder.breaker_max_share: must be in (0, 1], got {self.breaker_max_share}")
@@ -146,14 +151,14 @@ class EncoderConfig:
     """The model stage (``jobs.encoder``)."""
     model: str = ""
     labels: str = "kinetics400"
-    batch_size: int = 16
-    precision: str = "fp32"
+    batch_size: int | None = None    # None = by device (jobs.gpu_defaults): 128 on CUDA, 16 on CPU
+    precision: str = "auto"          # "auto" = bf16 on CUDA, fp32 on CPU (jobs.gpu_defaults)
     device: str = "auto"
     top_k: int = 5
     prompt_template: str = "{}"
     num_actors: int = 0
     num_cpus: float = 0.0
-    compile: bool = False        # torch.compile the encoder step (faster on GPU; compiles once per actor)
+    compile: bool | None = None  # torch.compile the encoder step; None = on for CUDA, off for CPU
     store_prompt_features: bool = False  # also output each clip's visual tokens (prompt_features table)
     policy: str | None = None    # moderation policy YAML (moderation.policy); scores every window
     blocklist: str | None = None  # known-bad videos (folder, s3:// prefix or .json hashes); needs policy
@@ -163,7 +168,7 @@ class EncoderConfig:
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
         _check(bool(self.labels), "encoder.labels: a label set name or file is required")
-        _check(self.batch_size >= 1, f"encoder.batch_size: must be >= 1, got {self.batch_size}")
+        _check(self.batch_size is None or self.batch_size >= 1, f"encoder.batch_size: must be >= 1, got {self.batch_size}")
         _check(self.precision in PRECISIONS,
                f"encoder.precision: expected one of {PRECISIONS}, got {self.precision!r}")
         _check(self.device in DEVICES, f"encoder.device: expected one of {DEVICES}, got {self.device!r}")

@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
+from jobs import gpu_decode
 from jobs.config import DecoderConfig
 from jobs.reader import stat_source
 from xclip_core.video.errors import MEDIA_ERRORS, short
@@ -49,7 +50,7 @@ def decode_config(cfg: DecoderConfig, *, frames_per_clip: int, crop_size: int, s
                         max_clips_per_video=cfg.max_clips_per_video, max_duration_s=cfg.max_duration_s,
                         timeout_s=cfg.timeout_s if cfg.timeout_s is not None else 1e9,
                         max_pixels=cfg.max_pixels, backend=cfg.backend, approximate=cfg.approximate,
-                        num_threads=cfg.num_threads)
+                        num_threads=cfg.num_threads, nvdec_share=cfg.nvdec_share)
 
 
 def _status_row(row: dict, **fields) -> dict:
@@ -113,6 +114,9 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
         except MEDIA_ERRORS as e:  # permissions, S3 errors after retries; a bug propagates
             yield status(status=STATUS_FAILED, error=f"cannot stat: {short(e)}")
             return
+    if gpu_decode.route_to_nvdec(row, cfg):  # the GPU encoder actor decodes this one
+        yield gpu_decode.passthrough_table(row, cfg)
+        return
     pending, n, emitted = [], 0, 0
     try:
         stream = iter_clips(row["uri"], cfg)
@@ -136,7 +140,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
         emitted += len(pending)
     # an ok video keeps its "partial: ..." reason (counted as partial in the manifest)
     yield status(status=st, error=reason if st == STATUS_OK else (reason or st), num_segments=emitted,
-                 **_meta_fields(meta))
+                 decode_backend=cfg.backend, **_meta_fields(meta))
 
 
 def decode_batch(batch: pa.Table, *, cfg, thumbnails: bool = False) -> Iterator[pa.Table]:

@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from jobs import gpu_decode
 from jobs.config import EncoderConfig
+from jobs.gpu_defaults import resolve_encoder
 from schemas.output import vectors
 from schemas.stream import FRAME_HASHES, FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, VISUAL_TOKENS, encoded_schema
 
@@ -108,7 +110,11 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
 
 
 class Encoder:
-    """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``)."""
+    """Ray Data callable class (``map_batches(Encoder, compute=ActorPoolStrategy(...))``).
+    Rows of ``kind="nvdec"`` are decoded here first (``jobs.gpu_decode``); ``nvdec_read``
+    replaces the NVDEC frame reader (tests set it to a CPU decoder)."""
+
+    nvdec_read = None
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
                  num_threads: int | None = None, prompts: tuple[tuple[str, ...], ...] | None = None,
@@ -130,9 +136,10 @@ class Encoder:
         t0 = time.perf_counter()
         if num_threads:
             torch.set_num_threads(int(num_threads))
-        self.cfg = cfg
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                                    else ("cpu" if cfg.device == "auto" else cfg.device))
+        self.cfg = cfg = resolve_encoder(cfg, cuda=self.device.type == "cuda")  # "auto" settings by device
+        self._host = None  # reused (pinned on CUDA) host buffer for CPU-decoded frames
         self.dtype = getattr(torch, _DTYPES[cfg.precision])
         local = resolve_checkpoint(cfg.model)
         self.model = XCLIP.from_pretrained(local, device=self.device, dtype=self.dtype)
@@ -182,15 +189,38 @@ class Encoder:
                   if self.policy_scorer is not None else None)
         return F.normalize(feats.video_embeds.float(), dim=-1), probs, tokens, policy
 
-    def _encode(self, frames: list[np.ndarray]):
+    def _to_device(self, frames: list) -> "torch.Tensor":
+        """uint8 clips -> [B,T,S,S,3] on the device. numpy clips (CPU-decoded) go through
+        one reused host buffer, pinned on CUDA, with a non-blocking copy; tensors
+        (NVDEC-decoded, already on the GPU) are used as they are."""
+        import torch
+
+        host = [i for i, f in enumerate(frames) if isinstance(f, np.ndarray)]
+        if host:
+            shape = (len(host), *frames[host[0]].shape)
+            if self._host is None or self._host.shape[0] < shape[0] or self._host.shape[1:] != shape[1:]:
+                buf = torch.empty((max(shape[0], self.cfg.batch_size), *shape[1:]), dtype=torch.uint8)
+                self._host = buf.pin_memory() if self.device.type == "cuda" else buf
+            buf = self._host[:shape[0]]
+            np.stack([frames[i] for i in host], out=buf.numpy())
+            on_device = buf.to(self.device, non_blocking=True)
+            if len(host) == len(frames):
+                return on_device
+        x = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, device=self.device)
+        gpu = [i for i, f in enumerate(frames) if not isinstance(f, np.ndarray)]
+        x[gpu] = torch.stack([frames[i] for i in gpu]).to(self.device)
+        if host:
+            x[host] = on_device
+        return x
+
+    def _encode(self, frames: list):
         """-> (embeddings [n,P], probs [n,K], stored tokens [n,N*P] or None, policy probs [n,C] or None)"""
         import torch
 
         n = len(frames)
-        batch = np.stack(frames)  # [B,T,S,S,3] uint8
+        x = self._to_device(frames)  # [B,T,S,S,3] uint8
         if self.cfg.compile and n < self.cfg.batch_size:  # one static shape for the compiled step
-            batch = np.concatenate([batch, np.zeros((self.cfg.batch_size - n, *batch.shape[1:]), np.uint8)])
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            x = torch.cat([x, x.new_zeros((self.cfg.batch_size - n, *x.shape[1:]))])
         with torch.inference_mode():
             emb, probs, tokens, policy = self._step(x)
         tokens = tokens[:n].cpu().numpy().reshape(n, -1) if self.num_tokens else None
@@ -198,6 +228,7 @@ class Encoder:
         return emb[:n].cpu().numpy(), probs[:n].cpu().numpy(), tokens, policy
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        batch, gpu_frames = gpu_decode.expand_nvdec_rows(batch, device=self.device, read=self.nvdec_read)
         n = batch.num_rows
         kinds = batch.column("kind").to_pylist()
         clip_rows = [i for i, k in enumerate(kinds) if k == KIND_CLIP]
@@ -213,15 +244,19 @@ class Encoder:
             t0 = time.perf_counter()
             frames_col = batch.column(FRAMES)
             shapes = batch.column(FRAMES_SHAPE)
+            frames = [gpu_frames[i] if gpu_frames[i] is not None else
+                      np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
+                      for i in clip_rows]
             try:
-                frames = [np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
-                          for i in clip_rows]
-                e, p, t, pp = self._encode(frames)
-                emb[clip_rows], probs[clip_rows], valid[clip_rows] = e, p, True
-                if tokens is not None:
-                    tokens[clip_rows] = t
-                if pp is not None:
-                    policy[clip_rows] = pp
+                step = self.cfg.batch_size  # NVDEC rows can expand a batch past it
+                for a in range(0, len(clip_rows), step):
+                    rows = clip_rows[a:a + step]
+                    e, p, t, pp = self._encode(frames[a:a + step])
+                    emb[rows], probs[rows], valid[rows] = e, p, True
+                    if tokens is not None:
+                        tokens[rows] = t
+                    if pp is not None:
+                        policy[rows] = pp
             except Exception as exc:  # recorded per clip; the writer fails those videos
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("%s (%d clips)", msg, len(clip_rows))
@@ -230,8 +265,8 @@ class Encoder:
             if self.hash_frames:  # outside the try: a bug here must fail the run, not the clips
                 from moderation.hashing import frame_hashes
 
-                for i in clip_rows:
-                    f = np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
+                for i, f in zip(clip_rows, frames):
+                    f = f if isinstance(f, np.ndarray) else f.cpu().numpy()  # NVDEC frames live on the GPU
                     hashes[i] = [bytes(h) for h in frame_hashes(f)]
             per_clip = (time.perf_counter() - t0) / len(clip_rows)
             for i in clip_rows:

@@ -35,7 +35,7 @@ import uuid
 
 import pyarrow as pa
 
-from jobs import cluster
+from jobs import cluster, gpu_decode
 from jobs.assembler import RunIdentity, VideoAssembler
 from jobs.breaker import Breaker, BreakerTripped
 from jobs.config import ConfigError, JobConfig, build_config
@@ -243,6 +243,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
             t0 = time.perf_counter()
             try:
                 cluster.connect(cfg.ray_address)
+                # GPU defaults (precision, batch, compile) and the NVDEC share, from what the cluster has
+                cfg, dcfg = gpu_decode.resolve_for_cluster(cfg, dcfg, ray.cluster_resources())
                 plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
                                               clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
             except (PROGRAMMING_ERRORS + JobError):

@@ -139,7 +139,7 @@ class Writer:
         """Schema "1" -> "2": add the (null) columns new in "2" (``processing_id``, ``coverage``) to an
         existing videos table; they are its last columns, so appending keeps the schema's order."""
         tbl = self.tables[VIDEOS_TABLE]
-        for name in ("processing_id", "coverage"):
+        for name in ("processing_id", "coverage", "decode_backend", "decode_fallback"):
             if name not in tbl.schema.names:
                 tbl.add_columns(self.schemas[VIDEOS_TABLE].field(name))
 

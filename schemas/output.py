@@ -30,6 +30,8 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     coverage        float64    fraction (0..1) of ``duration_s`` covered by the union of the
                                indexed clip windows; 0 when nothing was indexed (not ok); null
                                when an ok video's duration is unknown
+    decode_backend  string     what decoded it: ``pyav`` | ``decord`` | ``nvdec`` (null: not decoded)
+    decode_fallback string     NVDEC was tried or routed but the CPU decoded it: why; else null
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -121,6 +123,11 @@ FINGERPRINT_FIELDS = (
     pa.field("source_mtime", TIMESTAMP),
 )
 
+DECODE_FIELDS = (
+    pa.field("decode_backend", pa.string()),
+    pa.field("decode_fallback", pa.string()),
+)
+
 
 def clip_fields(*, nullable: bool) -> list[pa.Field]:
     """A clip's place in its video (null on the stream's status rows)."""
@@ -154,6 +161,7 @@ def videos_schema(dim: int) -> pa.Schema:
         pa.field("indexed_at", TIMESTAMP, nullable=False),
         pa.field("processing_id", pa.string()),
         pa.field("coverage", pa.float64()),
+        *DECODE_FIELDS,
     ], VIDEOS_TABLE)
 
 

@@ -17,7 +17,13 @@ skipped videos emit only the status row.
     status rows: status, error, duration_s, fps, num_frames, width, height, codec,
                  num_segments (clip rows emitted for the video; a video
                  that failed midway may have emitted some, to be dropped), source_size, source_etag,
-                 source_mtime, decode_s (seconds spent on this video)
+                 source_mtime, decode_s (seconds spent on this video),
+                 decode_backend, decode_fallback (``schemas.output``)
+    nvdec rows (``kind="nvdec"``): video_id, uri, the fingerprint and
+                 decode_config (the DecodeConfig as JSON): an
+                 input the decode stage left to the GPU encoder actor, which
+                 decodes it with NVDEC and replaces the row by the video's
+                 clip rows and status row (``jobs.gpu_decode``)
 
 ``encoded_schema(dim, num_labels)`` (encoder -> writer): the same rows with
 ``frames``/``frames_shape`` replaced by
@@ -37,10 +43,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.output import FINGERPRINT_FIELDS, MEDIA_FIELDS, clip_fields, vector_type
+from schemas.output import DECODE_FIELDS, FINGERPRINT_FIELDS, MEDIA_FIELDS, clip_fields, vector_type
 
 KIND_CLIP = "clip"
 KIND_VIDEO = "video"
+KIND_NVDEC = "nvdec"  # an input row passed through undecoded: the GPU encoder decodes it (jobs.gpu_decode)
 
 INPUT_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
@@ -64,19 +71,21 @@ _STATUS = [
     pa.field("num_segments", pa.int32()),
     *FINGERPRINT_FIELDS,
     pa.field("decode_s", pa.float64()),
+    *DECODE_FIELDS,
 ]
 
 FRAMES = "frames"
 FRAMES_SHAPE = "frames_shape"
 THUMBNAIL = "thumbnail"
 VISUAL_TOKENS = "visual_tokens"
+DECODE_CONFIG = "decode_config"  # nvdec rows: the job's DecodeConfig as JSON, for the actor to decode with
 
 
 def decoded_schema() -> pa.Schema:
     return pa.schema(_COMMON + [
         pa.field(FRAMES, pa.large_binary()),
         pa.field(FRAMES_SHAPE, pa.list_(pa.int32())),
-    ] + _STATUS + [pa.field(THUMBNAIL, pa.binary())])
+    ] + _STATUS + [pa.field(THUMBNAIL, pa.binary()), pa.field(DECODE_CONFIG, pa.string())])
 
 
 POLICY_PROBS = "policy_probs"

@@ -40,7 +40,8 @@ def test_cuda_encoder_matches_cpu_and_reports_throughput(demo_model):
     ref = Encoder(EncoderConfig(model=demo_model, device="cpu"))(batch.slice(0, 8))
     ref_emb = np.array(ref.column("embedding").to_pylist())
     for precision, atol in (("fp32", 2e-3), ("bf16", 5e-2), ("fp16", 2e-2)):
-        enc = Encoder(EncoderConfig(model=demo_model, device="auto", precision=precision))
+        enc = Encoder(EncoderConfig(model=demo_model, device="auto", precision=precision, batch_size=16,
+                                    compile=False))
         assert enc.device.type == "cuda"
         out = enc(batch)
         assert out.column("embedding").null_count == 1  # only the status row
@@ -64,10 +65,26 @@ def test_cuda_compiled_encoder_matches_eager(demo_model):
     from jobs.encoder import Encoder
 
     batch = _decoded(20, 8, 224)  # 20 clips with batch_size 16: one full and one padded call
-    eager = Encoder(EncoderConfig(model=demo_model, device="cuda", precision="bf16", batch_size=16))
+    eager = Encoder(EncoderConfig(model=demo_model, device="cuda", precision="bf16", batch_size=16, compile=False))
     compiled = Encoder(EncoderConfig(model=demo_model, device="cuda", precision="bf16", batch_size=16,
                                      compile=True))
     for part in (batch.slice(0, 16), batch.slice(16)):
         want = np.array(eager(part).column("embedding").to_pylist()[:4])
         got = np.array(compiled(part).column("embedding").to_pylist()[:4])
         np.testing.assert_allclose(got, want, atol=2e-2)
+
+
+def test_cuda_defaults_and_pinned_copies(demo_model):
+    """precision/batch/compile "auto" resolve to bf16, 128, compiled on CUDA; CPU-decoded
+    frames go through a pinned host buffer; frames already on the GPU are used in place."""
+    from jobs.config import EncoderConfig
+    from jobs.encoder import Encoder
+
+    enc = Encoder(EncoderConfig(model=demo_model))
+    assert enc.device.type == "cuda" and enc.dtype == torch.bfloat16
+    assert (enc.cfg.precision, enc.cfg.batch_size, enc.cfg.compile) == ("bf16", 128, True)
+    host = np.random.default_rng(0).integers(0, 256, (2, 8, 224, 224, 3), dtype=np.uint8)
+    on_gpu = torch.from_numpy(host[0]).cuda()
+    x = enc._to_device([host[0], on_gpu, host[1]])
+    assert x.is_cuda and enc._host.is_pinned()
+    np.testing.assert_array_equal(x.cpu().numpy(), np.stack([host[0], host[0], host[1]]))

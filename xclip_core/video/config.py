@@ -31,7 +31,11 @@ class DecodeConfig:
       timeout_s: the longest the caller may wait on the decoder for one video (time
         spent consuming clips does not count); then the video is ``failed``.
       num_threads: decoder threads (1 = one core per worker, for process pools).
-      backend: "pyav" (default, fastest measured) or "decord".
+      backend: "pyav" (default, fastest measured) or "decord" on the CPU; "nvdec":
+        ``xclip_core.video.nvdec.decode_nvdec`` (GPU; its CPU fallback is pyav).
+      nvdec_share: for the job (``jobs.gpu_decode``): the share of videos the decode
+        stage leaves undecoded for the GPU encoder actors to decode with NVDEC;
+        0 = none (default here), None = from measured capacities.
       approximate: opt-in, pyav only: the decoder drops *every* non-reference frame
         and each sampled index takes the nearest decoded (reference) frame in
         display order (ties: the earlier one); the real indices and timestamps are
@@ -64,12 +68,15 @@ class DecodeConfig:
     s3_memory_max_bytes: int = 512 << 20
     s3_block_size: int = 32 << 20
     queue_size: int = 2
+    nvdec_share: float | None = 0.0
 
     def __post_init__(self):
         if self.sampler not in ("fixed", "tsn"):
             raise ValueError(f"sampler must be 'fixed' or 'tsn', got {self.sampler!r}")
-        if self.backend not in ("pyav", "decord"):
-            raise ValueError(f"backend must be 'pyav' or 'decord', got {self.backend!r}")
+        if self.backend not in ("pyav", "decord", "nvdec"):
+            raise ValueError(f"backend must be 'pyav', 'decord' or 'nvdec', got {self.backend!r}")
+        if self.nvdec_share is not None and not 0.0 <= self.nvdec_share <= 1.0:
+            raise ValueError(f"nvdec_share must be in [0, 1] or None (auto), got {self.nvdec_share}")
         if self.s3_read not in ("auto", "memory", "stream"):
             raise ValueError(f"s3_read must be auto|memory|stream, got {self.s3_read!r}")
         if self.frames_per_clip < 1:
