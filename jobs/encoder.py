@@ -39,6 +39,7 @@ import pyarrow as pa
 from jobs import gpu_decode
 from jobs.config import EncoderConfig
 from jobs.gpu_defaults import resolve_encoder
+from jobs.retry import PROGRAMMING_ERRORS
 from schemas.output import vectors
 from schemas.stream import FRAME_HASHES, FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, VISUAL_TOKENS, encoded_schema
 
@@ -257,7 +258,9 @@ class Encoder:
                         tokens[rows] = t
                     if pp is not None:
                         policy[rows] = pp
-            except Exception as exc:  # recorded per clip; the writer fails those videos
+            except PROGRAMMING_ERRORS:  # a bug in us or a dependency fails the run (jobs.failures)
+                raise
+            except Exception as exc:  # e.g. out of memory: recorded per clip; the writer fails those videos
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("%s (%d clips)", msg, len(clip_rows))
                 for i in clip_rows:
