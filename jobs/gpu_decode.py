@@ -139,22 +139,26 @@ def _decode_rows(row: dict, device, read) -> tuple[list[dict], list]:
 def expand_nvdec_rows(batch: pa.Table, *, device, read=None,
                       threads: int = NVDEC_THREADS) -> tuple[pa.Table, list]:
     """Replace every ``kind="nvdec"`` row of a decoded batch by its video's rows
-    (decoded here with the DecodeConfig the row carries). Returns the table and, aligned with its rows, the frames
-    tensor of each NVDEC-decoded clip (None elsewhere: frames are in the bytes
-    column). ``read``: see ``decode_nvdec`` (tests use a CPU reader)."""
+    (decoded here with the DecodeConfig the row carries). Returns the table and,
+    aligned with its rows, the frames tensor of each NVDEC-decoded clip (None
+    elsewhere: frames are in the bytes column). ``read``: see ``decode_nvdec`` (tests use a CPU reader)."""
     kinds = batch.column("kind").to_pylist()
     todo = [i for i, k in enumerate(kinds) if k == KIND_NVDEC]
     if not todo:
         return batch, [None] * batch.num_rows
-    rows_in = batch.to_pylist()
+    rows_in = {i: r for i, r in zip(todo, batch.take(todo).to_pylist())}  # only these: no frame bytes copied
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
         done = dict(zip(todo, pool.map(lambda i: _decode_rows(rows_in[i], device, read), todo)))
-    rows, frames = [], []
-    for i, r in enumerate(rows_in):
-        if i in done:
-            rows.extend(done[i][0])
-            frames.extend(done[i][1])
-        else:
-            rows.append(r)
-            frames.append(None)
-    return pa.Table.from_pylist(rows, schema=decoded_schema()), frames
+    schema = decoded_schema()
+    parts, frames, start = [], [], 0
+    for i in todo:  # the other rows are kept as slices of the batch
+        if i > start:
+            parts.append(batch.slice(start, i - start))
+            frames.extend([None] * (i - start))
+        parts.append(pa.Table.from_pylist(done[i][0], schema=schema))
+        frames.extend(done[i][1])
+        start = i + 1
+    if start < batch.num_rows:
+        parts.append(batch.slice(start))
+        frames.extend([None] * (batch.num_rows - start))
+    return pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in parts]), frames

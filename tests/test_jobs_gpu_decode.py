@@ -122,3 +122,18 @@ def test_encoder_mixes_host_and_device_frames(setup):
     a, b = (np.random.default_rng(i).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8) for i in (1, 2))
     x = enc._to_device([a, torch.from_numpy(b), a])
     np.testing.assert_array_equal(x.numpy(), np.stack([a, b, a]))
+
+
+def test_expand_keeps_other_rows_in_place(setup):
+    _, videos, dcfg = setup
+    a, b = str(videos["h264_mp4"]), str(videos["portrait"])
+    cpu_a = _decoded([a], dcfg.with_(nvdec_share=0.0))
+    batch = pa.concat_tables([cpu_a, _decoded([b], dcfg.with_(nvdec_share=1.0)), cpu_a])
+    out, frames = gpu_decode.expand_nvdec_rows(batch, device="cpu", read=pyav_frames)
+    n = cpu_a.num_rows
+    assert out.slice(0, n).equals(cpu_a) and out.slice(out.num_rows - n).equals(cpu_a)
+    middle = out.slice(n, out.num_rows - 2 * n).to_pylist()
+    assert [r["kind"] for r in middle] == [KIND_CLIP] * (len(middle) - 1) + [KIND_VIDEO]
+    assert middle[-1]["decode_backend"] == "nvdec" and middle[-1]["num_segments"] == len(middle) - 1
+    assert len(frames) == out.num_rows
+    assert [f is not None for f in frames] == [False] * n + [True] * (len(middle) - 1) + [False] * (n + 1)
