@@ -80,7 +80,8 @@ def ray_session():
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS)] + ([old] if old else []))
     try:  # every worker opens containers with PyAV 19's av.open signature
-        ray.init(num_cpus=2, include_dashboard=False,
+        # address="local": a new Ray of our own, never another test run's cluster on this machine
+        ray.init(address="local", num_cpus=2, include_dashboard=False,
                  runtime_env={"worker_process_setup_hook": "pyav19_strict.install"})
     finally:
         if old is None:
