@@ -90,7 +90,8 @@ def build_indexes(uri: str, *, min_vector_rows: int = MIN_VECTOR_ROWS) -> dict:
     existing = set(db.list_tables().tables)
     missing = {SEGMENTS_TABLE, VIDEOS_TABLE} - existing
     if missing:
-        raise FileNotFoundError(f"{uri}: no {sorted(missing)} table(s) under lancedb/: is this an xclip-index --output?")
+        raise FileNotFoundError(f"{uri}: no {sorted(missing)} table(s) under lancedb/: "
+                                "is this an xclip-index --output?")
     report = {}
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
         tbl = db.open_table(name)
