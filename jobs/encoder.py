@@ -245,10 +245,11 @@ class Encoder:
             t0 = time.perf_counter()
             frames_col = batch.column(FRAMES)
             shapes = batch.column(FRAMES_SHAPE)
-            frames = [gpu_frames[i] if gpu_frames[i] is not None else
-                      np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
-                      for i in clip_rows]
+            frames = None
             try:
+                frames = [gpu_frames[i] if gpu_frames[i] is not None else
+                          np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
+                          for i in clip_rows]
                 step = self.cfg.batch_size  # NVDEC rows can expand a batch past it
                 for a in range(0, len(clip_rows), step):
                     rows = clip_rows[a:a + step]
@@ -265,7 +266,7 @@ class Encoder:
                 log.warning("%s (%d clips)", msg, len(clip_rows))
                 for i in clip_rows:
                     errors[i] = msg
-            if self.hash_frames:  # outside the try: a bug here must fail the run, not the clips
+            if self.hash_frames and frames is not None:  # outside the try: a bug here fails the run
                 from moderation.hashing import frame_hashes
 
                 for i, f in zip(clip_rows, frames):

@@ -270,6 +270,22 @@ class Writer:
                 if not_ok and self.tables[other].count_rows(where):
                     self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok
 
+    def _indexing_rows(self, segments: pa.Table) -> pa.Table:
+        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk."""
+        first = {}
+        for i, vid in enumerate(segments.column("video_id").to_pylist()):
+            first.setdefault(vid, i)
+        seg = segments.take(pa.array(list(first.values()), pa.int64()))
+        schema = self.schemas[VIDEOS_TABLE]
+        n = seg.num_rows
+        cols = {f.name: pa.nulls(n, f.type) for f in schema}
+        for c in ("video_id", "uri", "model_id", "label_set", "run_id", "indexed_at"):
+            cols[c] = seg.column(c).cast(schema.field(c).type)
+        cols["status"] = pa.array([STATUS_INDEXING] * n, pa.string())
+        cols["error"] = pa.array([f"being indexed by run {self.run_id}"] * n, pa.string())
+        cols["num_segments"] = pa.array([0] * n, pa.int32())
+        return pa.table([cols[f.name] for f in schema], schema=schema)
+
     # ------------------------------------------------------------ closing
     def close(self) -> dict:
         """Flush, optimize, build indexes when large enough; returns table versions and row counts."""
