@@ -57,7 +57,8 @@ td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}.n{{text-align:r
 {m.clips_per_s:.2f} clips/s; output {e(m.output)}</p>
 {f'<p>error: {e(m.error)}</p>' if m.error else ''}
 <h2>Counts by status</h2><table id="counts"><tr><th>status</th><th>videos</th></tr>{counts}</table>
-<h2>Top failure reasons</h2><table id="reasons"><tr><th>reason</th><th>videos</th><th>examples</th></tr>{reasons}</table>
+<h2>Top failure reasons</h2>
+<table id="reasons"><tr><th>reason</th><th>videos</th><th>examples</th></tr>{reasons}</table>
 <h2>Throughput over time</h2>{self._svg()}
 <table id="throughput"><tr><th>seconds</th><th>videos done</th><th>clips done</th></tr>{samples}</table>
 <h2>Seconds per stage</h2><table id="stages"><tr><th>stage</th><th>seconds</th></tr>{stages}</table>

@@ -83,7 +83,8 @@ def test_cli_run_on_s3_starts_local_ray_and_keeps_secrets(s3_server, s3_bucket, 
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     n = len(corpus["ok"]) + len(corpus["failed"])
-    assert f"{n} videos: {len(corpus['ok'])} ok, {len(corpus['failed'])} failed, 0 skipped" in proc.stdout
+    assert f"{n} videos: {len(corpus['ok'])} ok, {len(corpus['failed'])} failed, 0 skipped" in proc.stdout, \
+        [(v["uri"], v["error"]) for v in read_lance(output, "videos").to_pylist()]
     assert "clips/s" in proc.stdout and "seconds per stage" in proc.stdout
     videos = read_lance(output, "videos").to_pylist()
     assert len(videos) == n
@@ -108,7 +109,8 @@ def test_empty_input_finishes_without_ray(capsys, tmp_path, tiny_model):
     code = main(["run", "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o"), "--model", tiny_model])
     out = capsys.readouterr().out
     assert code == 0 and "0 videos: 0 ok, 0 failed, 0 skipped" in out
-    assert len(list((tmp_path / "o" / "runs").iterdir())) == 1
+    runs = sorted(p.suffix for p in (tmp_path / "o" / "runs").iterdir())
+    assert runs == [".html", ".json"]  # one run: its manifest and its report
 
 
 def _error_line(err: str) -> str:

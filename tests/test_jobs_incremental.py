@@ -93,7 +93,7 @@ def ray_session():
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # our own, never a `ray start` head nearby
     yield
     ray.shutdown()
 
