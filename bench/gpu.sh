@@ -2,7 +2,9 @@
 # The end-to-end GPU benchmark, in two stages run as two consecutive device calls
 # on a lent GPU host (Python 3.12, torch with CUDA; no ray/lancedb/av there):
 #
-#   bash bench/gpu.sh stage1   unpack .whl/pack1.tar.xz (ray, av, PyNvVideoCodec) into $SITE, check imports
+#   bash bench/gpu.sh stage1   unpack .whl/pack1.tar.xz (ray, av, PyNvVideoCodec) into $SITE, check imports;
+#                              PyAV 19 checks: decode digests vs bench/decode_digest_py311_av18.json, and
+#                              the test files that need no lancedb or S3 server
 #   bash bench/gpu.sh stage2   unpack .whl/pack2.tar.xz (lancedb), then, each step with its own timeout,
 #                              continuing on failure, within a total budget (GPUBENCH_BUDGET_S, 360 s):
 #       cuda_tests   the CUDA test files (model, preprocessing, encoder, NVDEC)
@@ -81,6 +83,17 @@ stage1() {
   step imports1 60 "$PY" -c "import ray, av, torch, PyNvVideoCodec as n; print('ray', ray.__version__, 'av', \
 av.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'PyNvVideoCodec', n.__version__)"
   du -sh "$SITE"
+  # issue 7 on Python 3.12 + PyAV 19 (pack1 brings av 19): the same clips as 3.11/PyAV 18, and the
+  # test files that need no lancedb/moto (S3 tests deselected: no moto on the host)
+  step digest 60 "$PY" bench/decode_digest.py --out "$OUT/decode_digest_host_py312_av19.json"
+  step digest_compare 30 "$PY" bench/decode_digest.py --compare bench/decode_digest_py311_av18.json \
+      "$OUT/decode_digest_host_py312_av19.json"
+  step tests_av19 150 "$PY" -m pytest -q -p no:cacheprovider -k "not s3 and not S3" \
+      tests/test_video_decode.py tests/test_video_errors.py tests/test_video_sampling.py \
+      tests/test_jobs_decoder.py tests/test_preprocess.py tests/test_tokenizer.py tests/test_model_parity.py \
+      tests/test_checkpoint.py tests/test_loading.py tests/test_labels.py tests/test_scoring.py \
+      tests/test_jobs_assembler.py tests/test_jobs_config.py tests/test_jobs_encoder.py tests/test_schemas.py \
+      tests/test_moderation_decide.py tests/test_jobs_gpu_decode.py tests/test_jobs_gpu_defaults.py
 }
 
 gen_videos() {  # gen_videos DIR WIDTH HEIGHT COUNT SECONDS
