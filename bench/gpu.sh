@@ -183,10 +183,10 @@ stage2() {
   if [ "$SMALL" != 1 ]; then
     step unpack2 90 unpack pack2
     step imports2 60 "$PY" -c "import ray, av, lancedb, pyarrow; print('lancedb', lancedb.__version__)"
-    step cuda_tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_model_cuda.py tests/test_preprocess.py \
+    [ "${GPUBENCH_SKIP_CUDA:-0}" = 1 ] || step cuda_tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_model_cuda.py tests/test_preprocess.py \
         tests/test_jobs_encoder_cuda.py tests/test_video_nvdec.py
   fi
-  step videos 90 make_inputs
+  step videos "${GPUBENCH_VIDEOS_S:-90}" make_inputs
   if [ "$SMALL" = 1 ]; then
     step run_small_cpu 240 run_job small_cpu "$DATA/small" 0.0
   else

@@ -128,9 +128,9 @@ class DecoderConfig:
         _check(0 < self.breaker_max_share <= 1,
                f"decoder.breaker_max_share: must be in (0, 1], got {self.breaker_max_share}")
         _check(self.backend in BACKENDS, f"decoder.backend: expected one of {BACKENDS}, got {self.backend!r}")
+        _check(not self.approximate or self.backend == "pyav", "decoder.approximate: needs backend = 'pyav'")
         _check(self.backend != "decord" or importlib.util.find_spec("decord") is not None,
                "decoder.backend = 'decord' needs decord: pip install 'xclip-index[decord]' (or use 'pyav')")
-        _check(not self.approximate or self.backend == "pyav", "decoder.approximate: needs backend = 'pyav'")
         _check(self.max_pixels is None or self.max_pixels >= 1, f"decoder.max_pixels: must be >= 1, got {self.max_pixels}")
         _check(self.memory_mb >= 1, f"decoder.memory_mb: must be >= 1, got {self.memory_mb}")
         _check(self.sampler in SAMPLERS, f"decoder.sampler: expected one of {SAMPLERS}, got {self.sampler!r}")

@@ -36,7 +36,7 @@ def test_inspect_model(model_dir):
 
 
 def test_encoder_encodes_clips_and_passes_status_rows(model_dir, decoded):
-    enc = Encoder(EncoderConfig(model=model_dir, batch_size=4), num_threads=1)
+    enc = Encoder(EncoderConfig(model=model_dir, device="cpu", batch_size=4), num_threads=1)
     out = enc(decoded)
     assert out.schema == encoded_schema(32, 400) and out.num_rows == decoded.num_rows
     rows = out.to_pylist()
@@ -51,7 +51,7 @@ def test_encoder_encodes_clips_and_passes_status_rows(model_dir, decoded):
 
 
 def test_encoder_failure_becomes_row_errors(model_dir, decoded):
-    enc = Encoder(EncoderConfig(model=model_dir), num_threads=1)
+    enc = Encoder(EncoderConfig(model=model_dir, device="cpu"), num_threads=1)
     bad = decoded.set_column(decoded.schema.get_field_index(FRAMES), FRAMES,
                              pa.array([b"\0" * 10 if k == KIND_CLIP else None
                                        for k in decoded.column("kind").to_pylist()], pa.large_binary()))
@@ -62,7 +62,7 @@ def test_encoder_failure_becomes_row_errors(model_dir, decoded):
 
 
 def test_labels_from_the_driver_need_no_file_on_the_worker(model_dir, decoded):
-    enc = Encoder(EncoderConfig(model=model_dir, labels="/only/on/the/driver.txt"), labels=("a", "b", "c"))
+    enc = Encoder(EncoderConfig(model=model_dir, device="cpu", labels="/only/on/the/driver.txt"), labels=("a", "b", "c"))
     out = enc(decoded)
     assert out.schema.field("probs").type.list_size == 3
 
@@ -70,8 +70,8 @@ def test_labels_from_the_driver_need_no_file_on_the_worker(model_dir, decoded):
 def test_compiled_encoder_equals_eager_on_full_and_short_batches(model_dir, decoded):
     """encoder.compile: torch.compile of the whole step (inductor; here its CPU backend) gives the eager
     numbers, also for a short batch, which is padded to the one compiled shape."""
-    eager = Encoder(EncoderConfig(model=model_dir, batch_size=4), num_threads=1)
-    compiled = Encoder(EncoderConfig(model=model_dir, batch_size=4, compile=True), num_threads=1)
+    eager = Encoder(EncoderConfig(model=model_dir, device="cpu", batch_size=4), num_threads=1)
+    compiled = Encoder(EncoderConfig(model=model_dir, device="cpu", batch_size=4, compile=True), num_threads=1)
     assert compiled._step is not compiled._forward and eager._step == eager._forward
     for part in (decoded, decoded.slice(1, 1)):
         want, got = eager(part).to_pylist(), compiled(part).to_pylist()
@@ -90,11 +90,11 @@ def test_store_prompt_features_outputs_float16_tokens_that_reproduce_the_probs(m
     from xclip_core.scoring import ClipScorer, class_text_features
     from xclip_core.tokenizer import CLIPTokenizer
 
-    enc = Encoder(EncoderConfig(model=model_dir, batch_size=4, store_prompt_features=True), num_threads=1)
+    enc = Encoder(EncoderConfig(model=model_dir, device="cpu", batch_size=4, store_prompt_features=True), num_threads=1)
     out = enc(decoded)
     n_tok = enc.model.config.vision_config.num_patches
     assert out.schema == encoded_schema(32, 400, num_tokens=n_tok)
-    assert VISUAL_TOKENS not in Encoder(EncoderConfig(model=model_dir), num_threads=1).schema.names
+    assert VISUAL_TOKENS not in Encoder(EncoderConfig(model=model_dir, device="cpu"), num_threads=1).schema.names
     rows = [r for r in out.to_pylist() if r["kind"] == KIND_CLIP]
     tokens = torch.tensor([r[VISUAL_TOKENS] for r in rows], dtype=torch.float32).view(len(rows), n_tok, 32)
     emb = torch.tensor([r["embedding"] for r in rows])

@@ -70,7 +70,7 @@ def test_actor_decodes_nvdec_rows_like_the_cpu_path(setup):
     model, videos, dcfg = setup
     names = ("h264_mp4", "portrait", "vfr", "hevc_mkv", "tiny", "random", "zero")
     uris = [str(videos[n]) for n in names]
-    enc = Encoder(EncoderConfig(model=model, batch_size=4), num_threads=1)
+    enc = Encoder(EncoderConfig(model=model, batch_size=4, device="cpu"), num_threads=1)
     enc.nvdec_read = pyav_frames
     ref = enc(_decoded(uris, dcfg.with_(nvdec_share=0.0))).to_pylist()
     routed = _decoded(uris, dcfg.with_(nvdec_share=1.0))
@@ -106,7 +106,7 @@ def test_actor_decodes_nvdec_rows_like_the_cpu_path(setup):
 def test_actor_without_nvdec_falls_back_to_cpu(setup):
     """A CPU actor handed nvdec rows (no GPU, no PyNvVideoCodec) decodes them on the CPU."""
     model, videos, dcfg = setup
-    enc = Encoder(EncoderConfig(model=model, batch_size=4), num_threads=1)
+    enc = Encoder(EncoderConfig(model=model, batch_size=4, device="cpu"), num_threads=1)
     rows = enc(_decoded([str(videos["h264_mp4"])], dcfg.with_(nvdec_share=1.0))).to_pylist()
     status = [r for r in rows if r["kind"] == KIND_VIDEO]
     assert len(status) == 1 and status[0]["status"] == "ok" and status[0]["decode_backend"] == "pyav"
@@ -118,7 +118,7 @@ def test_encoder_mixes_host_and_device_frames(setup):
     import torch
 
     model, _, _ = setup
-    enc = Encoder(EncoderConfig(model=model, batch_size=4), num_threads=1)
+    enc = Encoder(EncoderConfig(model=model, batch_size=4, device="cpu"), num_threads=1)
     a, b = (np.random.default_rng(i).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8) for i in (1, 2))
     x = enc._to_device([a, torch.from_numpy(b), a])
     np.testing.assert_array_equal(x.numpy(), np.stack([a, b, a]))

@@ -143,7 +143,7 @@ def test_encoder_averages_yaml_prompts_with_class_text_features(tmp_path):
     model_dir = str(write_random_checkpoint(tmp_path / "m", preset="tiny", num_frames=4))
     p = tmp_path / "acts.yaml"
     p.write_text('bike: ["riding a bike", "cycling"]\nswim: "swimming"\n')
-    cfg = EncoderConfig(model=model_dir, labels=str(p), prompt_template="a photo of {}")
+    cfg = EncoderConfig(model=model_dir, labels=str(p), prompt_template="a photo of {}", device="cpu")
     info = inspect_model(cfg)
     assert info.prompts == (("riding a bike", "cycling"), ("swimming",))
     enc = Encoder(cfg, labels=info.labels, prompts=info.prompts, num_threads=1)
