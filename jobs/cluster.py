@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import warnings
 
 from jobs.config import DecoderConfig, EncoderConfig
@@ -66,11 +67,12 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     kwargs = {"include_dashboard": False, "log_to_driver": True}
-    # address None: ray.init joins RAY_ADDRESS when set (ray job submit), else starts a local Ray.
+    # address None: join RAY_ADDRESS when set (ray job submit), else start a local Ray: never silently
+    # join whatever `ray start` head happens to run on this machine (a bare ray.init() would).
     # Ray's daemons are fork+exec'd, so lancedb's fork warning (the writer already connected) is moot.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
-        ray.init(address=address or None, **kwargs)
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kwargs)
     return True
 
 

@@ -57,6 +57,7 @@ from jobs.config import ConfigError, WriterConfig
 from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
 from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY,
                      VIDEOS_TABLE, check_table, segments_schema, videos_schema)
+from schemas.sql import sql_list
 from xclip_core import storage
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,6 @@ JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
 
 class OutputError(RuntimeError):
     """The output location cannot be written."""
-
-
-def _sql_list(values) -> str:
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
 class Writer:
@@ -102,15 +99,6 @@ class Writer:
         self._rows = {name: 0 for name in self.schemas}
         self._file_seq = {name: 0 for name in self.schemas}
         self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
-        self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
-                        **(side_tables or {})}
-        self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
-                     **{name: SEGMENTS_KEY for name in side_tables or {}}}
-        self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
-        self.db_uri = storage.join(cfg.output, "lancedb")
-        self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
-        self._rows = {name: 0 for name in self.schemas}
-        self._file_seq = {name: 0 for name in self.schemas}
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
         try:
@@ -160,7 +148,7 @@ class Writer:
 
         existing = set(self.db.list_tables().tables)
         for i in range(0, len(video_ids), 1000):
-            where = f"video_id IN ({_sql_list(video_ids[i:i + 1000])})"
+            where = f"video_id IN ({sql_list(video_ids[i:i + 1000])})"
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
             for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
                 if side in existing:
@@ -193,7 +181,7 @@ class Writer:
         if not vids:
             return 0
         log.warning("%d videos have duplicate rows (concurrent runs?): reindexing them", len(vids))
-        where = f"video_id IN ({_sql_list(vids)})"
+        where = f"video_id IN ({sql_list(vids)})"
         self._commit("reset duplicated videos", lambda: self.tables[VIDEOS_TABLE].update(
             where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}))
         self._commit("delete duplicated segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
@@ -259,13 +247,13 @@ class Writer:
         if name in self.per_segment:
             # drop this run's videos' stale segments from an earlier run (e.g. fewer clips now)
             vids = table.column("video_id").unique().to_pylist()
-            merge = merge.when_not_matched_by_source_delete(f"video_id IN ({_sql_list(vids)})")
+            merge = merge.when_not_matched_by_source_delete(f"video_id IN ({sql_list(vids)})")
         merge.execute(table, on_bad_vectors="null")
         if name == VIDEOS_TABLE:
             done = {STATUS_OK, STATUS_INDEXING}
             not_ok = [v for v, st in zip(table.column("video_id").to_pylist(), table.column("status").to_pylist())
                       if st not in done]
-            where = f"video_id IN ({_sql_list(not_ok)})"
+            where = f"video_id IN ({sql_list(not_ok)})"
             for other in self.per_segment:
                 if not_ok and self.tables[other].count_rows(where):
                     self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok

@@ -33,6 +33,7 @@ from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.manifest import RunManifest
 from schemas.moderation import FRAME_HASHES_TABLE
 from schemas.output import SEGMENTS_TABLE, VIDEOS_TABLE
+from schemas.sql import sql_list
 from xclip_core import storage
 from xclip_core.scoring import APPROXIMATE, EXACT
 
@@ -59,24 +60,15 @@ class ModerateResult:
 
 
 def latest_manifest(index: str) -> RunManifest:
-    fs = storage.s3_filesystem() if storage.is_s3(index) else None
-    base = storage.join(index, "runs")
-    if fs is not None:
-        paths = ["s3://" + p for p in fs.glob(storage.strip_scheme(base) + "/*.json")]
-    else:
-        import glob
+    """The latest finished indexing run's manifest (relabel entries in runs/ are not runs)."""
+    from xclip_search.index import IndexError_, latest_finished, read_manifests
 
-        paths = glob.glob(f"{base}/*.json")
-    manifests = [RunManifest.from_json(storage.read_bytes(p).decode("utf-8")) for p in sorted(paths)]
-    manifests = [m for m in manifests if m.status == "finished"]
-    if not manifests:
-        raise ModerateError(f"--index {index}: no finished run manifest under runs/; index videos first "
-                            f"(xclip-index run --output {index})")
-    return max(manifests, key=lambda m: (m.finished_at, m.run_id))
-
-
-def _sql_list(values) -> str:
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    try:
+        runs = [m for m in read_manifests(index) if m.get("kind", "run") == "run"]
+        return RunManifest.from_json(json.dumps(latest_finished(runs, index)))
+    except IndexError_ as e:
+        raise ModerateError(f"--index {index}: {e}; index videos first (xclip-index run --output {index})") \
+            from None
 
 
 def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: str | None = None,
@@ -126,7 +118,7 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     rows, modes = [], set()
     for i in range(0, len(videos), VIDEOS_PER_QUERY):
         chunk = videos[i:i + VIDEOS_PER_QUERY]
-        where = f"video_id IN ({_sql_list(v['video_id'] for v in chunk)})"
+        where = f"video_id IN ({sql_list(v['video_id'] for v in chunk)})"
         segs = segments_tbl.search().where(where).select(["segment_id", "video_id", "start_s", "end_s",
                                                           "embedding"]).limit(None).to_arrow().to_pylist()
         tokens = {}

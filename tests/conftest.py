@@ -1,6 +1,7 @@
 """Shared fixtures: a real S3 server on loopback (moto's ThreadedMotoServer)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -11,6 +12,21 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+@contextlib.contextmanager
+def own_ray(**kwargs):
+    """This test module's own local Ray (never a `ray start` head that happens to run on the
+    machine), started after the S3 server so its workers inherit the AWS environment."""
+    import ray
+
+    if ray.is_initialized():  # another module's session: start ours with this module's environment
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, **kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def free_port() -> int:

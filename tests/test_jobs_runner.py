@@ -12,6 +12,7 @@ import schemas
 from jobs.runner import index_videos
 from jobs.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL
 from schemas.manifest import RunManifest
+from tests.conftest import own_ray
 from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, open_lance_table, read_lance, \
     reference_clip_embeddings
 from xclip_core import storage
@@ -24,13 +25,8 @@ TOP_K = 3
 
 @pytest.fixture(scope="module")
 def ray_session(s3_server):
-    import ray
-
-    if ray.is_initialized():  # another module's session: the AWS env must reach this one's workers
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)  # after s3_server: workers inherit the AWS env
-    yield
-    ray.shutdown()
+    with own_ray():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import yaml
 import schemas
 from jobs.config import ConfigError, build_config
 from schemas.moderation import MODERATION_TABLE
+from tests.conftest import own_ray
 from tests.jobs_helpers import open_lance_table, read_lance
 
 NUM_FRAMES = 4
@@ -45,13 +46,8 @@ def test_policy_forces_full_coverage_and_rejects_a_clip_cap():
 # ------------------------------------------------------------------ job
 @pytest.fixture(scope="module")
 def ray_session(s3_server):
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+    with own_ray():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 
 from jobs.cli import main
 from jobs.runner import index_videos
+from tests.conftest import own_ray
 from tests.jobs_helpers import read_lance
 from tests.search_helpers import LABELS, brute_force, label_file, make_videos, text_features
 
@@ -21,13 +22,8 @@ QUERY = "a dog jumping into a lake"
 
 @pytest.fixture(scope="module")
 def ray_session():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+    with own_ray():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 
 from jobs.cli import main
 from jobs.runner import index_videos
+from tests.conftest import own_ray
 from tests.jobs_helpers import open_lance_table, read_lance
 from tests.search_helpers import LABELS, LABELS_2, label_file, make_videos
 
@@ -18,13 +19,8 @@ OPTIONS = {"decoder": {"window_s": 1.0}, "encoder": {"batch_size": 4, "top_k": 3
 
 @pytest.fixture(scope="module")
 def ray_session(s3_server):
-    import ray
-
-    if ray.is_initialized():  # another module's session: the AWS env must reach this one's workers
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+    with own_ray():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from schemas.features import THUMBNAILS_TABLE
 
 
 def _thumbnails(index, segment_ids: list[str]) -> dict[str, bytes]:
-    from xclip_search.query import sql_str
+    from schemas.sql import sql_str
 
     if THUMBNAILS_TABLE not in index.table_names or not segment_ids:
         return {}

@@ -112,7 +112,8 @@ class Index:
     def similar(self, item):
         """``similar(video_id)``: videos like it (``videos.embedding``); ``similar((video_id, segment_index))``:
         clips like that clip. The item itself comes first."""
-        from xclip_search.query import Query, sql_str
+        from schemas.sql import sql_str
+        from xclip_search.query import Query
 
         if isinstance(item, tuple):
             vid, idx = item

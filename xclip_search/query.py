@@ -24,16 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from schemas import SEGMENTS_TABLE
+from schemas.sql import sql_str
 
 _CLIP_COLUMNS = ["video_id", "uri", "segment_id", "segment_index", "start_s", "end_s", "labels", "label_scores"]
 _VIDEO_COLUMNS = ["video_id", "uri", "labels", "label_scores"]
-
-
-def sql_str(value) -> str:
-    """A SQL string literal for ``value``: quotes doubled, so it cannot end the literal."""
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}: {value!r}")
-    return "'" + value.replace("'", "''") + "'"
 
 
 class Query:
