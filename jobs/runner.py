@@ -280,10 +280,13 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
             except BreakerTripped as e:
                 failure, internal = str(e), True
                 log.error("%s", failure)
-            except (PROGRAMMING_ERRORS + JobError):
+            except JobError:
                 raise
-            except Exception as e:  # Ray gave up, or a task raised a bug: record, then fail
-                bug = bug_reason(e)
+            except Exception as e:  # Ray gave up, or a task (or the driver) raised a bug: record, then fail
+                # a bug in a Ray task arrives as RayTaskError(TypeError), itself a TypeError: ask bug_reason first
+                bug = bug_reason(e) or (short_error(e) if isinstance(e, PROGRAMMING_ERRORS) else None)
+                if isinstance(e, PROGRAMMING_ERRORS) and not bug_reason(e):
+                    log.exception("a bug on the driver")
                 if bug:
                     failure, internal = (f"internal error (a bug in xclip-index or a dependency, not a bad "
                                          f"video): {bug}; unfinished videos were left unwritten, rerun after "

@@ -152,7 +152,7 @@ class Writer:
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
             for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
                 if side in existing:
-                    self._commit(f"delete {side}", lambda: self.db.open_table(side).delete(where))
+                    self._commit(f"delete {side}", lambda: (self.tables.get(side) or self.db.open_table(side)).delete(where))
             if mark:
                 self._commit("mark videos deleted", lambda: self.tables[VIDEOS_TABLE].update(
                     where=where, values={"status": STATUS_DELETED, "error": "gone from the source",

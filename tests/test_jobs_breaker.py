@@ -144,7 +144,7 @@ def test_pyav19_signature_a_few_corrupt_files_and_a_partial_read(ray_session, ti
     out = str(tmp_path / "out")
     summary = index_videos(str(tmp_path / "in"), out, tiny_model, run_id="mix",
                            decoder={"breaker_first_n": 4, "breaker_max_share": 0.5}, **OPTS)
-    assert summary.counts == {"ok": 7, "failed": 2, "skipped": 0}
+    assert summary.counts == {"ok": 7, "failed": 2, "skipped": 0, "unchanged": 0, "deleted": 0}
     assert summary.num_partial == 1 and "(1 of the ok partial)" in summary.format()
     rows = {Path(r["uri"]).name: r for r in read_lance(out, schemas.VIDEOS_TABLE).to_pylist()}
     assert all(rows[Path(u).name]["status"] == "ok" and rows[Path(u).name]["error"] is None for u in good)
@@ -190,7 +190,7 @@ def test_breaker_trips_when_every_video_fails_alike(ray_session, tiny_model, tmp
     code = main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out2"), "--model", tiny_model,
                  "--run-id", "off", "--config", str(_toml(tmp_path, "[decoder]\nbreaker_first_n = 0\n"))])
     assert code == EXIT_OK
-    assert _manifest(str(tmp_path / "out2"), "off").counts == {"ok": 0, "failed": 5, "skipped": 0}
+    assert _manifest(str(tmp_path / "out2"), "off").counts == {"ok": 0, "failed": 5, "skipped": 0, "unchanged": 0, "deleted": 0}
 
 
 def _toml(tmp_path: Path, text: str) -> Path:

@@ -79,7 +79,7 @@ def test_mixed_cluster_places_stages_and_asks_for_the_gpu(cluster, tmp_path):
     assert not t.is_alive(), "the job did not finish once the GPU node came up"
     if "error" in result:
         raise result["error"]
-    assert result["summary"].counts == {"ok": 4, "failed": 1, "skipped": 0}
+    assert result["summary"].counts == {"ok": 4, "failed": 1, "skipped": 0, "unchanged": 0, "deleted": 0}
     rows = read_lance(str(tmp_path / "out"), schemas.SEGMENTS_TABLE).to_pylist()
     assert rows and all(r["embedding"] is not None for r in rows)
 
