@@ -43,12 +43,15 @@ from xclip_core import storage
 STATUS_DELETED = "deleted"
 
 
-def processing_id(info, dcfg, encoder_cfg) -> str:
-    """sha256 (16 hex) of everything but the source that decides a video's rows."""
+def processing_id(info, dcfg, encoder_cfg, *, outputs: dict | None = None) -> str:
+    """sha256 (16 hex) of everything but the source that decides a video's rows. ``outputs``: what
+    else the run writes per video (side tables, a moderation policy's hash, a blocklist), so turning
+    one on (or changing the policy) reprocesses videos instead of leaving them without those rows;
+    recomputing decisions for a new policy without decoding is ``xclip-index moderate``."""
     identity = {"weights_sha256": info.weights_sha256, "label_set_sha256": info.label_set_sha256,
                 "decode": dataclasses.asdict(dcfg), "precision": encoder_cfg.precision,
                 "prompt_template": encoder_cfg.prompt_template, "top_k": encoder_cfg.top_k,
-                "schema_version": SCHEMA_VERSION}
+                "schema_version": SCHEMA_VERSION, **(outputs or {})}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -201,7 +201,11 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
     import ray
 
-    writer = Writer(cfg.writer, run_id=run_id, dim=info.dim, processing_id=processing_id(info, dcfg, cfg.encoder),
+    outputs = {"thumbnails": cfg.decoder.thumbnails, "prompt_features": cfg.encoder.store_prompt_features,
+               "policy": moderation.policy.policy_hash if moderation else None,
+               "blocklist": cfg.encoder.blocklist if moderation else None}
+    writer = Writer(cfg.writer, run_id=run_id, dim=info.dim,
+                    processing_id=processing_id(info, dcfg, cfg.encoder, outputs=outputs),
                     side_tables=side_tables(cfg, info))
     mark_interrupted(writer, run_id)
     writer.repair_duplicates()

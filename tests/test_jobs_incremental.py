@@ -63,7 +63,10 @@ def test_processing_id_changes_with_every_part():
                 processing_id(Info(), Decode(window_s=1.0), enc),
                 processing_id(Info(), Decode(sampler="tsn"), enc),
                 processing_id(Info(), Decode(), dataclasses.replace(enc, precision="fp16")),
-                processing_id(Info(), Decode(), dataclasses.replace(enc, prompt_template="a video of {}"))]
+                processing_id(Info(), Decode(), dataclasses.replace(enc, prompt_template="a video of {}")),
+                processing_id(Info(), Decode(), enc, outputs={"prompt_features": True}),
+                processing_id(Info(), Decode(), enc, outputs={"policy": "sha256:1"}),
+                processing_id(Info(), Decode(), enc, outputs={"policy": "sha256:2"})]
     assert processing_id(Info(), Decode(), enc) == base
     assert len({base, *variants}) == 1 + len(variants)
 
