@@ -39,7 +39,7 @@ def ray_head(tmp_path_factory):
         subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
         yield env, f"http://127.0.0.1:{dash}"
     finally:
-        # not `ray stop --force`, which kills every Ray process of the user: only this head's processes
+        # not a forced `ray stop`, which kills every Ray process of the user: only this head's processes
         _stop_processes_of(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
 

@@ -3,7 +3,7 @@ decode node, encoder actors on the "GPU" node, and a GPU pool that asks for a GP
 
 The GPU node is added by the test while the job waits for it, standing in for the autoscaler (Ray's
 ``AutoscalingCluster`` needs a fake-provider example config the Ray wheel does not ship, and it runs
-``ray stop --force``, which would kill every Ray process of the user). Torch sees no CUDA here, so the
+a forced ``ray stop``, which would kill every Ray process of the user). Torch sees no CUDA here, so the
 actor asks Ray for a GPU and runs on CPU (``encoder.device = auto``). Where each piece ran is read from
 Ray's own state API (task and actor node ids), not from test-only columns.
 """
