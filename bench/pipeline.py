@@ -45,7 +45,9 @@ def _decode_count(args) -> int:
 
 
 def _rows(videos: list[str]) -> list[dict]:
-    return [{"video_id": f"v{i}", "uri": u, "source_size": None, "status": None} for i, u in enumerate(videos)]
+    from schemas import video_id
+
+    return [{"video_id": video_id(u), "uri": u, "source_size": None, "status": None} for u in videos]
 
 
 def decode_capacity(videos: list[str], dcfg, processes: int) -> float:

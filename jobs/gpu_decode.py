@@ -96,7 +96,8 @@ def uniform(video_id: str) -> float:
 
 
 def route_to_nvdec(row: dict, cfg) -> bool:
-    return uniform(row["video_id"]) < resolve_share(cfg)
+    share = resolve_share(cfg)
+    return share > 0 and uniform(row["video_id"]) < share
 
 
 def passthrough_table(row: dict, cfg) -> pa.Table:
