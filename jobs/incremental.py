@@ -6,8 +6,8 @@ output's ``videos`` table already holds an ``ok`` row for its ``video_id`` with
 
   * the same processing identity (``processing_id``, :func:`processing_id`): a
     hash of the model weights, the label set, the sampler/decode settings, the
-    precision, the prompt template and the schema version: changing any of them
-    reprocesses every video, and
+    precision, the prompt template and the rows version (``schemas.output.ROWS_VERSION``):
+    changing any of them reprocesses every video, and
   * the same source fingerprint: equal ``source_size`` and, when both sides have
     one, equal ``source_etag`` (S3), else equal ``source_mtime`` (local files).
 
@@ -37,7 +37,8 @@ import os
 
 import pyarrow as pa
 
-from schemas import SCHEMA_VERSION, STATUS_OK, normalize_uri
+from schemas import STATUS_OK, normalize_uri
+from schemas.output import ROWS_VERSION
 from xclip_core import storage
 
 STATUS_DELETED = "deleted"
@@ -51,7 +52,7 @@ def processing_id(info, dcfg, encoder_cfg, *, outputs: dict | None = None) -> st
     identity = {"weights_sha256": info.weights_sha256, "label_set_sha256": info.label_set_sha256,
                 "decode": dataclasses.asdict(dcfg), "precision": encoder_cfg.precision,
                 "prompt_template": encoder_cfg.prompt_template, "top_k": encoder_cfg.top_k,
-                "schema_version": SCHEMA_VERSION, **(outputs or {})}
+                "schema_version": ROWS_VERSION, **(outputs or {})}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -57,6 +57,7 @@ from jobs.config import ConfigError, WriterConfig
 from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
 from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY,
                      VIDEOS_TABLE, check_table, segments_schema, videos_schema)
+from schemas.output import migration
 from schemas.sql import sql_list
 from xclip_core import storage
 
@@ -72,6 +73,12 @@ CURRENT_SEGMENTS_SQL = """
 SELECT s.* FROM read_parquet('{output}/parquet/segments/*.parquet') s
 JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
 """.strip()
+
+
+def migrate_table(tbl, name: str) -> None:
+    """Add what LanceDB table ``tbl`` (``videos`` or ``segments``) lacks of the current schema."""
+    for col, spec in migration(name, tbl.schema).items():
+        tbl.add_columns(spec if isinstance(spec, pa.Field) else {col: spec})
 
 
 class OutputError(RuntimeError):
@@ -124,12 +131,11 @@ class Writer:
         self.fs, self.base = storage.pyarrow_filesystem(cfg.output)
 
     def _migrate(self) -> None:
-        """Schema "1" -> "2": add the (null) columns new in "2" (``processing_id``, ``coverage``) to an
-        existing videos table; they are its last columns, so appending keeps the schema's order."""
-        tbl = self.tables[VIDEOS_TABLE]
-        for name in ("processing_id", "coverage", "decode_backend", "decode_fallback"):
-            if name not in tbl.schema.names:
-                tbl.add_columns(self.schemas[VIDEOS_TABLE].field(name))
+        """An older output's tables get the columns added since (``schemas.output.migration``): nulls,
+        or values derived from their rows (``label_text``); they are the last columns, so appending
+        keeps the schema's order."""
+        for name in (VIDEOS_TABLE, SEGMENTS_TABLE):
+            migrate_table(self.tables[name], name)
 
     def indexed(self) -> pa.Table:
         """Every existing videos row's key, URI, status, processing id and fingerprint (jobs.incremental)."""

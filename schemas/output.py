@@ -32,6 +32,8 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
                                when an ok video's duration is unknown
     decode_backend  string     what decoded it: ``pyav`` | ``decord`` | ``nvdec`` (null: not decoded)
     decode_fallback string     NVDEC was tried or routed but the CPU decoded it: why; else null
+    label_text      string     ``labels`` joined by "; ", lower case (:func:`label_text`), for the
+                               full-text index; null when ``labels`` is; added in schema "3"
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -44,10 +46,17 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     label_scores    list<float32>
     model_id, label_set, run_id  string
     indexed_at      timestamp[us, UTC]
+    label_text      string     as in ``videos``; added in schema "3"
+
+Columns added after schema "1" are the tables' last columns: the writer (and ``xclip-index
+relabel``) add them to an older table in place (:func:`migration`), so an old index keeps working.
+``label_text`` is derived from ``labels`` and filled for old rows by that migration.
 
 Every schema carries ``xclip_index.schema_version`` and ``xclip_index.table`` in
 its metadata. ``SCHEMA_VERSION`` changes whenever a column is added, removed or
-changes type.
+changes type. ``ROWS_VERSION`` (part of a video's processing identity, ``jobs.incremental``)
+changes only when a migration cannot fill the new columns, i.e. when every video must be
+processed again; a derived column (``label_text``) does not change it.
 """
 from __future__ import annotations
 
@@ -55,8 +64,10 @@ import hashlib
 import os
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+ROWS_VERSION = "2"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -137,6 +148,31 @@ def clip_fields(*, nullable: bool) -> list[pa.Field]:
             pa.field("frame_timestamps", pa.list_(pa.float64()))]
 
 
+LABEL_TEXT_FIELD = pa.field("label_text", pa.string())
+LABEL_TEXT_SEPARATOR = "; "
+# the same join as LanceDB SQL, for filling label_text of an older table's rows (:func:`migration`)
+LABEL_TEXT_SQL = f"lower(array_to_string(labels, '{LABEL_TEXT_SEPARATOR}'))"
+
+
+def label_text(labels) -> pa.Array:
+    """The ``label_text`` column of a ``labels`` column (list<string>: Arrow or Python lists): the
+    labels joined, lower case (LanceDB's ``contains_tokens`` matches case-sensitively)."""
+    if not isinstance(labels, (pa.Array, pa.ChunkedArray)):
+        labels = pa.array(labels, pa.list_(pa.string()))
+    return pc.utf8_lower(pc.binary_join(labels, LABEL_TEXT_SEPARATOR))
+
+
+def migration(table: str, existing: pa.Schema, dim: int | None = None) -> dict[str, pa.Field | str]:
+    """What an older ``table`` (schema ``existing``) lacks of the current schema, in order, as
+    LanceDB ``add_columns`` arguments: a field (added as nulls) or a SQL expression (derived)."""
+    dim = dim or schema_dim(existing)
+    out = {}
+    for field in schema_for(table, dim):
+        if field.name not in existing.names:
+            out[field.name] = LABEL_TEXT_SQL if field.name == LABEL_TEXT_FIELD.name else field
+    return out
+
+
 def result_fields(dim: int) -> list[pa.Field]:
     """What the model said and which run/model/labels said it (videos and segments alike)."""
     return [pa.field(VECTOR_COLUMN, vector_type(dim)),
@@ -162,6 +198,7 @@ def videos_schema(dim: int) -> pa.Schema:
         pa.field("processing_id", pa.string()),
         pa.field("coverage", pa.float64()),
         *DECODE_FIELDS,
+        LABEL_TEXT_FIELD,
     ], VIDEOS_TABLE)
 
 
@@ -174,6 +211,7 @@ def segments_schema(dim: int) -> pa.Schema:
         *clip_fields(nullable=False),
         *result_fields(dim),
         pa.field("indexed_at", TIMESTAMP, nullable=False),
+        LABEL_TEXT_FIELD,
     ], SEGMENTS_TABLE)
 
 
@@ -202,7 +240,10 @@ def vectors(values, dim: int, valid=None) -> pa.FixedSizeListArray:
 
 def from_columns(columns: dict, schema: pa.Schema, num_rows: int) -> pa.Table:
     """Columns (Python lists or Arrow arrays) -> a table of exactly ``schema``;
-    a missing column is all null, an unknown one is an error."""
+    a missing column is all null, an unknown one is an error; ``label_text`` is always derived from
+    ``labels`` when they are given."""
+    if LABEL_TEXT_FIELD.name in schema.names and "labels" in columns:
+        columns = {**columns, LABEL_TEXT_FIELD.name: label_text(columns["labels"])}
     extra = set(columns) - set(schema.names)
     if extra:
         raise KeyError(f"unknown column(s) for {schema.metadata.get(b'xclip_index.table', b'?').decode()}: "
@@ -222,15 +263,10 @@ def from_columns(columns: dict, schema: pa.Schema, num_rows: int) -> pa.Table:
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows (dicts keyed by column) -> a table of exactly ``schema``.
 
-    A missing key is null; an unknown key is an error (no silent extra columns)."""
-    names = schema.names
-    for r in rows:
-        extra = set(r) - set(names)
-        if extra:
-            raise KeyError(f"unknown column(s) for {schema.metadata.get(b'xclip_index.table', b'?').decode()}: "
-                           f"{sorted(extra)}")
-    cols = {n: [r.get(n) for r in rows] for n in names}
-    return pa.Table.from_pydict(cols, schema=schema)
+    A missing key is null (``label_text``: derived); an unknown key is an error (no silent extra
+    columns)."""
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return from_columns({k: [r.get(k) for r in rows] for k in keys}, schema, len(rows))
 
 
 def check_table(table: pa.Table, expected: pa.Schema) -> None:

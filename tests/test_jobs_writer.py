@@ -16,13 +16,13 @@ P = 4
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
 
 
-def _segments(vid, n, run_id, emb=None):
+def _segments(vid, n, run_id, emb=None, labels=None):
     emb = np.eye(P, dtype=np.float32)[np.arange(n) % P] if emb is None else emb
     dim = emb.shape[1]
     return from_columns({"segment_id": [schemas.segment_id(vid, i) for i in range(n)], "video_id": [vid] * n,
                          "uri": [f"/v/{vid}.mp4"] * n, "segment_index": list(range(n)),
                          "start_s": [float(i) for i in range(n)], "end_s": [i + 1.0 for i in range(n)],
-                         "embedding": vectors(emb, dim), "labels": [["a"]] * n, "label_scores": [[0.5]] * n,
+                         "embedding": vectors(emb, dim), "labels": labels or [["a"]] * n, "label_scores": [[0.5]] * n,
                          "model_id": ["m"] * n, "label_set": ["l"] * n, "run_id": [run_id] * n,
                          "indexed_at": [NOW] * n}, schemas.segments_schema(dim), n)
 
@@ -229,3 +229,24 @@ def test_time_travel_to_a_recorded_version_and_retention(tmp_path):
     assert len(tbl.list_versions()) < n_versions and tbl.count_rows() == 3
     with pytest.raises(Exception):
         tbl.checkout(night2)
+
+
+def test_an_older_output_gets_the_new_columns_and_label_text_from_its_labels(tmp_path):
+    """An index written before schema "3" (no ``label_text``): opening a Writer on it adds the
+    column to both tables, derived from the rows' labels by LanceDB SQL, equal to what new rows get."""
+    out = str(tmp_path / "out")
+    seg = _segments("v1", 4, "r1", labels=[["Swimming", "riding a bike"], None, [], ["Éclair au café", "o'brien"]])
+    w = Writer(WriterConfig(output=out, optimize=False), run_id="r1", dim=P)
+    w.add("segments", seg)
+    w.add("videos", _videos(["v1"], "r1"))
+    w.close()
+    new_rows = read_lance(out, "segments").sort_by("segment_index").column("label_text").to_pylist()
+    assert new_rows == ["swimming; riding a bike", None, "", "éclair au café; o'brien"]
+    for name in ("segments", "videos"):
+        open_lance_table(out, name).drop_columns(["label_text"])  # as a schema "2" index had it
+    assert "label_text" not in read_lance(out, "segments").column_names
+    Writer(WriterConfig(output=out), run_id="r2", dim=P).close()
+    migrated = read_lance(out, "segments").sort_by("segment_index")
+    schemas.check_table(migrated, schemas.segments_schema(P))
+    schemas.check_table(read_lance(out, "videos"), schemas.videos_schema(P))
+    assert migrated.column("label_text").to_pylist() == new_rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -111,6 +112,28 @@ def test_filter_values_are_escaped(idx, segments):
     assert len(idx.search(QUERY).limit(100).to_list()) == len(segments)  # nothing was changed
 
 
+def _label_tokens(row) -> set[str]:
+    """The words of a row's labels, lower case (split like LanceDB's simple tokenizer)."""
+    return set(re.findall(r"[^\W_]+", " ".join(row["labels"] or []).lower()))
+
+
+def test_labels_match_is_full_text_over_the_labels(idx, segments, capsys, built):
+    word = segments[0]["labels"][0].split()[-1]  # e.g. "bike" of "riding a bike"
+    hits = idx.search(QUERY).labels_match(word.upper()).limit(100).to_list()
+    want = sorted(s["segment_id"] for s in segments if word.lower() in _label_tokens(s))
+    assert want and sorted(h["segment_id"] for h in hits) == want
+    two = ["playing", "guitar"]  # every word must be in the row's labels, in any of them
+    hits = idx.search(QUERY).labels_match(" ".join(two)).limit(100).to_list()
+    assert sorted(h["segment_id"] for h in hits) == sorted(s["segment_id"] for s in segments
+                                                         if set(two) <= _label_tokens(s))
+    hits = idx.search(QUERY).labels_match("IT'S").limit(100).to_list()  # a quote is escaped
+    assert sorted(h["segment_id"] for h in hits) == sorted(s["segment_id"] for s in segments
+                                                         if {"it", "s"} <= _label_tokens(s))
+    assert idx.search(QUERY).labels_match("x') OR true OR ('x").limit(100).to_list() == []
+    assert main(["search", "--index", built["out"], QUERY, "--label-match", word, "--json", "--limit", "100"]) == 0
+    assert sorted(h["segment_id"] for h in json.loads(capsys.readouterr().out)) == want
+
+
 def test_similar_puts_the_item_first(idx, segments):
     vid = segments[0]["video_id"]
     hits = idx.similar(vid).limit(10).to_list()
@@ -183,6 +206,6 @@ def test_build_index_cli(built, capsys):
     assert main(["build-index", "--index", built["out"]]) == 0
     report = json.loads(capsys.readouterr().out)
     seg = report["segments"]
-    assert {"segment_id", "video_id", "labels"} <= set(seg["indexes"])
+    assert {"segment_id", "video_id", "labels", "label_text"} <= set(seg["indexes"])
     assert "embedding" not in seg["indexes"]  # fewer rows than PQ training needs (256)
     assert {"video_id", "status", "labels"} <= set(report["videos"]["indexes"])

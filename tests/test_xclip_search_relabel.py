@@ -59,6 +59,7 @@ def test_exact_relabel_equals_a_fresh_run(runs, capsys):
                 assert got[k]["labels"] is None  # the failed video
                 continue
             assert got[k]["labels"] == w["labels"], k
+            assert got[k]["label_text"] == w["label_text"] == "; ".join(w["labels"]).lower()
             np.testing.assert_allclose(got[k]["label_scores"], w["label_scores"], atol=1e-4)
             assert got[k]["label_set"] == w["label_set"]
     manifest = json.loads(_read(a, out.strip().split("manifest: ")[1]))
@@ -67,6 +68,9 @@ def test_exact_relabel_equals_a_fresh_run(runs, capsys):
     assert manifest["tables"]["before"]["segments"] == before
     assert manifest["tables"]["after"]["segments"] == open_lance_table(a, "segments").version > before
     assert manifest["num_segments"] == len(read_lance(a, "segments")) and manifest["num_videos"] == 4
+    tbl = open_lance_table(a, "segments")  # the indexes cover the rewritten rows (no brute-force fallback)
+    stats = {i.name: tbl.index_stats(i.name) for i in tbl.list_indices()}
+    assert stats and all(s.num_unindexed_rows == 0 and s.num_indexed_rows > 0 for s in stats.values()), stats
 
 
 def test_approximate_relabel_says_so_and_agreement(runs, capsys):

@@ -1,6 +1,7 @@
 """``xclip-index search | relabel | build-index``: registered by ``jobs.cli`` (``add_commands``).
 
-    xclip-index search --index URI "query" [--limit N] [--where SQL] [--label L ...] [--per-video]
+    xclip-index search --index URI "query" [--limit N] [--where SQL] [--label L ...] [--label-match TEXT]
+                       [--per-video]
                        [--rerank N] [--json] [--html FILE]
     xclip-index relabel --index URI --labels NAME|FILE [--top-k K]
     xclip-index build-index --index URI
@@ -23,6 +24,8 @@ def add_commands(sub) -> None:
     s.add_argument("--limit", type=int, default=10)
     s.add_argument("--where", metavar="SQL", help="SQL filter on the segments columns, passed as is")
     s.add_argument("--label", action="append", metavar="L", help="keep clips labelled L; repeatable (any)")
+    s.add_argument("--label-match", metavar="TEXT",
+                   help="keep clips whose labels hold every word of TEXT (full text, any case)")
     s.add_argument("--per-video", action="store_true", help="the best clip per video only")
     s.add_argument("--rerank", type=int, metavar="N", help="rescore the top N exactly (needs prompt features)")
     s.add_argument("--model", metavar="SOURCE", help="the index's checkpoint, if not where the run found it")
@@ -58,6 +61,8 @@ def search_main(args: argparse.Namespace) -> int:
             q = q.where(args.where)
         if args.label:
             q = q.labels_any(args.label)
+        if args.label_match:
+            q = q.labels_match(args.label_match)
         if args.per_video:
             q = q.per_video()
         if args.rerank:

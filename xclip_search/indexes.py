@@ -4,11 +4,12 @@
     key          BTree on ``segment_id`` / ``video_id`` (``video_id`` too on per-segment tables)
     status       Bitmap (videos)
     labels       LabelList (``labels_any`` filters)
+    label_text   FTS, no stemming or stop words (``labels_match`` filters: ``contains_tokens``)
     embedding    ANN (``vector_index_config``: IVF_HNSW_SQ, cosine; chosen over IVF_PQ by
                  ``bench/query.py``, see bench/RESULTS.md "Query") once the table has ``min_vector_rows``
                  non-null vectors (PQ training needs at least 256)
-FTS on the label text is not built: ``labels`` is a list<string> and native FTS needs a string
-column; exact label filters use the LabelList index instead.
+``build_indexes`` first adds the columns an older index lacks (``jobs.writer.migrate_table``:
+``label_text`` is derived from ``labels``).
 Build from one process (concurrent ``create_index`` calls conflict in LanceDB).
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _indexed_columns(tbl) -> set[tuple[str, ...]]:
 
 def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, kind: str = DEFAULT_KIND) -> dict:
     """Build the missing indexes of table ``name``; returns {column: seconds} of those built."""
-    from lancedb.index import BTree, Bitmap, LabelList
+    from lancedb.index import FTS, BTree, Bitmap, LabelList
 
     names = set(tbl.schema.names)
     have = _indexed_columns(tbl)
@@ -61,6 +62,9 @@ def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, ki
         wanted.append(("status", Bitmap()))
     if "labels" in names:
         wanted.append(("labels", LabelList()))
+    if "label_text" in names:  # contains_tokens matches whole tokens as written: no stemming
+        wanted.append(("label_text", FTS(with_position=False, stem=False, remove_stop_words=False,
+                                         ascii_folding=False)))
     built = {}
     for col, config in wanted:
         if col in names and (col,) not in have:
@@ -84,6 +88,7 @@ def build_indexes(uri: str, *, min_vector_rows: int = MIN_VECTOR_ROWS) -> dict:
     """``xclip-index build-index``: indexes of ``segments`` and ``videos`` under ``uri``."""
     import lancedb
 
+    from jobs.writer import migrate_table
     from xclip_core import storage
 
     db = lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
@@ -95,6 +100,7 @@ def build_indexes(uri: str, *, min_vector_rows: int = MIN_VECTOR_ROWS) -> dict:
     report = {}
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
         tbl = db.open_table(name)
+        migrate_table(tbl, name)
         report[name] = {"built": ensure_indexes(tbl, name, min_vector_rows=min_vector_rows),
                         "indexes": sorted(",".join(c) for c in _indexed_columns(tbl)),
                         "rows": int(tbl.count_rows())}

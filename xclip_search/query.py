@@ -7,6 +7,9 @@ Options (each returns the query; nothing runs until ``to_arrow`` / ``to_pandas``
     limit(n)          hits to return (default 10)
     where(sql)        the caller's SQL filter on the table's columns, passed to LanceDB as is
     labels_any(ls)    keep rows whose ``labels`` contain any of ``ls`` (values are escaped)
+    labels_match(t)   keep rows whose label text holds every word of ``t``, any case (full-text
+                      over all the row's labels: "swimming" matches "swimming backstroke";
+                      ``label_text`` column, FTS index)
     per_video()       the best clip per video only
     rerank(n)         rescore the top ``n`` with X-CLIP's prompt generator (needs prompt
                       features: ``--store-prompt-features``): score = cosine of the clip embedding
@@ -34,7 +37,7 @@ class Query:
     def __init__(self, index, table: str, vector: np.ndarray, *, text: str | None = None,
                  first: tuple[str, str] | None = None):
         self._index, self._table, self._vector, self._text, self._first = index, table, vector, text, first
-        self._limit, self._where, self._labels = 10, None, None
+        self._limit, self._where, self._labels, self._match = 10, None, None, None
         self._per_video, self._rerank = False, 0
         from xclip_search.indexes import SEARCH_NPROBES, SEARCH_REFINE_FACTOR
 
@@ -60,6 +63,16 @@ class Query:
         for x in labels:
             sql_str(x)  # type check
         self._labels = labels
+        return self
+
+    def labels_match(self, text: str) -> "Query":
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("labels_match: expected a non-empty text")
+        tbl = self._index.table(self._table)
+        if "label_text" not in tbl.schema.names:
+            raise ValueError(f"labels_match: the {self._table!r} table has no label_text column (written "
+                             "before schema 3): run `xclip-index build-index --index URI` to add it")
+        self._match = text
         return self
 
     def per_video(self, enabled: bool = True) -> "Query":
@@ -90,6 +103,8 @@ class Query:
             parts.append(f"({self._where})")
         if self._labels:
             parts.append(f"array_has_any(labels, [{', '.join(sql_str(x) for x in self._labels)}])")
+        if self._match:
+            parts.append(f"contains_tokens(label_text, {sql_str(self._match.lower())})")
         return " AND ".join(parts) or None
 
     def _fetch(self, k: int) -> pa.Table:

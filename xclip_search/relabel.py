@@ -10,7 +10,7 @@ No decoding and no vision tower: only the text tower runs (the new label set, on
 
 Video labels are the top-k of the mean of its segments' probabilities (as in the job:
 ``jobs.assembler``). The LanceDB ``segments`` and ``videos`` tables are updated in place (rows
-keep their ``run_id``; ``label_set`` names the new set); the Parquet log is the job's and is not
+keep their ``run_id``; ``label_set`` names the new set; ``label_text`` follows ``labels``); the Parquet log is the job's and is not
 rewritten. A manifest ``runs/<relabel_id>.json`` (``"kind": "relabel"``) records the label set, its
 hash, the mode, counts and the table versions before and after.
 """
@@ -25,8 +25,10 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.labeler import Labeler
+from jobs.writer import migrate_table
 from schemas import SEGMENTS_TABLE, STATUS_OK, VIDEOS_TABLE, SCHEMA_VERSION
 from schemas.features import PROMPT_FEATURES_TABLE
+from schemas.output import label_text
 from xclip_core import storage
 
 EXACT, APPROXIMATE = "exact", "approximate"
@@ -81,6 +83,8 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     scorer, labeler = ClipScorer(idx.model, text), Labeler(ls.labels, top_k)
 
     seg_tbl, vid_tbl = idx.table(SEGMENTS_TABLE), idx.table(VIDEOS_TABLE)
+    migrate_table(seg_tbl, SEGMENTS_TABLE)  # an index written before a column was added
+    migrate_table(vid_tbl, VIDEOS_TABLE)
     before = {SEGMENTS_TABLE: int(seg_tbl.version), VIDEOS_TABLE: int(vid_tbl.version)}
     segs = seg_tbl.to_arrow()
     ids = segs.column("segment_id").to_pylist()
@@ -98,6 +102,7 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     n = segs.num_rows
     segs = _set(segs, "labels", pa.array(seg_labels, pa.list_(pa.string())))
     segs = _set(segs, "label_scores", pa.array(seg_scores, pa.list_(pa.float32())))
+    segs = _set(segs, "label_text", label_text(segs.column("labels")))
     segs = _set(segs, "label_set", pa.array([label_set_id] * n, pa.string()))
 
     vids = vid_tbl.search().where(f"status = '{STATUS_OK}'").limit(None).to_arrow()
@@ -113,11 +118,17 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     m = vids.num_rows
     vids = _set(vids, "labels", pa.array(v_labels, pa.list_(pa.string())))
     vids = _set(vids, "label_scores", pa.array(v_scores, pa.list_(pa.float32())))
+    vids = _set(vids, "label_text", label_text(vids.column("labels")))
     vids = _set(vids, "label_set", pa.array([label_set_id] * m, pa.string()))
     if n:
         seg_tbl.merge_insert("segment_id").when_matched_update_all().execute(segs, on_bad_vectors="null")
     if m:
         vid_tbl.merge_insert("video_id").when_matched_update_all().execute(vids, on_bad_vectors="null")
+    # an upsert rewrites its rows: until optimize() folds them in, no index covers them (searches
+    # would fall back to brute force); versions older than the job's retention go, as in the job
+    keep_days = ((idx.manifest.get("config") or {}).get("writer") or {}).get("keep_versions_days", 7.0)
+    for tbl in (seg_tbl, vid_tbl):
+        tbl.optimize(cleanup_older_than=dt.timedelta(days=float(keep_days)))
     after = {SEGMENTS_TABLE: int(seg_tbl.version), VIDEOS_TABLE: int(vid_tbl.version)}
     manifest = {
         "kind": "relabel", "run_id": relabel_id, "status": "finished", "schema_version": SCHEMA_VERSION,
