@@ -162,6 +162,20 @@ def test_qkv_cache_follows_weight_updates():
     assert rel_err(after, ref) <= 1e-5
 
 
+def test_weights_made_under_inference_mode_run():
+    """Weights that are inference tensors (a copy or cast made under torch.inference_mode) have no
+    version counter; the derived-weight caches must still work and give the same result."""
+    hf, ours, spec = make_pair("B16-32f")
+    pixels, ids, mask = make_inputs(spec)
+    with torch.inference_mode():
+        ref = hf(pixel_values=pixels, input_ids=ids, attention_mask=mask).logits_per_video
+        copy = XCLIP(ours.config).eval()
+        copy.load_state_dict({k: v.clone() for k, v in ours.state_dict().items()})
+        assert copy.vision_model.encoder.layers[0].self_attn.q_proj.weight.is_inference()
+        out = copy(pixels, ids, mask).logits_per_video
+    assert rel_err(out, ref) <= 1e-5
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_close_to_fp32(dtype):
     """Mixed precision: measured error against the fp32 oracle, with a loose bound."""

@@ -85,6 +85,28 @@ def test_search_returns_the_brute_force_order(built, idx, segments):
     assert list(df["segment_id"]) == want[:3] and idx.search(QUERY).limit(2).to_arrow().num_rows == 2
 
 
+def test_search_by_vector_and_bf16_queries(built, idx, segments, capsys):
+    import xclip_search
+
+    q = text_features(built["model"], [QUERY])[0]
+    by_text = [h["segment_id"] for h in idx.search(QUERY).limit(5).to_list()]
+    assert [h["segment_id"] for h in idx.search(3.0 * q).limit(5).to_list()] == by_text  # normalised
+    for bad in (np.zeros(q.shape), np.ones(3), [float("nan")] * q.shape[0]):
+        with pytest.raises(ValueError, match="vector of"):
+            idx.search(bad)
+    fast = xclip_search.open_index(built["out"], precision="bf16")
+    v16 = fast.encode_text([QUERY], query=True)[0]
+    assert not np.array_equal(v16, q) and float(v16 @ q) > 0.999  # bf16: close, not equal
+    assert np.array_equal(fast.encode_text([QUERY])[0], idx.encode_text([QUERY])[0])  # label sets stay fp32
+    emb = np.asarray([s["embedding"] for s in segments], np.float32)
+    hits = fast.search(QUERY).limit(5).to_list()
+    assert [h["segment_id"] for h in hits] == [segments[i]["segment_id"] for i in brute_force(emb, v16, 5)]
+    assert main(["search", "--index", built["out"], QUERY, "--precision", "bf16", "--limit", "5", "--json"]) == 0
+    assert [h["segment_id"] for h in json.loads(capsys.readouterr().out)] == [h["segment_id"] for h in hits]
+    with pytest.raises(ValueError, match="precision"):
+        xclip_search.open_index(built["out"], precision="int4")
+
+
 def test_where_labels_and_per_video(idx, segments):
     hits = idx.search(QUERY).where("segment_index = 0").limit(50).to_list()
     assert len(hits) == sum(s["segment_index"] == 0 for s in segments) == 4

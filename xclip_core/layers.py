@@ -35,7 +35,8 @@ def derived(module: nn.Module, name: str, params: tuple[torch.Tensor, ...], buil
     For weights derived from checkpoint parameters at inference time (a fused
     qkv weight, a scaled bias); the state dict keeps the checkpoint's keys.
     """
-    key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+    # inference tensors (a model loaded under torch.inference_mode) have no version counter
+    key = tuple((p.data_ptr(), None if p.is_inference() else p._version, p.dtype, p.device) for p in params)
     hit = module.__dict__.get(name)
     if hit is None or hit[0] != key:
         hit = (key, build())
