@@ -1,25 +1,33 @@
-"""Text-search latency and recall on synthetic segment tables (LanceDB, local disk).
+"""Text-search latency and recall through the query API, on synthetic 1M-segment indexes.
 
-For each vector set (``random``: uniform on the sphere; ``clustered``: a mixture of Gaussian centres,
-rows/250 of them) of ``--rows`` 512-d unit vectors:
-  * brute force: LanceDB flat search (no vector index)
-  * each ANN kind (``xclip_search.indexes.vector_index_config``: IVF_PQ, IVF_HNSW_SQ): build time,
-    size on disk, then for each (nprobes, refine_factor) setting the latency p50/p95 and recall@10
-    against exact numpy brute force.
-Query encoding is timed on its own (p50/p95 of tokenising + ``encode_text`` with the text tower
-of a random ``base-patch32``-shaped checkpoint: X-CLIP B/32 sizes, 12 layers, 512 wide; loaded
-once, CPU, ``xclip_core.checkpoint.write_random_checkpoint``); a text query costs that plus the
-search latency in the table. A random model's text features are random directions, so the
-searched vectors are perturbed data points (queries that match some content): recall is then
-measured on vectors an ANN index can be judged by.
+For each vector set (``clustered``: a mixture of rows/250 Gaussian centres, closer to real
+embeddings; ``random``: uniform on the sphere) an index is written as ``xclip-index run`` lays it
+out: a run manifest naming a random ``base-patch32``-shaped checkpoint (X-CLIP B/32 text tower:
+12 layers, 512 wide), and LanceDB ``segments`` (``schemas.segments_schema(512)``, 100 segments per
+video, 3 labels each from kinetics400) and ``videos`` tables. Then, all through
+``xclip_search.open_index`` (model loaded once, CPU, torch's default threads):
 
-Usage: python bench/query.py [--rows 1000000] [--queries 100] [--sets random clustered]
-                             [--kinds ivf_pq ivf_hnsw_sq] [--workdir DIR]
+  * brute force (no index): latency of ``idx.search(text).limit(10).to_list()``;
+  * ``build_indexes`` (what ``xclip-index build-index`` runs: IVF_HNSW_SQ, BTree, Bitmap,
+    LabelList, FTS): build time and size on disk;
+  * recall@10 against exact numpy brute force, for the search defaults and a few
+    (nprobes, refine_factor) settings: queries are vectors (``idx.search(vector)``), perturbed data
+    points, because a random model's text features are random directions and say nothing of recall;
+  * **end-to-end text queries** (``idx.search(text).limit(10).to_list()``: tokenising, encoding,
+    ANN search, fetching the hit columns) with the defaults, fp32 and ``precision="bf16"``;
+  * filtered text queries: ``labels_any``, ``labels_match`` (full text), ``per_video``.
+
+A ``--workdir`` keeps the indexes: a later run with the same workdir reuses them (build once,
+measure again on a quiet machine).
+
+Usage: python bench/query.py [--rows 1000000] [--queries 50] [--sets clustered random]
+                             [--workdir DIR]
 """
 from __future__ import annotations
 
 import argparse
-import os
+import datetime as dt
+import json
 import shutil
 import sys
 import tempfile
@@ -31,7 +39,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DIM = 512
-SETTINGS = [(20, 1), (20, 10), (50, 10), (100, 20)]  # (nprobes, refine_factor)
+PER_VIDEO = 100
+SETTINGS = [(None, None), (20, 10), (50, 10)]  # (nprobes, refine_factor); None: the API's default
+WORDS = ["a dog", "jumping", "into a lake", "a person", "riding a bike", "cooking", "at night", "on a beach"]
 
 
 def make_vectors(kind: str, rows: int, rng) -> np.ndarray:
@@ -45,105 +55,149 @@ def make_vectors(kind: str, rows: int, rng) -> np.ndarray:
     return x
 
 
-def write_table(db, name: str, x: np.ndarray):
-    import pyarrow as pa
+def seg_ids(start: int, n: int) -> list[str]:
+    from schemas import segment_id
 
-    from schemas.output import vectors
+    return [segment_id(f"{i // PER_VIDEO:040x}", i % PER_VIDEO) for i in range(start, start + n)]
 
-    def batches(step=50_000):
+
+def write_index(uri: Path, x: np.ndarray, ckpt: Path, rng) -> None:
+    """An index laid out as ``xclip-index run`` writes it (manifest + LanceDB tables)."""
+    import lancedb
+
+    from schemas import segments_schema, videos_schema
+    from schemas.output import from_columns, vectors
+    from xclip_core.labels import load_labels
+    from xclip_core.loading import weights_sha256
+
+    labels = np.asarray(load_labels("kinetics400").labels, dtype=object)
+    now = dt.datetime.now(dt.timezone.utc)
+    db = lancedb.connect(str(uri / "lancedb"))
+    base = {"model_id": "bench", "label_set": "kinetics400", "run_id": "bench", "indexed_at": now}
+
+    def segment_batches(step=50_000):
         for i in range(0, len(x), step):
             n = min(step, len(x) - i)
-            yield pa.record_batch({"segment_id": pa.array([f"s{j:08d}" for j in range(i, i + n)]),
-                                   "embedding": vectors(x[i:i + n], DIM)})
+            idx = np.arange(i, i + n)
+            yield from_columns({
+                "segment_id": seg_ids(i, n), "video_id": [f"{j // PER_VIDEO:040x}" for j in idx],
+                "uri": [f"s3://bench/{j // PER_VIDEO}.mp4" for j in idx], "segment_index": idx % PER_VIDEO,
+                "start_s": (idx % PER_VIDEO) * 2.0, "end_s": (idx % PER_VIDEO) * 2.0 + 2.0,
+                "embedding": vectors(x[i:i + n], DIM),
+                "labels": [list(r) for r in labels[rng.integers(0, len(labels), (n, 3))]],
+                "label_scores": [[0.5, 0.3, 0.2]] * n, **{k: [v] * n for k, v in base.items()},
+            }, segments_schema(DIM), n).to_batches()[0]
 
-    schema = pa.schema({"segment_id": pa.string(), "embedding": pa.list_(pa.float32(), DIM)})
-    return db.create_table(name, batches(), schema=schema, mode="overwrite")
+    db.create_table("segments", segment_batches(), schema=segments_schema(DIM), mode="overwrite")
+    nv = len(x) // PER_VIDEO
+    mean = x[:nv * PER_VIDEO].reshape(nv, PER_VIDEO, DIM).mean(axis=1)
+    db.create_table("videos", from_columns({
+        "video_id": [f"{j:040x}" for j in range(nv)], "uri": [f"s3://bench/{j}.mp4" for j in range(nv)],
+        "status": ["ok"] * nv, "num_segments": [PER_VIDEO] * nv,
+        "embedding": vectors(mean / np.linalg.norm(mean, axis=1, keepdims=True), DIM),
+        "labels": [list(r) for r in labels[rng.integers(0, len(labels), (nv, 3))]],
+        "label_scores": [[0.5, 0.3, 0.2]] * nv, **{k: [v] * nv for k, v in base.items()},
+    }, videos_schema(DIM), nv), mode="overwrite")
+    (uri / "runs").mkdir(parents=True, exist_ok=True)
+    (uri / "runs" / "bench.json").write_text(json.dumps({
+        "run_id": "bench", "status": "finished", "finished_at": now.isoformat(), "model_source": str(ckpt),
+        "model_id": "bench", "weights_sha256": weights_sha256(ckpt), "config": {}}))
 
 
-def dir_size(path: str) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+def pct(lat: list[float]) -> str:
+    return f"{np.percentile(lat, 50):.1f} | {np.percentile(lat, 95):.1f}"
 
 
-def run_queries(tbl, queries, truth, nprobes=None, refine=None):
-    lat, recall = [], []
-    for q, want in zip(queries, truth):
+def timed(fn, args) -> list[float]:
+    out = []
+    for a in args:
         t0 = time.perf_counter()
-        s = tbl.search(q, vector_column_name="embedding").distance_type("cosine")
-        if nprobes:
-            s = s.nprobes(nprobes)
-        if refine and refine > 1:
-            s = s.refine_factor(refine)
-        got = s.limit(10).select(["segment_id"]).to_arrow().column("segment_id").to_pylist()
-        lat.append((time.perf_counter() - t0) * 1000)
-        recall.append(len(set(got) & want) / 10)
-    return np.percentile(lat, 50), np.percentile(lat, 95), float(np.mean(recall))
+        fn(a)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def dir_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=50)
+    ap.add_argument("--flat-queries", type=int, default=5, help="brute-force queries (seconds each at 1M)")
     ap.add_argument("--sets", nargs="+", default=["clustered", "random"])
-    ap.add_argument("--kinds", nargs="+", default=["ivf_pq", "ivf_hnsw_sq"])
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workdir", default=None, help="keep (and reuse) the indexes here")
     args = ap.parse_args()
 
-    import lancedb
     import torch
 
     from xclip_core.checkpoint import write_random_checkpoint
-    from xclip_core.model import XCLIP
-    from xclip_core.tokenizer import CLIPTokenizer
-    from xclip_search.indexes import vector_index_config
+    from xclip_search import open_index
+    from xclip_search.indexes import build_indexes
 
-    torch.set_num_threads(1)  # one query at a time on a shared machine
-    work = args.workdir or tempfile.mkdtemp(prefix="bench-query-")
-    ckpt = write_random_checkpoint(Path(work) / "base-patch32", preset="base-patch32")
-    model, tok = XCLIP.from_pretrained(ckpt).eval(), CLIPTokenizer.from_pretrained(ckpt)
-
-    def encode(text):
-        enc = tok([text])
-        with torch.inference_mode():
-            return torch.nn.functional.normalize(model.encode_text(enc["input_ids"], enc["attention_mask"]), dim=-1)
-
-    words = ["a dog", "jumping", "into a lake", "a person", "riding a bike", "cooking", "at night", "on a beach"]
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-query-"))
+    ckpt = work / "base-patch32"
+    if not (ckpt / "config.json").exists():
+        write_random_checkpoint(ckpt, preset="base-patch32")
     rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(words, 4)) for _ in range(args.queries)]
-    lat = []
-    for t in texts[:30]:
-        t0 = time.perf_counter()
-        encode(t)
-        lat.append((time.perf_counter() - t0) * 1000)
-    print(f"query encoding (random base-patch32 text tower, CPU, {torch.get_num_threads()} threads): "
-          f"p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms", flush=True)
-    db_dir = os.path.join(work, "lancedb")
-    db = lancedb.connect(db_dir)
-    print(f"rows={args.rows} dim={DIM} queries={args.queries}")
-    print("| set | index | build s | index MiB | nprobes | refine | search p50 ms | search p95 ms | recall@10 |")
-    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    texts = [" ".join(rng.choice(WORDS, 4)) for _ in range(args.queries)]
+    print(f"rows={args.rows} dim={DIM} queries={args.queries} torch threads={torch.get_num_threads()}")
     for set_name in args.sets:
-        x = make_vectors(set_name, args.rows, rng)
-        qi = rng.choice(args.rows, args.queries, replace=False)
-        queries = x[qi] + 0.3 / np.sqrt(DIM) * rng.standard_normal((args.queries, DIM), dtype=np.float32)
+        x = make_vectors(set_name, args.rows, np.random.default_rng(1))
+        qrng = np.random.default_rng(2)
+        qi = qrng.choice(args.rows, args.queries, replace=False)
+        queries = x[qi] + 0.3 / np.sqrt(DIM) * qrng.standard_normal((args.queries, DIM), dtype=np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-        truth = []
-        for q in queries:
-            top = np.argpartition(-(x @ q), 10)[:10]
-            truth.append({f"s{j:08d}" for j in top})
-        tbl = write_table(db, set_name, x)
-        p50, p95, rec = run_queries(tbl, queries, truth)
-        print(f"| {set_name} | none (flat) | - | - | - | - | {p50:.1f} | {p95:.1f} | {rec:.3f} |", flush=True)
-        for kind in args.kinds:
-            before = dir_size(os.path.join(db_dir, f"{set_name}.lance"))
+        ids = seg_ids(0, args.rows)
+        truth = [{ids[j] for j in np.argpartition(-(x @ q), 10)[:10]} for q in queries]
+        del ids
+        uri = work / f"{set_name}-{args.rows}"
+        fresh = not (uri / "runs" / "bench.json").exists()
+        if fresh:
             t0 = time.perf_counter()
-            tbl.create_index("embedding", config=vector_index_config(args.rows, DIM, kind=kind), replace=True)
-            build = time.perf_counter() - t0
-            size = (dir_size(os.path.join(db_dir, f"{set_name}.lance")) - before) / 2**20
-            for nprobes, refine in SETTINGS:
-                p50, p95, rec = run_queries(tbl, queries, truth, nprobes, refine)
-                print(f"| {set_name} | {kind} | {build:.1f} | {size:.1f} | {nprobes} | {refine} | {p50:.1f} | "
-                      f"{p95:.1f} | {rec:.3f} |", flush=True)
-        db.drop_table(set_name)
+            write_index(uri, x, ckpt, np.random.default_rng(3))
+            print(f"\n### {set_name}: wrote {args.rows} segments in {time.perf_counter() - t0:.0f} s", flush=True)
+        del x
+        idx = open_index(str(uri))
+        idx.search(texts[0]).limit(10).to_list()  # warm-up
+        print(f"\n### {set_name}\n\n| what | setting | p50 ms | p95 ms | recall@10 |\n|---|---|---|---|---|")
+        enc = timed(lambda t: idx.encode_text([t], query=True), texts)
+        print(f"| query encoding only (fp32) | - | {pct(enc)} | - |")
+        if fresh:
+            lat = timed(lambda t: idx.search(t).limit(10).to_list(), texts[:args.flat_queries])
+            print(f"| text query, brute force (no index) | - | {pct(lat)} | 1.000 (exact) |", flush=True)
+            t0 = time.perf_counter()
+            before = dir_mib(uri / "lancedb")
+            report = build_indexes(str(uri))
+            print(f"| build_indexes | {json.dumps(report['segments']['built'])} | total "
+                  f"{time.perf_counter() - t0:.0f} s | +{dir_mib(uri / 'lancedb') - before:.0f} MiB | - |", flush=True)
+        for nprobes, refine in SETTINGS:
+            def run(q, out=[]):
+                s = idx.search(q)
+                if nprobes:
+                    s = s.nprobes(nprobes).refine_factor(refine)
+                out.append({h["segment_id"] for h in s.limit(10).to_list()})
+                return out
+            hits = []
+            lat = timed(lambda q: run(q, hits), queries)
+            rec = np.mean([len(h & t) / 10 for h, t in zip(hits, truth)])
+            name = "defaults" if nprobes is None else f"nprobes {nprobes}, refine {refine}"
+            print(f"| vector query (search only) | {name} | {pct(lat)} | {rec:.3f} |", flush=True)
+        lat = timed(lambda t: idx.search(t).limit(10).to_list(), texts)
+        print(f"| **text query, end to end** | defaults, fp32 | {pct(lat)} | as above |", flush=True)
+        label = idx.search(texts[0]).limit(1).to_list()[0]["labels"][0]
+        word = label.split()[-1]
+        for name, fn in [(f"labels_any([{label!r}])", lambda t: idx.search(t).labels_any([label]).limit(10).to_list()),
+                         (f"labels_match({word!r})", lambda t: idx.search(t).labels_match(word).limit(10).to_list()),
+                         ("per_video()", lambda t: idx.search(t).per_video().limit(10).to_list())]:
+            print(f"| text query + {name} | defaults, fp32 | {pct(timed(fn, texts[:20]))} | - |", flush=True)
+        fast = open_index(str(uri), precision="bf16")
+        fast.search(texts[0]).limit(10).to_list()
+        enc = timed(lambda t: fast.encode_text([t], query=True), texts)
+        print(f"| query encoding only (bf16) | - | {pct(enc)} | - |")
+        lat = timed(lambda t: fast.search(t).limit(10).to_list(), texts)
+        print(f"| **text query, end to end** | defaults, bf16 | {pct(lat)} | as above |", flush=True)
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,7 +10,7 @@ from jobs.cli import main
 from jobs.runner import index_videos
 from tests.conftest import own_ray
 from tests.jobs_helpers import open_lance_table, read_lance
-from tests.search_helpers import LABELS, LABELS_2, label_file, make_videos
+from tests.search_helpers import LABELS, LABELS_2, brute_force, label_file, make_videos, text_features
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +94,28 @@ def test_approximate_relabel_says_so_and_agreement(runs, capsys):
     agree = np.mean([exact[k]["labels"][0] == approx[k]["labels"][0] for k in exact])
     print(f"approximate vs exact top-1 agreement: {agree:.3f} over {len(exact)} segments")
     assert 0.0 <= agree <= 1.0 and len(exact) == len(approx)
+
+
+def test_search_labels_match_and_build_index_on_s3(runs, capsys):
+    """The query API and ``build-index`` on an index in S3 (moto), as on local disk."""
+    import xclip_search
+
+    a = runs["a"]
+    assert main(["build-index", "--index", a]) == 0
+    assert "label_text" in json.loads(capsys.readouterr().out)["segments"]["indexes"]
+    segments = read_lance(a, "segments").to_pylist()
+    idx = xclip_search.open_index(a)
+    query = "a dog jumping into a lake"
+    q = text_features(runs["model"], [query])[0]
+    emb = np.asarray([s["embedding"] for s in segments], np.float32)
+    assert [h["segment_id"] for h in idx.search(query).limit(5).to_list()] == \
+        [segments[i]["segment_id"] for i in brute_force(emb, q, 5)]
+    word = segments[0]["labels"][0].split()[-1].upper()
+    hits = idx.search(query).labels_match(word).limit(100).to_list()
+    want = {s["segment_id"] for s in segments if word.lower() in " ".join(s["labels"]).lower().split()}
+    assert want and {h["segment_id"] for h in hits} == want
+    vid = segments[0]["video_id"]
+    assert idx.similar(vid).limit(2).to_list()[0]["video_id"] == vid
 
 
 def test_relabel_errors(runs, capsys, tmp_path):
