@@ -8,7 +8,8 @@
 #   bash bench/gpu.sh stage2   unpack .whl/pack2.tar.xz (lancedb), then, each step with its own timeout,
 #                              continuing on failure, within a total budget (GPUBENCH_BUDGET_S, 360 s):
 #       cuda_tests   the CUDA test files (model, preprocessing, encoder, NVDEC)
-#       videos       generate 360p and 720p H.264 videos (16 processes) + a random base-patch32 checkpoint
+#       videos       generate 360p and 720p H.264 videos (16 encoded in 16 processes, the rest hard
+#                    links to them) + a random base-patch32 checkpoint
 #       run_*        `python -m jobs.cli run` through real Ray: CPU decode only, NVDEC only, both
 #                    (360p first, then 720p), clips/s from the run manifest, GPU busy fraction from
 #                    nvidia-smi sampled every 500 ms
@@ -98,6 +99,7 @@ av.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), '
 
 gen_videos() {  # gen_videos DIR WIDTH HEIGHT COUNT SECONDS
   "$PY" - "$@" <<'EOF'
+import os
 import sys
 from multiprocessing import Pool
 from pathlib import Path
@@ -106,6 +108,9 @@ from xclip_core.video.synth import write_video
 
 root, w, h, n, secs = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 root.mkdir(parents=True, exist_ok=True)
+
+DISTINCT = 16  # encode at most this many (one per process); the rest are hard links to them: a
+               # decode costs the same on a copy, and encoding 720p on the host took most of a budget
 
 def one(i):
     p = root / f"v{i:04d}.mp4"
@@ -116,7 +121,12 @@ def one(i):
     return p
 
 with Pool(16) as pool:
-    print(len(pool.map(one, range(n))), "videos in", root)
+    made = pool.map(one, range(min(n, DISTINCT)))
+for i in range(len(made), n):
+    p = root / f"v{i:04d}.mp4"
+    if not p.exists():
+        os.link(made[i % len(made)], p)
+print(n, "videos in", root, f"({len(made)} encoded, the rest hard links)")
 EOF
 }
 
