@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xclip_core.checkpoint import init_weights, preset_config  # noqa: E402
+from xclip_core.fused import fuse  # noqa: E402
 from xclip_core.model import XCLIP  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -37,7 +38,7 @@ def build_models(num_frames: int, device: str, dtype: torch.dtype, seed: int = 0
     import transformers
 
     cfg = preset_config(preset, num_frames=num_frames)
-    ours = init_weights(XCLIP(cfg), seed=seed).eval()
+    ours = fuse(init_weights(XCLIP(cfg), seed=seed)).eval()  # as XCLIP.from_pretrained loads it
     hf_cfg = transformers.XCLIPConfig(**cfg.to_dict())
     with torch.device("meta"):
         hf = transformers.XCLIPModel(hf_cfg)

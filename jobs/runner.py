@@ -151,7 +151,8 @@ def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unch
         counts={**{s: int(counts.get(s, 0)) for s in STATUSES}, "unchanged": int(n_unchanged),
                 "deleted": int(n_deleted)}, num_segments=n_segments,
         model_source=cfg.encoder.model, model_id=info.model_id, weights_sha256=info.weights_sha256,
-        label_set={"name": info.label_set_name, "sha256": info.label_set_sha256, "num_labels": len(info.labels)},
+        label_set={"name": info.label_set_name, "sha256": info.label_set_sha256, "num_labels": len(info.labels),
+                   "labels": list(info.labels)},
         decode_config=dataclasses.asdict(dcfg), config=cfg.to_dict(),
         stage_seconds=seconds, clips_per_s=clips_per_s, tables=tables, parquet_files=files, status=status,
         error=error)

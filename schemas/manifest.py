@@ -17,7 +17,8 @@ Fields (JSON object):
     model_source        str   the ``--model`` argument
     model_id            str
     weights_sha256      str
-    label_set           {"name": str, "sha256": str, "num_labels": int}
+    label_set           {"name": str, "sha256": str, "num_labels": int, "labels": [str]}
+                        (``labels``, the set's labels, since schema "3": ``labels_match`` queries)
     decode_config       dict  the sampler/decode settings used
     config              dict  every stage config (reader, decoder, encoder, writer)
     stage_seconds       dict  seconds per stage (see ``jobs.runner``)

@@ -11,6 +11,7 @@ import torch
 import transformers  # noqa: E402  the oracle: a broken install must fail, not skip
 
 from xclip_core.config import XCLIPConfig  # noqa: E402
+from xclip_core.fused import FusedCrossFrameLayer, fuse  # noqa: E402
 from xclip_core.model import XCLIP  # noqa: E402
 
 VOCAB = 1000
@@ -46,7 +47,9 @@ FAMILIES = {
 }
 
 
-def make_pair(family: str, seed: int = 0):
+def make_pair(family: str, seed: int = 0, fused: bool = True):
+    """transformers' model and ours with the same random weights; ``fused``: with the inference
+    speed-ups of ``xclip_core.fused`` swapped in, as ``XCLIP.from_pretrained`` loads it."""
     spec = FAMILIES[family]
     torch.manual_seed(seed)
     hc = hf_config(vision=spec["vision"], text=spec["text"], projection_dim=spec["projection_dim"])
@@ -55,6 +58,8 @@ def make_pair(family: str, seed: int = 0):
     state = {k: v for k, v in hf.state_dict().items() if not k.endswith("position_ids")}
     result = ours.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+    if fused:
+        fuse(ours)
     return hf, ours, spec
 
 
@@ -81,9 +86,10 @@ def cosine_err(logits: torch.Tensor, ref: torch.Tensor, hf) -> float:
     return ((logits.float() - ref.float()).abs().max() / hf.logit_scale.exp()).item()
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_fp32_matches_transformers(family):
-    hf, ours, spec = make_pair(family)
+def test_fp32_matches_transformers(family, fused):
+    hf, ours, spec = make_pair(family, fused=fused)
     pixels, ids, mask = make_inputs(spec)
     with torch.no_grad():
         ref = hf(pixel_values=pixels, input_ids=ids, attention_mask=mask)
@@ -92,7 +98,7 @@ def test_fp32_matches_transformers(family):
     assert out.text_embeds.shape == (spec["batch"], 3, spec["projection_dim"])
     errs = {name: rel_err(getattr(out, name), getattr(ref, name))
             for name in ("logits_per_video", "video_embeds", "text_embeds")}
-    print(f"\n[parity fp32 {family}] max relative error {errs}")
+    print(f"\n[parity fp32 {family} {'fused' if fused else 'reference'}] max relative error {errs}")
     assert max(errs.values()) <= 1e-5, errs
     # the outputs are not degenerate: the three prompts get different logits
     assert ref.logits_per_video.std() > 1e-3
@@ -149,6 +155,21 @@ def test_grad_path_equals_inference_path_and_backprops():
     assert grad is not None and grad.abs().sum() > 0
 
 
+def test_from_pretrained_fuses_and_keeps_the_checkpoint_keys(tmp_path):
+    from xclip_core.checkpoint import write_random_checkpoint
+    from xclip_core.layers import CrossFrameLayer
+
+    ckpt = write_random_checkpoint(tmp_path / "m", preset="tiny", num_frames=4)
+    fused, plain = XCLIP.from_pretrained(ckpt), XCLIP.from_pretrained(ckpt, fuse=False)
+    assert isinstance(fused.vision_model.encoder.layers[0], FusedCrossFrameLayer)
+    assert type(plain.vision_model.encoder.layers[0]) is CrossFrameLayer
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    pixels = torch.randn(2, 4, 3, fused.config.vision_config.image_size, fused.config.vision_config.image_size)
+    with torch.no_grad():
+        a, b = fused.encode_video(pixels).video_embeds, plain.encode_video(pixels).video_embeds
+    assert rel_err(a, b) <= 1e-5 and not torch.equal(a, b)  # same function, another computation
+
+
 def test_qkv_cache_follows_weight_updates():
     hf, ours, spec = make_pair("B16-32f")
     pixels, ids, mask = make_inputs(spec)
@@ -169,7 +190,7 @@ def test_weights_made_under_inference_mode_run():
     pixels, ids, mask = make_inputs(spec)
     with torch.inference_mode():
         ref = hf(pixel_values=pixels, input_ids=ids, attention_mask=mask).logits_per_video
-        copy = XCLIP(ours.config).eval()
+        copy = fuse(XCLIP(ours.config).eval())
         copy.load_state_dict({k: v.clone() for k, v in ours.state_dict().items()})
         assert copy.vision_model.encoder.layers[0].self_attn.q_proj.weight.is_inference()
         out = copy(pixels, ids, mask).logits_per_video

@@ -140,6 +140,8 @@ def _label_tokens(row) -> set[str]:
 
 
 def test_labels_match_is_full_text_over_the_labels(idx, segments, capsys, built):
+    import xclip_search
+
     word = segments[0]["labels"][0].split()[-1]  # e.g. "bike" of "riding a bike"
     hits = idx.search(QUERY).labels_match(word.upper()).limit(100).to_list()
     want = sorted(s["segment_id"] for s in segments if word.lower() in _label_tokens(s))
@@ -152,6 +154,18 @@ def test_labels_match_is_full_text_over_the_labels(idx, segments, capsys, built)
     assert sorted(h["segment_id"] for h in hits) == sorted(s["segment_id"] for s in segments
                                                          if {"it", "s"} <= _label_tokens(s))
     assert idx.search(QUERY).labels_match("x') OR true OR ('x").limit(100).to_list() == []
+    with pytest.raises(ValueError, match="at least one word"):
+        idx.search(QUERY).labels_match("'; --")
+    # an index whose manifests predate label lists: contains_tokens over label_text, same rows
+    old = xclip_search.open_index(built["out"])
+    old.manifests = [{**m, "label_set": {k: v for k, v in m["label_set"].items() if k != "labels"}}
+                     for m in old.manifests]
+    for text in (word.upper(), "playing guitar", "IT'S", "nothing-like-this"):
+        q = old.search(QUERY).labels_match(text)
+        assert "contains_tokens" in q.filter_sql() and "contains_tokens" not in \
+            idx.search(QUERY).labels_match(text).filter_sql()
+        assert sorted(h["segment_id"] for h in q.limit(100).to_list()) == \
+            sorted(h["segment_id"] for h in idx.search(QUERY).labels_match(text).limit(100).to_list())
     assert main(["search", "--index", built["out"], QUERY, "--label-match", word, "--json", "--limit", "100"]) == 0
     assert sorted(h["segment_id"] for h in json.loads(capsys.readouterr().out)) == want
 

@@ -242,12 +242,14 @@ class XCLIP(nn.Module):
 
     @classmethod
     def from_pretrained(cls, source: str | Path, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "XCLIP":
+                        dtype: torch.dtype = torch.float32, fuse: bool = True) -> "XCLIP":
         """Load from a local HF-layout dir, ``s3://bucket/prefix`` or a hub id, in eval mode.
 
         Weights come from safetensors only and must match the config exactly (names, count,
         shapes). ``dtype`` is the weights' dtype on ``device`` whatever the file stores
         (fp32 by default; bf16/fp16 for half-precision inference, or use autocast).
+        ``fuse``: swap in the inference speed-ups of ``xclip_core.fused`` (same function and
+        parameters; the reference forward runs while autograd is on).
         """
         from .loading import check_state_dict, load_checkpoint
 
@@ -256,4 +258,8 @@ class XCLIP(nn.Module):
             model = cls(config)
         check_state_dict(model, state)  # key count, names and shapes, with a readable error
         model.load_state_dict(state, strict=True, assign=True)
+        if fuse:
+            from .fused import fuse as fuse_blocks
+
+            fuse_blocks(model)
         return model.to(device=device, dtype=dtype).eval()

@@ -90,6 +90,19 @@ class Index:
         self.device, self.precision = device, precision
         self._query_tower = None  # bf16 copy of the text tower, for queries (precision="bf16")
 
+    def label_vocabulary(self) -> list[str] | None:
+        """Every label of every label set whose run or relabel wrote here (from ``runs/*.json``), or
+        None when a manifest predates label lists in manifests (schema "3")."""
+        vocab = {}
+        for m in self.manifests:
+            ls = m.get("label_set")
+            if not ls:  # the run stopped before it had a label set: it labelled nothing
+                continue
+            if "labels" not in ls:
+                return None
+            vocab.update(dict.fromkeys(ls["labels"]))
+        return list(vocab)
+
     def table(self, name: str):
         if name not in self.table_names:
             raise IndexError_(f"{self.uri}: no {name!r} table" + (

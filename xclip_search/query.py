@@ -7,9 +7,8 @@ Options (each returns the query; nothing runs until ``to_arrow`` / ``to_pandas``
     limit(n)          hits to return (default 10)
     where(sql)        the caller's SQL filter on the table's columns, passed to LanceDB as is
     labels_any(ls)    keep rows whose ``labels`` contain any of ``ls`` (values are escaped)
-    labels_match(t)   keep rows whose label text holds every word of ``t``, any case (full-text
-                      over all the row's labels: "swimming" matches "swimming backstroke";
-                      ``label_text`` column, FTS index)
+    labels_match(t)   keep rows whose labels hold every word of ``t``, any case, full text over
+                      ``label_text`` ("swimming" matches "swimming backstroke"; see _match_sql)
     per_video()       the best clip per video only
     rerank(n)         rescore the top ``n`` with X-CLIP's prompt generator (needs prompt
                       features: ``--store-prompt-features``): score = cosine of the clip embedding
@@ -23,11 +22,19 @@ Output columns, best first (segments: clip hits; videos: ``similar(video_id)``):
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 
 from schemas import SEGMENTS_TABLE
 from schemas.sql import sql_str
+
+def label_words(text: str) -> list[str]:
+    """Lower-case words of ``text``, split on what is not a letter or digit (LanceDB's simple
+    tokenizer, which builds the ``label_text`` FTS index and ``contains_tokens``)."""
+    return re.findall(r"[^\W_]+", text.lower())
+
 
 _CLIP_COLUMNS = ["video_id", "uri", "segment_id", "segment_index", "start_s", "end_s", "labels", "label_scores"]
 _VIDEO_COLUMNS = ["video_id", "uri", "labels", "label_scores"]
@@ -66,8 +73,8 @@ class Query:
         return self
 
     def labels_match(self, text: str) -> "Query":
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("labels_match: expected a non-empty text")
+        if not isinstance(text, str) or not label_words(text):
+            raise ValueError(f"labels_match: expected a text with at least one word, got {text!r}")
         tbl = self._index.table(self._table)
         if "label_text" not in tbl.schema.names:
             raise ValueError(f"labels_match: the {self._table!r} table has no label_text column (written "
@@ -104,8 +111,26 @@ class Query:
         if self._labels:
             parts.append(f"array_has_any(labels, [{', '.join(sql_str(x) for x in self._labels)}])")
         if self._match:
-            parts.append(f"contains_tokens(label_text, {sql_str(self._match.lower())})")
+            parts.append(self._match_sql())
         return " AND ".join(parts) or None
+
+    def _match_sql(self) -> str:
+        """``labels_match``: rows whose labels, together, hold every word. With the label lists of
+        the run manifests, one ``array_has_any`` per word over the labels holding it (LabelList
+        index); for an index from before schema "3", ``contains_tokens`` on ``label_text`` (a scan).
+        Both select the same rows: ``label_text`` is the labels joined, lower case."""
+        words = sorted(set(label_words(self._match)))
+        vocab = self._index.label_vocabulary()
+        if vocab is None:
+            return f"contains_tokens(label_text, {sql_str(' '.join(words))})"
+        tokens = {x: set(label_words(x)) for x in vocab}
+        parts = []
+        for w in words:
+            having = [x for x in vocab if w in tokens[x]]
+            if not having:
+                return "false"
+            parts.append(f"array_has_any(labels, [{', '.join(sql_str(x) for x in having)}])")
+        return " AND ".join(parts)
 
     def _fetch(self, k: int) -> pa.Table:
         cols = _CLIP_COLUMNS if self._table == SEGMENTS_TABLE else _VIDEO_COLUMNS

@@ -135,7 +135,8 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
         "started_at": started.isoformat(), "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "output": uri, "model_source": model or idx.manifest["model_source"], "model_id": idx.manifest["model_id"],
         "weights_sha256": idx.manifest.get("weights_sha256"), "config": idx.manifest.get("config"),
-        "label_set": {"name": ls.name, "sha256": ls.sha256, "num_labels": len(ls), "source": str(labels)},
+        "label_set": {"name": ls.name, "sha256": ls.sha256, "num_labels": len(ls), "source": str(labels),
+                      "labels": list(ls.labels)},
         "mode": mode, "top_k": top_k, "num_segments": n, "num_videos": m,
         "tables": {"before": before, "after": after}}
     manifest_uri = _write_text(uri, f"runs/{relabel_id}.json", json.dumps(manifest, indent=2, sort_keys=True))
