@@ -134,8 +134,8 @@ make_inputs() {
   if [ "$SMALL" = 1 ]; then
     gen_videos "$DATA/small" 160 120 4 4
   else
-    gen_videos "$DATA/360p" 640 360 "${GPUBENCH_N360:-64}" "${GPUBENCH_S360:-40}"
-    gen_videos "$DATA/720p" 1280 720 "${GPUBENCH_N720:-32}" "${GPUBENCH_S720:-30}"
+    gen_videos "$DATA/360p" 640 360 "${GPUBENCH_N360:-128}" "${GPUBENCH_S360:-40}"
+    gen_videos "$DATA/720p" 1280 720 "${GPUBENCH_N720:-64}" "${GPUBENCH_S720:-30}"
   fi
   "$PY" -c "from xclip_core.checkpoint import write_random_checkpoint as w; \
 print(w('$DATA/ckpt', preset='${GPUBENCH_PRESET:-base-patch32}'))"
