@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=20)
     a = ap.parse_args()
-    dcfg = decode_config(DecoderConfig(max_clips_per_video=None), frames_per_clip=8, crop_size=a.crop,
+    dcfg = decode_config(DecoderConfig.from_settings(max_clips_per_video=None), frames_per_clip=8, crop_size=a.crop,
                          shortest_edge=a.crop)
     decode_s = hash_s = 0.0
     frames = 0

@@ -56,10 +56,11 @@ from typing import Any
 
 import tomllib
 
+from xclip_core.video.config import DecodeConfig
+
 VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpeg", "m2v", "ts",
                     "mts", "m2ts", "flv", "wmv", "asf", "3gp", "3g2", "ogv", "vob", "mxf", "gif")
-SAMPLERS = ("fixed", "tsn")
-BACKENDS = ("pyav", "decord")
+JOB_BACKENDS = ("pyav", "decord")  # CPU decoders; NVDEC is a share of the videos (decoder.nvdec_share)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -97,20 +98,24 @@ class ReaderConfig:
         object.__setattr__(self, "extensions", exts)
 
 
+# The [decoder] keys that are ``xclip_core.video.DecodeConfig`` knobs: defined and validated there
+# (``decoder.<key>: ...`` errors), held in ``DecoderConfig.decode``; the other [decoder] keys are the job's.
+DECODE_KEYS = ("sampler", "window_s", "stride_s", "max_clips_per_video", "max_duration_s", "timeout_s",
+               "max_pixels", "backend", "approximate", "num_threads", "nvdec_share")
+NO_TIMEOUT_S = 1e9  # timeout_s = None: no decoder timeout
+
+
+def _job_decode() -> DecodeConfig:
+    return DecodeConfig(nvdec_share=None)  # the job's default: the NVDEC share from measured capacities
+
+
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
-    """How clips are cut from each video (``jobs.decoder``). Crop size and frames
-    per clip are not here: they come from the model's own configs."""
-    sampler: str = "fixed"
-    window_s: float = 2.0
-    stride_s: float | None = None
-    max_clips_per_video: int | None = None  # None: index the whole video (see videos.coverage)
-    max_duration_s: float | None = None
-    timeout_s: float | None = 300.0
-    max_pixels: int | None = None
-    backend: str = "pyav"
-    approximate: bool = False
-    num_threads: int = 1
+    """How clips are cut from each video (``jobs.decoder``). ``decode``: the sampling and decoding
+    knobs (``DECODE_KEYS``); crop size, shortest edge and frames per clip in it are placeholders,
+    ``jobs.decoder.decode_config`` sets them from the model's own configs. Build it from [decoder]
+    settings with ``DecoderConfig.from_settings``."""
+    decode: DecodeConfig = dataclasses.field(default_factory=_job_decode)
     num_cpus: float = 1.0
     memory_mb: int = 1024
     # the breaker (jobs.breaker): stop the run when the first N finished videos all fail with the
@@ -119,29 +124,35 @@ class DecoderConfig:
     breaker_max_share: float = 0.5
     thumbnails: bool = True      # a small JPEG per clip (jobs.thumbnails) in the thumbnails table
     cpu_clips_per_s: float = 18.0  # planner: clips/s one core decodes (measured 293/16, 360p H.264; docs/planner.md)
-    nvdec_share: float | None = None  # None = from measured capacities (jobs.gpu_decode)
+
+    @classmethod
+    def from_settings(cls, **settings) -> "DecoderConfig":
+        """From [decoder] keys (TOML file and flags): ``DECODE_KEYS`` make ``decode`` (job defaults:
+        nvdec_share None = automatic; timeout_s None = no timeout), the rest are fields here."""
+        knobs = {k: settings.pop(k) for k in DECODE_KEYS if k in settings}
+        if "timeout_s" in knobs and knobs["timeout_s"] is None:
+            knobs["timeout_s"] = NO_TIMEOUT_S
+        try:
+            decode = DecodeConfig(**{"nvdec_share": None, **knobs})
+        except ValueError as e:
+            raise ConfigError(f"decoder.{e}") from None
+        return cls(decode=decode, **settings)
+
+    def settings(self) -> dict[str, Any]:
+        """The [decoder] keys and their values (what ``from_settings`` takes)."""
+        job = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "decode"}
+        return {**{k: getattr(self.decode, k) for k in DECODE_KEYS}, **job}
 
     def __post_init__(self):
-        _check(self.nvdec_share is None or 0.0 <= self.nvdec_share <= 1.0,
-               f"decoder.nvdec_share: must be between 0 and 1, got {self.nvdec_share}")
+        backend = self.decode.backend
+        _check(backend in JOB_BACKENDS,
+               f"decoder.backend: expected one of {JOB_BACKENDS} (NVDEC: decoder.nvdec_share), got {backend!r}")
+        _check(backend != "decord" or importlib.util.find_spec("decord") is not None,
+               "decoder.backend = 'decord' needs decord: pip install 'xclip-index[decord]' (or use 'pyav')")
         _check(self.breaker_first_n >= 0, f"decoder.breaker_first_n: must be >= 0 (0: off), got {self.breaker_first_n}")
         _check(0 < self.breaker_max_share <= 1,
                f"decoder.breaker_max_share: must be in (0, 1], got {self.breaker_max_share}")
-        _check(self.backend in BACKENDS, f"decoder.backend: expected one of {BACKENDS}, got {self.backend!r}")
-        _check(not self.approximate or self.backend == "pyav", "decoder.approximate: needs backend = 'pyav'")
-        _check(self.backend != "decord" or importlib.util.find_spec("decord") is not None,
-               "decoder.backend = 'decord' needs decord: pip install 'xclip-index[decord]' (or use 'pyav')")
-        _check(self.max_pixels is None or self.max_pixels >= 1, f"decoder.max_pixels: must be >= 1, got {self.max_pixels}")
         _check(self.memory_mb >= 1, f"decoder.memory_mb: must be >= 1, got {self.memory_mb}")
-        _check(self.sampler in SAMPLERS, f"decoder.sampler: expected one of {SAMPLERS}, got {self.sampler!r}")
-        _check(self.window_s > 0, f"decoder.window_s: must be > 0, got {self.window_s}")
-        _check(self.stride_s is None or self.stride_s > 0, f"decoder.stride_s: must be > 0, got {self.stride_s}")
-        _check(self.max_clips_per_video is None or self.max_clips_per_video >= 1,
-               f"decoder.max_clips_per_video: must be >= 1, got {self.max_clips_per_video}")
-        _check(self.max_duration_s is None or self.max_duration_s > 0,
-               f"decoder.max_duration_s: must be > 0, got {self.max_duration_s}")
-        _check(self.timeout_s is None or self.timeout_s > 0, f"decoder.timeout_s: must be > 0, got {self.timeout_s}")
-        _check(self.num_threads >= 0, f"decoder.num_threads: must be >= 0, got {self.num_threads}")
         _check(self.num_cpus > 0, f"decoder.num_cpus: must be > 0, got {self.num_cpus}")
         _check(self.cpu_clips_per_s > 0, f"decoder.cpu_clips_per_s: must be > 0, got {self.cpu_clips_per_s}")
 
@@ -224,7 +235,8 @@ class JobConfig:
                f"run_id: letters, digits, '.', '_' and '-' only (it names files), got {self.run_id!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as nested dicts, [decoder] as its flat keys (what a job TOML holds)."""
+        return {**dataclasses.asdict(self), "decoder": self.decoder.settings()}
 
 
 _STAGES = {"reader": ReaderConfig, "decoder": DecoderConfig, "encoder": EncoderConfig, "writer": WriterConfig}
@@ -232,10 +244,12 @@ _STAGES = {"reader": ReaderConfig, "decoder": DecoderConfig, "encoder": EncoderC
 
 def _build(cls, section: str, values: dict[str, Any]):
     known = {f.name for f in dataclasses.fields(cls)}
+    if cls is DecoderConfig:
+        known = known - {"decode"} | set(DECODE_KEYS)
     unknown = set(values) - known
     _check(not unknown, f"[{section}]: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
     try:
-        return cls(**values)
+        return cls.from_settings(**values) if cls is DecoderConfig else cls(**values)
     except TypeError as e:  # a wrong type that comparison could not handle
         raise ConfigError(f"[{section}]: {e}") from None
 
@@ -269,7 +283,8 @@ def _full_coverage(stages: dict, given: dict) -> None:
     cap = given["decoder"].get("max_clips_per_video")
     _check(cap is None, f"decoder.max_clips_per_video = {cap}: a moderation policy (--policy) scores every "
                         "window of every video; remove the cap (or --max-clips-per-video)")
-    stages["decoder"] = dataclasses.replace(stages["decoder"], max_clips_per_video=None)
+    decoder = stages["decoder"]
+    stages["decoder"] = dataclasses.replace(decoder, decode=decoder.decode.with_(max_clips_per_video=None))
 
 
 def load_toml(path: str) -> dict[str, Any]:

@@ -40,17 +40,10 @@ _SCHEMA = decoded_schema()
 
 
 def decode_config(cfg: DecoderConfig, *, frames_per_clip: int, crop_size: int, shortest_edge: int):
-    """The ``xclip_core.video.DecodeConfig`` for this job: sampling options from
-    the job config, geometry and frame count from the model."""
-    from xclip_core.video import DecodeConfig
-
-    return DecodeConfig(sampler=cfg.sampler, frames_per_clip=int(frames_per_clip), window_s=cfg.window_s,
-                        stride_s=cfg.stride_s, crop_size=int(crop_size),
-                        shortest_edge=max(int(shortest_edge), int(crop_size)),
-                        max_clips_per_video=cfg.max_clips_per_video, max_duration_s=cfg.max_duration_s,
-                        timeout_s=cfg.timeout_s if cfg.timeout_s is not None else 1e9,
-                        max_pixels=cfg.max_pixels, backend=cfg.backend, approximate=cfg.approximate,
-                        num_threads=cfg.num_threads, nvdec_share=cfg.nvdec_share)
+    """The ``xclip_core.video.DecodeConfig`` for this job: the job's sampling knobs
+    (``cfg.decode``), geometry and frame count from the model."""
+    return cfg.decode.with_(frames_per_clip=int(frames_per_clip), crop_size=int(crop_size),
+                            shortest_edge=max(int(shortest_edge), int(crop_size)))
 
 
 def _status_row(row: dict, **fields) -> dict:

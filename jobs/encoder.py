@@ -80,7 +80,8 @@ def _model_name(source: str) -> str:
 def inspect_model(cfg: EncoderConfig) -> ModelInfo:
     """Validate model, preprocessing config, tokenizer and labels once (driver side)."""
     from xclip_core.labels import load_labels
-    from xclip_core.loading import inspect_checkpoint, resolve_checkpoint, weights_sha256
+    from xclip_core.loading import resolve_checkpoint, weights_sha256
+    from xclip_core.model import inspect_checkpoint
     from xclip_core.preprocess import PreprocessConfig
     from xclip_core.tokenizer import CLIPTokenizer
 

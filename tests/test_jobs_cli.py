@@ -151,6 +151,6 @@ def test_feature_flags_reach_the_config():
     base = ["run", "--input", "x", "--output", "o", "--model", "m"]
     cfg = config_from_args(_parser().parse_args(base))
     assert cfg.decoder.thumbnails is True and cfg.encoder.store_prompt_features is False
-    assert cfg.decoder.max_clips_per_video is None  # whole videos by default
+    assert cfg.decoder.decode.max_clips_per_video is None  # whole videos by default
     cfg = config_from_args(_parser().parse_args(base + ["--no-thumbnails", "--store-prompt-features"]))
     assert cfg.decoder.thumbnails is False and cfg.encoder.store_prompt_features is True

@@ -10,7 +10,7 @@ from schemas.stream import FRAMES, FRAMES_SHAPE, INPUT_SCHEMA, KIND_CLIP, KIND_V
 
 @pytest.fixture(scope="module")
 def dcfg():
-    return decode_config(DecoderConfig(window_s=1.0, max_clips_per_video=3), frames_per_clip=4, crop_size=32,
+    return decode_config(DecoderConfig.from_settings(window_s=1.0, max_clips_per_video=3), frames_per_clip=4, crop_size=32,
                          shortest_edge=40)
 
 
@@ -53,7 +53,7 @@ def test_over_limit_is_skipped_with_reason(tmp_path):
     from xclip_core.video.synth import write_video
 
     p = write_video(tmp_path / "long.mp4", num_frames=90, width=32, height=32, fps=30)
-    cfg = decode_config(DecoderConfig(max_duration_s=1.0), frames_per_clip=4, crop_size=32, shortest_edge=32)
+    cfg = decode_config(DecoderConfig.from_settings(max_duration_s=1.0), frames_per_clip=4, crop_size=32, shortest_edge=32)
     (row,) = _rows(list(decode_one(_row(str(p)), cfg)))
     assert row["status"] == "skipped" and row["error"] and row["num_segments"] == 0
 

@@ -30,7 +30,7 @@ def test_auto_share_balances_measured_capacities():
 def test_routing_is_stable_and_follows_the_share():
     ids = [hashlib.sha1(f"s3://b/v{i}.mp4".encode()).hexdigest() for i in range(4000)]
     for share in (0.0, 0.25, 0.7, 1.0):
-        cfg = decode_config(DecoderConfig(nvdec_share=share), frames_per_clip=8, crop_size=32, shortest_edge=32)
+        cfg = decode_config(DecoderConfig.from_settings(nvdec_share=share), frames_per_clip=8, crop_size=32, shortest_edge=32)
         routed = [gpu_decode.route_to_nvdec({"video_id": v}, cfg) for v in ids]
         assert abs(np.mean(routed) - share) <= 0.03, share
         assert routed == [gpu_decode.route_to_nvdec({"video_id": v}, cfg) for v in ids]
@@ -44,7 +44,7 @@ def test_resolve_for_cluster():
     assert d.nvdec_share == gpu_decode.auto_share(16, 1) and cfg.encoder.precision == "bf16"
     cfg, d = gpu_decode.resolve_for_cluster(job, dcfg, {"CPU": 16.0})  # CPU-only: never NVDEC
     assert d.nvdec_share == 0.0 and cfg.encoder.precision == "fp32" and cfg.encoder.batch_size == 16
-    forced = JobConfig(job.reader, DecoderConfig(nvdec_share=0.5), EncoderConfig(model="m", device="cpu"),
+    forced = JobConfig(job.reader, DecoderConfig.from_settings(nvdec_share=0.5), EncoderConfig(model="m", device="cpu"),
                        job.writer)
     _, d = gpu_decode.resolve_for_cluster(forced, dcfg.with_(nvdec_share=0.5), {"CPU": 16.0, "GPU": 1.0})
     assert d.nvdec_share == 0.0

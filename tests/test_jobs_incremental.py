@@ -71,6 +71,45 @@ def test_processing_id_changes_with_every_part():
     assert len({base, *variants}) == 1 + len(variants)
 
 
+# processing_id of the DecodeConfig the runner builds (jobs.decoder.decode_config) from these [decoder]
+# settings, model geometry (frames_per_clip, crop_size, shortest_edge) = (8, 224, 224) unless given.
+# The hex values were produced by the pre-refactor code (two decode configs: jobs.config.DecoderConfig
+# copied into xclip_core.video.DecodeConfig), commit 'main' 40f9539 at the time. If they change,
+# every existing index reprocesses all its videos; a ROWS_VERSION bump changes them on purpose.
+PINNED_PROCESSING_IDS = [
+    ({}, None, "feb8c656f7f5590f"),
+    ({"sampler": "tsn", "window_s": 4.0, "stride_s": 1.0}, None, "aa77de4ea8edb1f1"),
+    ({"max_clips_per_video": 16, "max_duration_s": 600.0, "timeout_s": 60.0, "max_pixels": 2073600}, None,
+     "f935e8ec2302f52d"),
+    ({"nvdec_share": 0.0, "num_threads": 2, "approximate": True}, None, "4db4c17653ea50a1"),
+    ({"num_cpus": 2.0, "memory_mb": 2048, "thumbnails": False, "cpu_clips_per_s": 30.0, "breaker_first_n": 0},
+     None, "feb8c656f7f5590f"),  # job-only settings: same identity as the defaults
+    ({"nvdec_share": 0.5}, None, "73af708475440c8f"),
+    ({"timeout_s": None}, None, "3b83c2c3ea18cb12"),  # no decoder timeout (programmatic only)
+    ({}, (16, 224, 256), "101e2d82f0a89cfe"),
+    ({}, (8, 224, 200), "feb8c656f7f5590f"),  # shortest edge below the crop: raised to the crop
+]
+
+
+@pytest.mark.parametrize("settings, geometry, expected", PINNED_PROCESSING_IDS)
+def test_processing_id_is_stable_across_the_decoder_config_refactor(settings, geometry, expected):
+    from types import SimpleNamespace
+
+    from jobs.config import DecoderConfig, build_config
+    from jobs.decoder import decode_config
+
+    info = SimpleNamespace(weights_sha256="w" * 64, label_set_sha256="l" * 64)
+    frames, crop, edge = geometry or (8, 224, 224)
+    base = {"reader": {"inputs": ["/v"]}, "encoder": {"model": "m"}, "writer": {"output": "/o"}}
+    if None in settings.values():  # TOML has no null and a None override means "not given"
+        decoder, encoder = DecoderConfig.from_settings(**settings), EncoderConfig(model="m")
+    else:
+        cfg = build_config({"decoder": settings}, base)
+        decoder, encoder = cfg.decoder, cfg.encoder
+    dcfg = decode_config(decoder, frames_per_clip=frames, crop_size=crop, shortest_edge=edge)
+    assert processing_id(info, dcfg, encoder) == expected
+
+
 def test_deletions_only_within_the_runs_folder_inputs(tmp_path):
     (tmp_path / "cams").mkdir()
     indexed = pa.Table.from_pylist([

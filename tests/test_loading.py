@@ -12,8 +12,8 @@ import torch
 import transformers  # noqa: E402  the oracle: a broken install must fail, not skip
 
 from xclip_core.config import XCLIPConfig  # noqa: E402
-from xclip_core.loading import CheckpointError, inspect_checkpoint, resolve_checkpoint, weights_sha256  # noqa: E402,E501
-from xclip_core.model import XCLIP  # noqa: E402
+from xclip_core.loading import CheckpointError, resolve_checkpoint, weights_sha256  # noqa: E402
+from xclip_core.model import XCLIP, inspect_checkpoint  # noqa: E402
 
 VOCAB = 1000
 T = 4
@@ -237,3 +237,16 @@ def test_hub_id_from_the_hub_cache(hf_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     assert resolve_checkpoint("someorg/xclip-tiny") == repo / "snapshots" / commit
     assert_same_logits(XCLIP.from_pretrained("someorg/xclip-tiny"), hf)
+
+
+def test_imports_go_one_way_model_to_loading():
+    """loading never imports model, not even inside a function (no import circle)."""
+    import ast
+
+    import xclip_core.loading as loading
+
+    tree = ast.parse(Path(loading.__file__).read_text())
+    imported = {(n.module or "", n.level) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {(a.name, 0) for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m in {("model", 1), ("xclip_core.model", 0)}], imported
+    assert {("config", 1)} <= imported  # the walk does see loading's own relative imports

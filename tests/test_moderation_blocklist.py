@@ -29,7 +29,7 @@ def _dcfg():
     from jobs.config import DecoderConfig
     from jobs.decoder import decode_config
 
-    return decode_config(DecoderConfig(max_clips_per_video=None), frames_per_clip=8, crop_size=64, shortest_edge=64)
+    return decode_config(DecoderConfig.from_settings(max_clips_per_video=None), frames_per_clip=8, crop_size=64, shortest_edge=64)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def _cfg(**decoder):
 
 
 def test_policy_forces_full_coverage_and_rejects_a_clip_cap():
-    assert _cfg().decoder.max_clips_per_video is None
+    assert _cfg().decoder.decode.max_clips_per_video is None
     with pytest.raises(ConfigError, match="max_clips_per_video = 8.*every window"):
         _cfg(max_clips_per_video=8)
 
@@ -75,7 +75,7 @@ def setup(tmp_path_factory):
     encode(root / "in" / "copy.webm", rich_frames(1)[4:], codec="libvpx-vp9", options={"crf": "36", "b:v": "0"})
     encode(root / "in" / "other.mp4", rich_frames(11))
     (root / "in" / "broken.mp4").write_bytes(b"not a video\n" * 100)
-    dcfg = decode_config(DecoderConfig(max_clips_per_video=None), frames_per_clip=NUM_FRAMES, crop_size=32,
+    dcfg = decode_config(DecoderConfig.from_settings(max_clips_per_video=None), frames_per_clip=NUM_FRAMES, crop_size=32,
                          shortest_edge=32)
     model = XCLIP.from_pretrained(model_dir)
     text = class_text_features(model, CLIPTokenizer.from_pretrained(model_dir),

@@ -10,7 +10,7 @@ import video_fixtures as vf
 from xclip_core.video import (FAILED, OK, SKIPPED, DecodeConfig, abandoned_decoders, decode_video,
                               iter_clips, probe)
 from xclip_core.video import decode as decode_mod
-from xclip_core.video.geometry import frame_to_crop, rgb_to_crop
+from xclip_core.video.convert import frame_to_crop, rgb_to_crop
 
 try:
     import decord  # noqa: F401  (optional extra `decord`; PyAV is the default backend)

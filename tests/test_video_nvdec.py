@@ -9,7 +9,7 @@ import torch
 
 from tests.video_fixtures import cached
 from xclip_core.video import DecodeConfig, decode_video
-from xclip_core.video.geometry import rgb_to_crop
+from xclip_core.video.convert import rgb_to_crop
 from xclip_core.video.nvdec import (GEOMETRY_TOLERANCE, decode_nvdec, is_media_error, nvdec_unsupported,
                                     resize_crop)
 from xclip_core.video.synth import synth_frame, write_video

@@ -1,9 +1,8 @@
-"""Samplers and geometry: pure functions, no decoding."""
+"""Samplers: pure functions, no decoding (the resize/crop geometry: tests/test_geometry.py)."""
 import numpy as np
 import pytest
 
 from xclip_core.video import DecodeConfig, fixed_windows, plan_clips, tsn_indices
-from xclip_core.video.geometry import crop_box, resize_shape
 
 
 def cfr(n, fps=30.0):
@@ -58,13 +57,6 @@ def test_tsn_formula():
     times, dur = cfr(100)
     (p,) = plan_clips(times, dur, DecodeConfig(sampler="tsn", frames_per_clip=8))
     assert p.frame_indices == tsn_indices(100, 8) and p.end_s == pytest.approx(dur)
-
-
-def test_resize_geometry_matches_hf_shortest_edge_and_centre_crop():
-    assert resize_shape(1280, 720, 224) == (398, 224)
-    assert resize_shape(180, 320, 224) == (224, 398)
-    assert resize_shape(16, 16, 224) == (224, 224)
-    assert crop_box(1280, 720, 224, 224) == (398, 224, 0, 87)
 
 
 def test_config_validation():

@@ -173,18 +173,6 @@ def read_state_shapes(ckpt_dir: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.endswith(SKIPPED_KEY_SUFFIXES)}
 
 
-def inspect_checkpoint(source: str | os.PathLike) -> XCLIPConfig:
-    """The config of a checkpoint whose weights would load strictly (key count, names, shapes),
-    checked from the file headers alone: for a driver that only needs to validate."""
-    from .model import XCLIP
-
-    config, state = load_checkpoint(source, read=read_state_shapes)
-    with torch.device("meta"):
-        model = XCLIP(config)
-    check_state_dict(model, state)
-    return config
-
-
 def load_checkpoint(source: str | os.PathLike, *, read=read_state_dict
                     ) -> tuple[XCLIPConfig, dict[str, torch.Tensor]]:
     """(config, state dict without position_ids buffers) from any supported source."""

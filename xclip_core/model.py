@@ -20,6 +20,7 @@ from torch import nn
 
 from .config import XCLIPConfig, XCLIPTextConfig, XCLIPVisionConfig
 from .layers import CrossFrameLayer, EncoderLayer, PromptGenerator
+from .loading import check_state_dict, load_checkpoint, read_state_shapes
 
 
 @dataclass
@@ -251,15 +252,28 @@ class XCLIP(nn.Module):
         ``fuse``: swap in the inference speed-ups of ``xclip_core.fused`` (same function and
         parameters; the reference forward runs while autograd is on).
         """
-        from .loading import check_state_dict, load_checkpoint
-
         config, state = load_checkpoint(source)
-        with torch.device("meta"):
-            model = cls(config)
-        check_state_dict(model, state)  # key count, names and shapes, with a readable error
+        model = cls._checked_on_meta(config, state)
         model.load_state_dict(state, strict=True, assign=True)
         if fuse:
             from .fused import fuse as fuse_blocks
 
             fuse_blocks(model)
         return model.to(device=device, dtype=dtype).eval()
+
+    @classmethod
+    def _checked_on_meta(cls, config: XCLIPConfig, state: dict[str, torch.Tensor]) -> "XCLIP":
+        """The model on the meta device (no memory), after ``check_state_dict``: key count,
+        names and shapes of ``state`` against it, with a readable error."""
+        with torch.device("meta"):
+            model = cls(config)
+        check_state_dict(model, state)
+        return model
+
+
+def inspect_checkpoint(source: str | Path) -> XCLIPConfig:
+    """The config of a checkpoint whose weights would load strictly (key count, names, shapes),
+    checked from the file headers alone: for a driver that only needs to validate."""
+    config, state = load_checkpoint(source, read=read_state_shapes)
+    XCLIP._checked_on_meta(config, state)
+    return config

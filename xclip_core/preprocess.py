@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xclip_core.geometry import resize_output_size
+from xclip_core.geometry import resize_shape
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 _RESAMPLE = {2: "bilinear", 3: "bicubic", "bilinear": "bilinear", "bicubic": "bicubic"}
@@ -173,7 +173,8 @@ def preprocess(frames: torch.Tensor | np.ndarray, cfg: PreprocessConfig | None =
     x = x.reshape(-1, h, w, 3).permute(0, 3, 1, 2)  # [N, 3, H, W] (a view)
     pre_cropped = (h, w) == cfg.crop_size
     if cfg.do_resize and not pre_cropped:
-        size = resize_output_size(h, w, cfg.shortest_edge)
+        new_w, new_h = resize_shape(w, h, cfg.shortest_edge)
+        size = (new_h, new_w)
         if size != (h, w):
             x = _resize(x, size, cfg.resample)
     if cfg.do_center_crop and not pre_cropped:

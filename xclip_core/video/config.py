@@ -3,6 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+SAMPLERS = ("fixed", "tsn")
+BACKENDS = ("pyav", "decord", "nvdec")
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ValueError(msg)
+
 
 @dataclass(frozen=True)
 class DecodeConfig:
@@ -71,24 +79,27 @@ class DecodeConfig:
     nvdec_share: float | None = 0.0
 
     def __post_init__(self):
-        if self.sampler not in ("fixed", "tsn"):
-            raise ValueError(f"sampler must be 'fixed' or 'tsn', got {self.sampler!r}")
-        if self.backend not in ("pyav", "decord", "nvdec"):
-            raise ValueError(f"backend must be 'pyav', 'decord' or 'nvdec', got {self.backend!r}")
-        if self.nvdec_share is not None and not 0.0 <= self.nvdec_share <= 1.0:
-            raise ValueError(f"nvdec_share must be in [0, 1] or None (auto), got {self.nvdec_share}")
-        if self.s3_read not in ("auto", "memory", "stream"):
-            raise ValueError(f"s3_read must be auto|memory|stream, got {self.s3_read!r}")
-        if self.frames_per_clip < 1:
-            raise ValueError("frames_per_clip must be >= 1")
-        if self.window_s <= 0 or (self.stride_s is not None and self.stride_s <= 0):
-            raise ValueError("window_s and stride_s must be > 0")
-        if self.crop_size < 1 or self.shortest_edge < self.crop_size:
-            raise ValueError("need 1 <= crop_size <= shortest_edge")
-        if self.num_threads < 0:
-            raise ValueError("num_threads must be >= 0 (0 = decoder default)")
-        if self.approximate and self.backend != "pyav":
-            raise ValueError("approximate=True needs backend='pyav'")
+        # each error names the field first ("window_s: must be > 0, got 0"); the job prefixes its
+        # TOML table ("decoder.window_s: ...", jobs.config)
+        _check(self.sampler in SAMPLERS, f"sampler: expected one of {SAMPLERS}, got {self.sampler!r}")
+        _check(self.backend in BACKENDS, f"backend: expected one of {BACKENDS}, got {self.backend!r}")
+        _check(self.nvdec_share is None or 0.0 <= self.nvdec_share <= 1.0,
+               f"nvdec_share: must be between 0 and 1 (None: automatic), got {self.nvdec_share}")
+        _check(self.s3_read in ("auto", "memory", "stream"),
+               f"s3_read: must be auto|memory|stream, got {self.s3_read!r}")
+        _check(self.frames_per_clip >= 1, f"frames_per_clip: must be >= 1, got {self.frames_per_clip}")
+        _check(self.window_s > 0, f"window_s: must be > 0, got {self.window_s}")
+        _check(self.stride_s is None or self.stride_s > 0, f"stride_s: must be > 0, got {self.stride_s}")
+        _check(1 <= self.crop_size <= self.shortest_edge,
+               f"crop_size: need 1 <= crop_size <= shortest_edge, got {self.crop_size} and {self.shortest_edge}")
+        _check(self.max_clips_per_video is None or self.max_clips_per_video >= 1,
+               f"max_clips_per_video: must be >= 1, got {self.max_clips_per_video}")
+        _check(self.max_duration_s is None or self.max_duration_s > 0,
+               f"max_duration_s: must be > 0, got {self.max_duration_s}")
+        _check(self.max_pixels is None or self.max_pixels >= 1, f"max_pixels: must be >= 1, got {self.max_pixels}")
+        _check(self.timeout_s > 0, f"timeout_s: must be > 0, got {self.timeout_s}")
+        _check(self.num_threads >= 0, f"num_threads: must be >= 0 (0 = decoder default), got {self.num_threads}")
+        _check(not self.approximate or self.backend == "pyav", "approximate: needs backend = 'pyav'")
 
     @property
     def stride(self) -> float:

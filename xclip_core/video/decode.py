@@ -41,7 +41,7 @@ from collections import deque
 import numpy as np
 
 from xclip_core.video.config import DecodeConfig
-from xclip_core.video.geometry import frame_to_crop, rgb_to_crop
+from xclip_core.video.convert import frame_to_crop, rgb_to_crop
 from xclip_core.video.errors import MEDIA_ERRORS, decord_errors
 from xclip_core.video.meta import (VideoError, _short, check_limits, index_stream,
                                    make_meta, open_container, open_source, rate, video_stream)

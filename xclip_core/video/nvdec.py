@@ -11,7 +11,7 @@ tensors on the GPU, ready for the encoder without a host round trip:
    and ``get_batch_frames_by_index(indices)`` (display order; chunks of
    ``_CHUNK`` frames so full-size frames never pile up), frames to torch via DLPack.
 3. GPU: :func:`resize_crop` (shortest edge, bilinear with antialiasing, centre
-   crop; the box of ``video.geometry.crop_box``).
+   crop; the box of ``xclip_core.geometry.crop_box``).
 
 Pixels are not bit-equal to the CPU path: NVDEC's YUV->RGB conversion and
 torch's bilinear resize differ from swscale's. Measured on generated videos
@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
+from xclip_core.geometry import crop_box
 from xclip_core.video.config import DecodeConfig
-from xclip_core.video.geometry import crop_box
 from xclip_core.video.meta import (VideoError, _short, check_limits, index_stream, make_meta,
                                    open_container, open_source, video_stream)
 from xclip_core.video.results import FAILED, OK, Clip, VideoResult

@@ -1,13 +1,13 @@
-"""Resize-shortest-edge + centre-crop geometry (Hugging Face CLIP/VideoMAE) and
-the per-frame conversion, done by swscale on the decoded frame: colour
-conversion and scaling in one call, only for sampled frames."""
+"""The per-frame conversion of the decode stage, done by swscale on the decoded frame:
+colour conversion, resize-shortest-edge and centre crop (the box of
+``xclip_core.geometry.crop_box``) in one call, only for sampled frames."""
 from __future__ import annotations
 
 import threading
 
 import numpy as np
 
-from xclip_core.geometry import resize_output_size
+from xclip_core.geometry import crop_box
 
 _local = threading.local()
 
@@ -42,18 +42,6 @@ def _threads_kw() -> dict:
         except TypeError:  # PyAV < 18: no ``threads`` keyword
             _THREADS_KW = {}
     return _THREADS_KW
-
-
-def resize_shape(width: int, height: int, shortest_edge: int) -> tuple[int, int]:
-    """(new_w, new_h) by the model preprocessing's rule (``xclip_core.geometry``)."""
-    new_h, new_w = resize_output_size(height, width, shortest_edge)
-    return new_w, new_h
-
-
-def crop_box(width: int, height: int, shortest_edge: int, crop: int) -> tuple[int, int, int, int]:
-    """(new_w, new_h, top, left) of the centre crop in the resized image."""
-    rw, rh = resize_shape(width, height, shortest_edge)
-    return rw, rh, (rh - crop) // 2, (rw - crop) // 2
 
 
 def frame_to_crop(frame, crop: int, shortest_edge: int, interpolation: str = "BILINEAR",
