@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DIM = 512
 PER_VIDEO = 100
-SETTINGS = [(None, None), (20, 10), (50, 10)]  # (nprobes, refine_factor); None: the API's default
+SETTINGS = [(None, None), (20, 1), (30, 4), (50, 10)]  # (nprobes, refine_factor); None: the API's default
 WORDS = ["a dog", "jumping", "into a lake", "a person", "riding a bike", "cooking", "at night", "on a beach"]
 
 

@@ -83,6 +83,7 @@ class Index:
         self.manifest = latest_finished(self.manifests, uri)
         self.db = lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
         self.table_names = set(self.db.list_tables().tables)
+        self._tables = {}
         for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
             if name not in self.table_names:
                 raise IndexError_(f"{uri}: no {name!r} table under lancedb/: is this an xclip-index --output?")
@@ -104,10 +105,14 @@ class Index:
         return list(vocab)
 
     def table(self, name: str):
+        """The LanceDB table ``name``, opened once (a handle reads the version it opened: reopen
+        the index to see a later run's rows)."""
         if name not in self.table_names:
             raise IndexError_(f"{self.uri}: no {name!r} table" + (
                 ": reindex with --store-prompt-features" if name == "prompt_features" else ""))
-        return self.db.open_table(name)
+        if name not in self._tables:
+            self._tables[name] = self.db.open_table(name)
+        return self._tables[name]
 
     def encode_text(self, texts: list[str], *, normalize: bool = True, query: bool = False) -> np.ndarray:
         """Text features [len(texts), P] (``model.encode_text``), L2-normalised unless told otherwise.
