@@ -1,7 +1,7 @@
 """``xclip-index search | relabel | build-index``: registered by ``jobs.cli`` (``add_commands``).
 
     xclip-index search --index URI "query" [--limit N] [--where SQL] [--label L ...] [--label-match TEXT]
-                       [--per-video] [--rerank N] [--precision fp32|bf16] [--json] [--html FILE]
+                       [--per-video] [--rerank N] [--precision auto|fp32|bf16] [--json] [--html FILE]
     xclip-index relabel --index URI --labels NAME|FILE [--top-k K]
     xclip-index build-index --index URI
 
@@ -28,8 +28,9 @@ def add_commands(sub) -> None:
     s.add_argument("--per-video", action="store_true", help="the best clip per video only")
     s.add_argument("--rerank", type=int, metavar="N", help="rescore the top N exactly (needs prompt features)")
     s.add_argument("--model", metavar="SOURCE", help="the index's checkpoint, if not where the run found it")
-    s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="encode the query in fp32 (default) or with a bf16 copy of the text tower (faster)")
+    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="query encoding: fp32 (exact), bf16 (a bf16 copy of the text tower, ~2x faster), "
+                        "auto (default: bf16 on CUDA or a CPU with native bf16, else fp32)")
     s.add_argument("--json", action="store_true", help="print the hits as a JSON list")
     s.add_argument("--html", metavar="FILE", help="write a self-contained HTML page of the hits")
     s.set_defaults(func=search_main)

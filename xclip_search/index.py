@@ -13,7 +13,20 @@ from schemas import SEGMENTS_TABLE, VIDEOS_TABLE, segment_id
 from xclip_core import storage
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: str) -> bool:
+    """True on CUDA, and on x86 CPUs with bf16 matmul instructions (AVX512-BF16 or AMX; Linux's
+    /proc/cpuinfo flags): where a bf16 text tower is fast. Elsewhere bf16 may be emulated."""
+    if str(device).startswith("cuda"):
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class IndexError_(RuntimeError):
@@ -72,7 +85,7 @@ def load_model(manifest: dict, *, model: str | None = None, device: str = "cpu")
 class Index:
     """An opened index: its LanceDB tables, run manifests and model."""
 
-    def __init__(self, uri: str, *, model: str | None = None, device: str = "cpu", precision: str = "fp32"):
+    def __init__(self, uri: str, *, model: str | None = None, device: str = "cpu", precision: str = "auto"):
         import lancedb
 
         if precision not in PRECISIONS:
@@ -88,7 +101,8 @@ class Index:
             if name not in self.table_names:
                 raise IndexError_(f"{uri}: no {name!r} table under lancedb/: is this an xclip-index --output?")
         self.model, self.tokenizer = load_model(self.manifest, model=model, device=device)
-        self.device, self.precision = device, precision
+        self.device = device
+        self.precision = precision if precision != "auto" else ("bf16" if native_bf16(device) else "fp32")
         self._query_tower = None  # bf16 copy of the text tower, for queries (precision="bf16")
 
     def label_vocabulary(self) -> list[str] | None:
@@ -181,10 +195,11 @@ class Index:
         return Query(self, table, vec, first=(col, key))
 
 
-def open_index(uri: str, *, model: str | None = None, device: str = "cpu", precision: str = "fp32") -> Index:
+def open_index(uri: str, *, model: str | None = None, device: str = "cpu", precision: str = "auto") -> Index:
     """Open an index written by ``xclip-index run --output uri`` (local path or ``s3://``).
 
-    ``precision``: how text queries are encoded: ``fp32`` (the model as is) or ``bf16`` (a bf16
-    copy of the text tower: ~1.7x faster on a CPU with AVX512-BF16, text features within cosine
-    ~0.9999 of fp32; see bench/RESULTS.md "Query")."""
+    ``precision``: how text queries are encoded: ``fp32`` (the model as is), ``bf16`` (a bf16 copy
+    of the text tower: ~2x faster on a CPU with AVX512-BF16, text features within cosine ~0.9999
+    of fp32; see bench/RESULTS.md "Query") or ``auto`` (default): bf16 on CUDA and on CPUs with
+    native bf16 (``native_bf16``), else fp32. Label sets and reranking always use fp32."""
     return Index(uri, model=model, device=device, precision=precision)
