@@ -44,7 +44,7 @@ def built(ray_session, tmp_path_factory):
 def idx(built):
     import xclip_search
 
-    return xclip_search.open_index(built["out"], precision="fp32")  # exact: compared with the model
+    return xclip_search.open_index(built["out"])
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,8 @@ def test_search_by_vector_and_bf16_queries(built, idx, segments, capsys):
 
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     native = any(f" {flag}" in cpuinfo for flag in ("avx512_bf16", "amx_bf16"))
-    assert xclip_search.open_index(built["out"]).precision == ("bf16" if native else "fp32")  # auto
+    assert xclip_search.open_index(built["out"], precision="auto").precision == ("bf16" if native else "fp32")
+    assert idx.precision == "fp32"  # the default: exact
     assert native_bf16("cuda:0")
 
 
@@ -165,7 +166,7 @@ def test_labels_match_is_full_text_over_the_labels(idx, segments, capsys, built)
     with pytest.raises(ValueError, match="at least one word"):
         idx.search(QUERY).labels_match("'; --")
     # an index whose manifests predate label lists: contains_tokens over label_text, same rows
-    old = xclip_search.open_index(built["out"], precision="fp32")
+    old = xclip_search.open_index(built["out"])
     old.manifests = [{**m, "label_set": {k: v for k, v in m["label_set"].items() if k != "labels"}}
                      for m in old.manifests]
     for text in (word.upper(), "playing guitar", "IT'S", "nothing-like-this"):

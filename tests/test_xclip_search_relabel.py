@@ -104,7 +104,7 @@ def test_search_labels_match_and_build_index_on_s3(runs, capsys):
     assert main(["build-index", "--index", a]) == 0
     assert "label_text" in json.loads(capsys.readouterr().out)["segments"]["indexes"]
     segments = read_lance(a, "segments").to_pylist()
-    idx = xclip_search.open_index(a, precision="fp32")  # exact: compared with the model
+    idx = xclip_search.open_index(a)
     query = "a dog jumping into a lake"
     q = text_features(runs["model"], [query])[0]
     emb = np.asarray([s["embedding"] for s in segments], np.float32)

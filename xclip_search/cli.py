@@ -28,9 +28,9 @@ def add_commands(sub) -> None:
     s.add_argument("--per-video", action="store_true", help="the best clip per video only")
     s.add_argument("--rerank", type=int, metavar="N", help="rescore the top N exactly (needs prompt features)")
     s.add_argument("--model", metavar="SOURCE", help="the index's checkpoint, if not where the run found it")
-    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="query encoding: fp32 (exact), bf16 (a bf16 copy of the text tower, ~2x faster), "
-                        "auto (default: bf16 on CUDA or a CPU with native bf16, else fp32)")
+    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+                   help="query encoding: fp32 (default, exact), bf16 (a bf16 copy of the text tower, ~2x "
+                        "faster, near ties may swap), auto (bf16 on CUDA or a CPU with native bf16)")
     s.add_argument("--json", action="store_true", help="print the hits as a JSON list")
     s.add_argument("--html", metavar="FILE", help="write a self-contained HTML page of the hits")
     s.set_defaults(func=search_main)
