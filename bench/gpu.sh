@@ -3,11 +3,13 @@
 # on a lent GPU host (Python 3.12, torch with CUDA; no ray/lancedb/av there):
 #
 #   bash bench/gpu.sh stage1   unpack .whl/pack1.tar.xz (ray, av, PyNvVideoCodec) into $SITE, check imports;
-#                              PyAV 19 checks: decode digests vs bench/decode_digest_py311_av18.json, and
-#                              the test files that need no lancedb or S3 server
+#                              the CUDA test files (NVDEC vs CPU clips and embeddings, model, encoder);
+#                              the videos; node decode capacity without Ray (bench/nvdec_node.py: CPU
+#                              decoders, NVDEC, both) at 360p and 720p; with GPUBENCH_AV19=1 also the
+#                              PyAV 19 checks (decode digests vs bench/decode_digest_py311_av18.json, and
+#                              the test files that need no lancedb or S3 server)
 #   bash bench/gpu.sh stage2   unpack .whl/pack2.tar.xz (lancedb), then, each step with its own timeout,
 #                              continuing on failure, within a total budget (GPUBENCH_BUDGET_S, 360 s):
-#       cuda_tests   the CUDA test files (model, preprocessing, encoder, NVDEC)
 #       videos       generate 360p and 720p H.264 videos (16 encoded in 16 processes, the rest hard
 #                    links to them) + a random base-patch32 checkpoint
 #       run_*        `python -m jobs.cli run` through real Ray: CPU decode only, NVDEC only, both
@@ -84,8 +86,18 @@ stage1() {
   step imports1 60 "$PY" -c "import ray, av, torch, PyNvVideoCodec as n; print('ray', ray.__version__, 'av', \
 av.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'PyNvVideoCodec', n.__version__)"
   du -sh "$SITE"
-  # issue 7 on Python 3.12 + PyAV 19 (pack1 brings av 19): the same clips as 3.11/PyAV 18, and the
-  # test files that need no lancedb/moto (S3 tests deselected: no moto on the host)
+  # first what only a GPU can show (pack1 is enough: no lancedb): NVDEC vs CPU pixels and embeddings,
+  # then the node's decode capacity without Ray: CPU decoders, NVDEC, both at once
+  [ "${GPUBENCH_SKIP_CUDA:-0}" = 1 ] || step cuda_tests 150 "$PY" -m pytest -q -p no:cacheprovider \
+      tests/test_video_nvdec.py tests/test_model_cuda.py tests/test_preprocess.py tests/test_jobs_encoder_cuda.py
+  step videos "${GPUBENCH_VIDEOS_S:-120}" make_inputs
+  for res in 360p 720p; do
+    step "node_$res" 100 "$PY" bench/nvdec_node.py "$DATA/$res" --processes "$(nproc)" --decoders 8 \
+        --seconds "${GPUBENCH_NODE_S:-15}"
+  done
+  [ "${GPUBENCH_AV19:-0}" = 1 ] || return 0
+  # issue 7 on Python 3.12 + PyAV 19 (done on the H200 on 2026-11-27; GPUBENCH_AV19=1 reruns it):
+  # the same clips as 3.11/PyAV 18, and the test files that need no lancedb/moto
   step digest 60 "$PY" bench/decode_digest.py --out "$OUT/decode_digest_host_py312_av19.json"
   step digest_compare 30 "$PY" bench/decode_digest.py --compare bench/decode_digest_py311_av18.json \
       "$OUT/decode_digest_host_py312_av19.json"
@@ -193,10 +205,8 @@ stage2() {
   if [ "$SMALL" != 1 ]; then
     step unpack2 90 unpack pack2
     step imports2 60 "$PY" -c "import ray, av, lancedb, pyarrow; print('lancedb', lancedb.__version__)"
-    [ "${GPUBENCH_SKIP_CUDA:-0}" = 1 ] || step cuda_tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_model_cuda.py tests/test_preprocess.py \
-        tests/test_jobs_encoder_cuda.py tests/test_video_nvdec.py
   fi
-  step videos "${GPUBENCH_VIDEOS_S:-90}" make_inputs
+  step videos "${GPUBENCH_VIDEOS_S:-120}" make_inputs  # already there when stage1 ran on this machine
   if [ "$SMALL" = 1 ]; then
     step run_small_cpu 240 run_job small_cpu "$DATA/small" 0.0
   else
