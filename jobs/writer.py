@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 
 from jobs.config import ConfigError, WriterConfig
 from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
-from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VECTOR_COLUMN, VIDEOS_KEY,
+from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VIDEOS_KEY,
                      VIDEOS_TABLE, check_table, segments_schema, videos_schema)
 from schemas.output import migration
 from schemas.sql import sql_list

@@ -14,7 +14,7 @@ import schemas
 from jobs.config import ConfigError, build_config
 from schemas.moderation import MODERATION_TABLE
 from tests.conftest import own_ray
-from tests.jobs_helpers import open_lance_table, read_lance
+from tests.jobs_helpers import read_lance
 
 NUM_FRAMES = 4
 VIDEOS = {"long.mp4": (200, 10), "a.mp4": (30, 10), "b.mp4": (45, 15)}  # name -> (frames, fps): 20 s, 3 s, 3 s

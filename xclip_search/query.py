@@ -30,6 +30,7 @@ import pyarrow as pa
 from schemas import SEGMENTS_TABLE
 from schemas.sql import sql_str
 
+
 def label_words(text: str) -> list[str]:
     """Lower-case words of ``text``, split on what is not a letter or digit (LanceDB's simple
     tokenizer, which builds the ``label_text`` FTS index and ``contains_tokens``)."""
