@@ -64,13 +64,15 @@ from xclip_core import storage
 log = logging.getLogger(__name__)
 
 # DuckDB views of the Parquet log: {output} is the job's --output (without a trailing slash).
+# union_by_name: files written before a column was added read it as null (without it DuckDB takes
+# the first file's columns and silently drops the newer ones)
 CURRENT_VIDEOS_SQL = """
-SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet')
+SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)
 QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
 """.strip()
 # a segment is current when it comes from the run that wrote its video's current row
 CURRENT_SEGMENTS_SQL = """
-SELECT s.* FROM read_parquet('{output}/parquet/segments/*.parquet') s
+SELECT s.* FROM read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true) s
 JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
 """.strip()
 

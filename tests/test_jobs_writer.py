@@ -3,6 +3,7 @@ import os
 
 import duckdb
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -244,9 +245,19 @@ def test_an_older_output_gets_the_new_columns_and_label_text_from_its_labels(tmp
     assert new_rows == ["swimming; riding a bike", None, "", "éclair au café; o'brien"]
     for name in ("segments", "videos"):
         open_lance_table(out, name).drop_columns(["label_text"])  # as a schema "2" index had it
+        for f in (tmp_path / "out" / "parquet" / name).iterdir():  # and its Parquet log
+            pq.write_table(pq.read_table(f).drop_columns(["label_text"]), f)
     assert "label_text" not in read_lance(out, "segments").column_names
-    Writer(WriterConfig(output=out), run_id="r2", dim=P).close()
-    migrated = read_lance(out, "segments").sort_by("segment_index")
+    w2 = Writer(WriterConfig(output=out), run_id="r2", dim=P)
+    w2.add("segments", _segments("v2", 1, "r2", labels=[["Juggling balls"]]))
+    w2.add("videos", _videos(["v2"], "r2"))
+    w2.close()
+    migrated = read_lance(out, "segments").filter(pc.equal(pc.field("video_id"), "v1")).sort_by("segment_index")
     schemas.check_table(migrated, schemas.segments_schema(P))
     schemas.check_table(read_lance(out, "videos"), schemas.videos_schema(P))
     assert migrated.column("label_text").to_pylist() == new_rows
+    # the Parquet log's views read old files (no label_text) and new ones together
+    con = duckdb.connect()
+    seg = con.sql(CURRENT_SEGMENTS_SQL.format(output=out) + " ORDER BY segment_id").arrow().read_all()
+    assert seg.column("label_text").to_pylist() == [None] * 4 + ["juggling balls"]
+    assert "label_text" in con.sql(CURRENT_VIDEOS_SQL.format(output=out)).arrow().read_all().column_names
