@@ -96,7 +96,7 @@ class Index:
         self.manifest = latest_finished(self.manifests, uri)
         self.db = lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
         self.table_names = set(self.db.list_tables().tables)
-        self._tables = {}
+        self._tables, self._vocab = {}, False  # opened tables; label_vocabulary() once computed
         for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
             if name not in self.table_names:
                 raise IndexError_(f"{uri}: no {name!r} table under lancedb/: is this an xclip-index --output?")
@@ -105,18 +105,24 @@ class Index:
         self.precision = precision if precision != "auto" else ("bf16" if native_bf16(device) else "fp32")
         self._query_tower = None  # bf16 copy of the text tower, for queries (precision="bf16")
 
-    def label_vocabulary(self) -> list[str] | None:
-        """Every label of every label set whose run or relabel wrote here (from ``runs/*.json``), or
-        None when a manifest predates label lists in manifests (schema "3")."""
-        vocab = {}
-        for m in self.manifests:
-            ls = m.get("label_set")
-            if not ls:  # the run stopped before it had a label set: it labelled nothing
-                continue
-            if "labels" not in ls:
-                return None
-            vocab.update(dict.fromkeys(ls["labels"]))
-        return list(vocab)
+    def label_vocabulary(self) -> dict[str, set[str]] | None:
+        """Every label of every label set whose run or relabel wrote here (from ``runs/*.json``), with
+        its words (``xclip_search.query.label_words``); None when a manifest predates label lists in
+        manifests (schema "3"). Computed once per opened index."""
+        if self._vocab is False:
+            from xclip_search.query import label_words
+
+            vocab = {}
+            for m in self.manifests:
+                ls = m.get("label_set")
+                if not ls:  # the run stopped before it had a label set: it labelled nothing
+                    continue
+                if "labels" not in ls:
+                    vocab = None
+                    break
+                vocab.update({x: set(label_words(x)) for x in ls["labels"]})
+            self._vocab = vocab
+        return self._vocab
 
     def table(self, name: str):
         """The LanceDB table ``name``, opened once (a handle reads the version it opened: reopen

@@ -124,10 +124,9 @@ class Query:
         vocab = self._index.label_vocabulary()
         if vocab is None:
             return f"contains_tokens(label_text, {sql_str(' '.join(words))})"
-        tokens = {x: set(label_words(x)) for x in vocab}
         parts = []
         for w in words:
-            having = [x for x in vocab if w in tokens[x]]
+            having = [x for x, tokens in vocab.items() if w in tokens]
             if not having:
                 return "false"
             parts.append(f"array_has_any(labels, [{', '.join(sql_str(x) for x in having)}])")
