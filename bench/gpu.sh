@@ -19,8 +19,8 @@
 #                    sourced with the `step` function below available
 # Packs: bash bench/pack_wheels.sh. Logs, steps.jsonl and results.json go to $OUT (default bench/out).
 # Generated data stays outside the repo ($GPUBENCH_DATA, default /tmp/gpubench).
-# Local dry run (no GPU): GPUBENCH_SMALL=1 PY=.venv/bin/python bash bench/gpu.sh stage2
-#   tiny videos, the CPU-decode run only, no unpacking, no CUDA steps.
+# Local dry run (no GPU): GPUBENCH_SMALL=1 PY=.venv/bin/python bash bench/gpu.sh stage1 (then stage2)
+#   tiny videos, CPU decoders / the CPU-decode run only, no unpacking, no CUDA steps.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled RAY_ENABLE_UV_RUN_RUNTIME_ENV=0
 cd "$(dirname "$0")/.."
@@ -81,6 +81,11 @@ unpack() {  # unpack PACK: site/ always; fallback/ packages only where the host 
 }
 
 stage1() {
+  if [ "$SMALL" = 1 ]; then  # local dry run: the plumbing only (tiny videos, CPU decoders)
+    step videos 120 make_inputs
+    step node_small 60 "$PY" bench/nvdec_node.py "$DATA/small" --processes 2 --seconds 3 --modes cpu
+    return 0
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   step unpack1 120 unpack pack1
   step imports1 60 "$PY" -c "import ray, av, torch, PyNvVideoCodec as n; print('ray', ray.__version__, 'av', \
@@ -230,9 +235,13 @@ out = Path(sys.argv[1])
 def lines(name):
     p = out / name
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+node = [json.loads(x) for p in sorted(out.glob("node_*.log")) for x in p.read_text().splitlines()
+        if x.startswith('{"folder"')]  # bench/nvdec_node.py's JSON lines
 r = {"stage": sys.argv[2], "seconds": round(time.time() - float(sys.argv[3]), 1), "steps": lines("steps.jsonl"),
-     "runs": lines("runs.jsonl")}
+     "runs": lines("runs.jsonl"), "node": node}
 (out / "results.json").write_text(json.dumps(r, indent=1))
+for x in node:
+    print(f"node {x['folder']:>24} {x['mode']:>6}: {x['clips_per_s']:8.1f} clips/s")
 for x in r["runs"]:
     print(f"{x['run']:>12}: {x['clips_per_s']:8.1f} clips/s  {x['num_segments']} clips  "
           f"GPU busy {x.get('gpu_util_mean')}% (non-idle {x.get('gpu_util_mean_nonidle')}%)  {x['decode_backend']}")
