@@ -13,7 +13,7 @@ import pytest
 from jobs.cli import main
 from jobs.runner import index_videos
 from tests.conftest import own_ray
-from tests.jobs_helpers import read_lance
+from tests.jobs_helpers import open_lance_table, read_lance
 from tests.search_helpers import LABELS, brute_force, label_file, make_videos, text_features
 
 pytestmark = pytest.mark.slow
@@ -254,3 +254,9 @@ def test_build_index_cli(built, capsys):
     assert {"segment_id", "video_id", "labels", "label_text"} <= set(seg["indexes"])
     assert "embedding" not in seg["indexes"]  # fewer rows than PQ training needs (256)
     assert {"video_id", "status", "labels"} <= set(report["videos"]["indexes"])
+    # LanceDB's own full-text search runs on that index: the rows whose labels hold the word
+    segments = read_lance(built["out"], "segments").to_pylist()
+    word = segments[0]["labels"][0].split()[-1].lower()
+    fts = open_lance_table(built["out"], "segments").search(word, query_type="fts").limit(1000).to_arrow()
+    assert sorted(fts.column("segment_id").to_pylist()) == \
+        sorted(s["segment_id"] for s in segments if word in _label_tokens(s))
