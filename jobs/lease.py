@@ -1,13 +1,15 @@
 """One run at a time per output: a lease object ``<output>/_lock.json``.
 
 The lease is created with a conditional write that fails when it exists (S3:
-``PutObject`` with ``If-None-Match: *``; local: ``os.open(O_CREAT | O_EXCL)``),
+``PutObject`` with ``If-None-Match: *``; local: under the folder's ``flock``),
 holds ``run_id``, ``host``, ``pid`` and ``heartbeat_at``, and is refreshed every
 ``heartbeat_s`` by a daemon thread (S3: a put with ``If-Match`` on the lease's
 own ETag, so a run whose lease was taken over notices it). A lease whose
 heartbeat is older than ``stale_after_s`` belongs to a dead run: the next run
 takes it over (S3: ``If-Match`` on the stale ETag, so of two runs taking it
-over at once only one wins; local: rename the stale file away, then O_EXCL).
+over at once only one wins; local: compare and write while holding an exclusive
+``flock`` on the output folder, which serialises the runs of one host and of
+hosts sharing a filesystem with working ``flock``, such as NFSv4; elsewhere use S3).
 ``release()`` deletes it (only while it is still ours).
 
 A run that finds a live lease raises ``LeaseError`` (``xclip-index`` exit
@@ -15,8 +17,10 @@ status 5) and writes nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -76,14 +80,10 @@ class _Store:
                 if s3_error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
                     return None
                 raise
-        os.makedirs(os.path.dirname(self.uri), exist_ok=True)
-        try:
-            fd = os.open(self.uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return None
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-        return body.decode()
+        with self._locked():
+            if os.path.exists(self.uri):
+                return None
+            return self._write_local(body)
 
     def read(self) -> tuple[dict, str] | None:
         if self.s3:
@@ -96,16 +96,12 @@ class _Store:
                     return None
                 raise
             return json.loads(r["Body"].read()), r["ETag"]
-        try:
-            with open(self.uri, "rb") as f:
-                text = f.read().decode()
-        except FileNotFoundError:
-            return None
-        return json.loads(text), text
+        with self._locked():
+            text = self._read_local()
+        return None if text is None else (json.loads(text), text)
 
-    def replace(self, body: bytes, token: str, *, ours: bool = False) -> str | None:
-        """Overwrite only if the object is still version ``token``; returns the new token or None.
-        ``ours``: a heartbeat of our own lease (locally: swapped in place, never a moment without it)."""
+    def replace(self, body: bytes, token: str) -> str | None:
+        """Overwrite only if the object is still version ``token``; returns the new token or None."""
         if self.s3:
             from botocore.exceptions import ClientError
 
@@ -116,31 +112,10 @@ class _Store:
                 if s3_error_code(e) in ("PreconditionFailed", "NoSuchKey", "ConditionalRequestConflict"):
                     return None
                 raise
-        if ours:
-            cur = self.read()
-            if cur is None or cur[1] != token:
+        with self._locked():
+            if self._read_local() != token:
                 return None
-            tmp = f"{self.uri}.{uuid.uuid4().hex[:8]}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(body)
-            os.replace(tmp, self.uri)
-            return body.decode()
-        aside = f"{self.uri}.{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(self.uri, aside)  # atomic: of two runs replacing it, one gets FileNotFoundError
-        except FileNotFoundError:
-            return None
-        with open(aside, "rb") as f:
-            was = f.read().decode()
-        if was != token:  # someone replaced it in between: put theirs back unless a third run is there
-            try:
-                os.link(aside, self.uri)
-            except FileExistsError:
-                pass
-            os.unlink(aside)
-            return None
-        os.unlink(aside)
-        return self.create(body)
+            return self._write_local(body)
 
     def delete(self, token: str) -> None:
         if self.s3:
@@ -153,9 +128,36 @@ class _Store:
                 if s3_error_code(e) not in ("PreconditionFailed", "NoSuchKey"):
                     raise
             return
-        cur = self.read()
-        if cur and cur[1] == token:
-            os.unlink(self.uri)
+        with self._locked():
+            if self._read_local() == token:
+                os.unlink(self.uri)
+
+    # local: every check-and-write holds an exclusive flock on the output folder, so a
+    # compare and the write after it are one step for every process and thread on this host
+    @contextlib.contextmanager
+    def _locked(self):
+        folder = os.path.dirname(self.uri)
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _read_local(self) -> str | None:
+        try:
+            with open(self.uri, "rb") as f:
+                return f.read().decode()
+        except FileNotFoundError:
+            return None
+
+    def _write_local(self, body: bytes) -> str:
+        tmp = f"{self.uri}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(body)
+        os.replace(tmp, self.uri)  # readers see the old body or the new one, never a part
+        return body.decode()
 
 
 class Lease:
@@ -211,7 +213,7 @@ class Lease:
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.cfg.heartbeat_s):
             try:
-                token = self.store.replace(self._body(), self.token, ours=True)
+                token = self.store.replace(self._body(), self.token)
             except Exception as e:  # storage trouble: try again next beat; stale only after stale_after_s
                 log.warning("lease heartbeat failed: %s", short_error(e))
                 continue
