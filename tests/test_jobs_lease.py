@@ -1,5 +1,7 @@
 import datetime as dt
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -91,6 +93,38 @@ def test_stale_lease_is_taken_over_once(output):
         assert won[0].took_over["run_id"] == "dead"  # the lease never vanished in between
         won[0].release()
         assert _read(output) is None
+
+
+_RACER = """
+import sys, time
+from jobs.lease import Lease, LeaseConfig, LeaseError
+output, run_id, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < go:  # spin, so that all start within microseconds
+    pass
+try:
+    lease = Lease(output, run_id, LeaseConfig(heartbeat_s=0.1, stale_after_s=30)).acquire()
+except LeaseError:
+    print("refused", flush=True)
+    sys.exit(0)
+print("won", flush=True)
+time.sleep(1.0)  # hold it while the others try
+lease.release()
+"""
+
+
+def test_stale_lease_race_between_processes(tmp_path):
+    # separate processes (separate runs on one host), not threads: still exactly one winner
+    output = str(tmp_path / "out")
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)).isoformat()
+    for r in range(3):
+        _write(output, {"run_id": "dead", "host": "h", "pid": 1, "heartbeat_at": old})
+        go = time.time() + 2.0  # start together once every interpreter has imported the module
+        procs = [subprocess.Popen([sys.executable, "-c", _RACER, output, f"p{r}-{i}", str(go)],
+                                  stdout=subprocess.PIPE, text=True) for i in range(6)]
+        said = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+        assert all(p.returncode == 0 for p in procs), said
+        assert said == ["refused"] * 5 + ["won"], (r, said)
+        assert _read(output) is None  # the winner released it
 
 
 def test_a_lost_lease_is_noticed(output):
