@@ -96,9 +96,9 @@ def test_stale_lease_is_taken_over_once(output):
 
 
 _RACER = """
-import sys, time
+import os, sys, time
 from jobs.lease import Lease, LeaseConfig, LeaseError
-output, run_id, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+output, run_id, go, release = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 while time.time() < go:  # spin, so that all start within microseconds
     pass
 try:
@@ -107,7 +107,8 @@ except LeaseError:
     print("refused", flush=True)
     sys.exit(0)
 print("won", flush=True)
-time.sleep(1.0)  # hold it while the others try
+while not os.path.exists(release):  # hold it until every other racer has answered
+    time.sleep(0.05)
 lease.release()
 """
 
@@ -116,12 +117,16 @@ def test_stale_lease_race_between_processes(tmp_path):
     # separate processes (separate runs on one host), not threads: still exactly one winner
     output = str(tmp_path / "out")
     old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)).isoformat()
-    for r in range(3):
+    for r in range(8):
         _write(output, {"run_id": "dead", "host": "h", "pid": 1, "heartbeat_at": old})
-        go = time.time() + 2.0  # start together once every interpreter has imported the module
-        procs = [subprocess.Popen([sys.executable, "-c", _RACER, output, f"p{r}-{i}", str(go)],
+        go = time.time() + 1.5  # start together once every interpreter has imported the module
+        release = tmp_path / f"release-{r}"
+        procs = [subprocess.Popen([sys.executable, "-c", _RACER, output, f"p{r}-{i}", str(go), str(release)],
                                   stdout=subprocess.PIPE, text=True) for i in range(6)]
-        said = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+        said = sorted(p.stdout.readline().strip() for p in procs)
+        release.touch()
+        for p in procs:
+            p.communicate(timeout=60)
         assert all(p.returncode == 0 for p in procs), said
         assert said == ["refused"] * 5 + ["won"], (r, said)
         assert _read(output) is None  # the winner released it
