@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from jobs.retry import retry, s3_error_code, short_error
@@ -168,7 +169,7 @@ class Lease:
         self.store = _Store(storage.join(output, LOCK_NAME))
         self.token: str | None = None
         self.took_over: dict | None = None  # the stale lease we replaced, if any
-        self.lost = False
+        self.lost: str | None = None  # why our lease is no longer ours
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -211,23 +212,30 @@ class Lease:
         return self
 
     def _heartbeat(self) -> None:
+        last_beat = time.monotonic()
         while not self._stop.wait(self.cfg.heartbeat_s):
             try:
                 token = self.store.replace(self._body(), self.token)
-            except Exception as e:  # storage trouble: try again next beat; stale only after stale_after_s
-                log.warning("lease heartbeat failed: %s", short_error(e))
+            except Exception as e:  # storage trouble (or a bug): retried next beat, but never for longer
+                failing = time.monotonic() - last_beat  # than the lease stays ours: then the run stops
+                log.warning("lease heartbeat failed (%.0fs without one): %s", failing, short_error(e))
+                if failing >= self.cfg.stale_after_s:
+                    self.lost = f"no heartbeat for {failing:.0f}s, last error {short_error(e)}"
+                    log.error("the lease on %s may be taken over: %s", self.output, self.lost)
+                    return
                 continue
             if token is None:
-                self.lost = True
+                self.lost = f"taken over by another run (no heartbeat for {self.cfg.stale_after_s}s)"
                 log.error("the lease on %s was taken over by another run", self.output)
                 return
-            self.token = token
+            self.token, last_beat = token, time.monotonic()
 
     def check(self) -> None:
-        """Raise ``LeaseError`` when another run took our lease over (we were too slow to refresh it)."""
+        """Raise ``LeaseError`` when our lease was taken over, or could not be refreshed for so long
+        that another run may take it over."""
         if self.lost:
-            raise LeaseError(f"--output {self.output}: this run's lease was taken over by another run "
-                             f"(no heartbeat for {self.cfg.stale_after_s}s); stopped before writing more")
+            raise LeaseError(f"--output {self.output}: this run's lease is lost: {self.lost}; "
+                             f"stopped before writing more")
 
     def release(self) -> None:
         self._stop.set()

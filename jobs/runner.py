@@ -289,9 +289,10 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                 raise
             except Exception as e:  # Ray gave up, or a task (or the driver) raised a bug: record, then fail
                 # a bug in a Ray task arrives as RayTaskError(TypeError), itself a TypeError: ask bug_reason first
-                bug = bug_reason(e) or (short_error(e) if isinstance(e, PROGRAMMING_ERRORS) else None)
-                if isinstance(e, PROGRAMMING_ERRORS) and not bug_reason(e):
+                bug = bug_reason(e)
+                if bug is None and isinstance(e, PROGRAMMING_ERRORS):
                     log.exception("a bug on the driver")
+                    bug = short_error(e)
                 if bug:
                     failure, internal = (f"internal error (a bug in xclip-index or a dependency, not a bad "
                                          f"video): {bug}; unfinished videos were left unwritten, rerun after "

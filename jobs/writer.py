@@ -160,7 +160,8 @@ class Writer:
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
             for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
                 if side in existing:
-                    self._commit(f"delete {side}", lambda: (self.tables.get(side) or self.db.open_table(side)).delete(where))
+                    self._commit(f"delete {side}", lambda: (  # not `tables.get() or`: a Table's truth counts rows
+                        self.tables[side] if side in self.tables else self.db.open_table(side)).delete(where))
             if mark:
                 self._commit("mark videos deleted", lambda: self.tables[VIDEOS_TABLE].update(
                     where=where, values={"status": STATUS_DELETED, "error": "gone from the source",

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -141,6 +142,21 @@ def test_a_lost_lease_is_noticed(output):
         lease.check()
     lease.release()
     assert _read(output)["run_id"] == "other"  # not deleted: it is not ours any more
+
+
+def test_a_lease_that_cannot_be_refreshed_stops_the_run(tmp_path):
+    # the output folder is gone and a file stands in its place: every heartbeat fails; once the
+    # lease could be stale, another run may take it over, so this run must stop, not write on
+    output = str(tmp_path / "out")
+    lease = Lease(output, "cut-off", FAST).acquire()
+    shutil.rmtree(output)
+    (tmp_path / "out").write_text("not a folder")
+    time.sleep(0.5)
+    lease.check()  # a few failed beats inside stale_after_s are retried, not fatal
+    time.sleep(FAST.stale_after_s + 0.5)
+    with pytest.raises(LeaseError, match="no heartbeat for .*FileExistsError"):
+        lease.check()
+    lease.release()
 
 
 def test_settings_are_validated():
