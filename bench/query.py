@@ -138,7 +138,7 @@ def main() -> None:
 
     from xclip_core.checkpoint import write_random_checkpoint
     from xclip_search import open_index
-    from xclip_search.indexes import build_indexes
+    from xclip_store.indexes import build_indexes
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-query-"))
     ckpt = work / "base-patch32"

@@ -15,7 +15,7 @@ I/O error, e.g. a TypeError after a library API change) or the breaker tripped
 (many videos failing with the same reason); finished videos are written,
 unfinished ones get no row, so a rerun after the fix does them; 1 the pipeline
 broke down (or Ray could not start); 7 another run holds the output's lease
-(jobs.lease): nothing written; 6 an input cannot be listed (S3 NoSuchBucket,
+(xclip_store.lease): nothing written; 6 an input cannot be listed (S3 NoSuchBucket,
 AccessDenied/InvalidAccessKeyId, endpoint unreachable: the message names the S3
 error code).
 Every failure is one ``xclip-index: error: ...`` line; rerunning the same
@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                         handlers=[handler])
     from jobs.config import ConfigError
     from jobs.encoder import ModelError
-    from jobs.lease import LeaseError
+    from xclip_store.lease import LeaseError
     from jobs.reader import InputError
     from jobs.runner import InternalError, PipelineError, run
-    from jobs.writer import OutputError
+    from xclip_store.writer import OutputError
 
     def fail(code: int, msg: str) -> int:
         print(f"xclip-index: error: {redact(msg)}", file=sys.stderr)

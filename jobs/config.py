@@ -38,7 +38,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     [writer]
     chunk_rows = 4096            # segment rows per Parquet file / LanceDB commit
     optimize = true              # LanceDB optimize() at the end
-    vector_index_min_rows = 5000 # build the ANN index (xclip_search.indexes) from this many rows
+    vector_index_min_rows = 5000 # build the ANN index (xclip_store.indexes) from this many rows
     full = false                 # true: process every input (default: only new or changed ones)
     on_deleted = "delete"        # videos gone from the source: "delete" | "mark" (status 'deleted')
     lease_heartbeat_s = 30       # output lease (one run at a time per output)
@@ -193,7 +193,7 @@ class EncoderConfig:
 
 @dataclasses.dataclass(frozen=True)
 class WriterConfig:
-    """Where and how results are written (``jobs.writer``)."""
+    """Where and how results are written (``xclip_store.writer``)."""
     output: str = ""
     chunk_rows: int = 4096
     optimize: bool = True
@@ -201,7 +201,7 @@ class WriterConfig:
     skip_unchanged: bool = False  # deprecated no-op: incremental is the default (see ``full``)
     full: bool = False            # process every input, not only new/changed ones (jobs.incremental)
     on_deleted: str = "delete"    # videos gone from the source: "delete" their rows | "mark" them deleted
-    lease_heartbeat_s: float = 30.0      # output lease refresh period (jobs.lease)
+    lease_heartbeat_s: float = 30.0      # output lease refresh period (xclip_store.lease)
     lease_stale_after_s: float = 300.0   # a lease not refreshed for this long is taken over
     keep_versions_days: float = 7.0      # LanceDB versions older than this are cleaned up at the end
     review_out: str | None = None  # with encoder.policy: JSON lines of review/block decisions

@@ -39,7 +39,7 @@ import pyarrow as pa
 from jobs import gpu_decode
 from jobs.config import EncoderConfig
 from jobs.gpu_defaults import resolve_encoder
-from jobs.retry import PROGRAMMING_ERRORS
+from xclip_store.retry import PROGRAMMING_ERRORS
 from schemas.output import vectors
 from schemas.stream import FRAME_HASHES, FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, VISUAL_TOKENS, encoded_schema
 

@@ -38,10 +38,8 @@ import os
 import pyarrow as pa
 
 from schemas import STATUS_OK, normalize_uri
-from schemas.output import ROWS_VERSION
+from schemas.output import ROWS_VERSION, STATUS_DELETED  # noqa: F401 (STATUS_DELETED: re-exported)
 from xclip_core import storage
-
-STATUS_DELETED = "deleted"
 
 
 def processing_id(info, dcfg, encoder_cfg, *, outputs: dict | None = None) -> str:

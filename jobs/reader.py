@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from jobs.config import ConfigError, ReaderConfig
 from jobs.inventory import is_inventory_manifest, read_inventory
-from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
+from xclip_store.retry import PROGRAMMING_ERRORS, retry, short_error
 from schemas import normalize_uri, video_id
 from schemas.stream import INPUT_SCHEMA
 from xclip_core import storage

@@ -1,6 +1,6 @@
 """Resume after a crash: runs that died leave ``runs/<run_id>.json`` as ``running``.
 
-Unit of progress: a committed chunk (``jobs.writer``). A run killed at any
+Unit of progress: a committed chunk (``xclip_store.writer``). A run killed at any
 point (SIGKILL included) leaves its committed chunks; the next run sees those
 videos as unchanged (``jobs.incremental``) and processes only the rest,
 replacing any ``indexing`` placeholder rows. The next run, once it holds the

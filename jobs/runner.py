@@ -44,12 +44,12 @@ from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
-from jobs.lease import Lease, LeaseConfig, LeaseError
+from xclip_store.lease import Lease, LeaseConfig, LeaseError
 from jobs.reader import InputError, list_inputs
 from jobs.report import RunReport
 from jobs.resume import mark_interrupted
-from jobs.retry import PROGRAMMING_ERRORS, short_error
-from jobs.writer import OutputError, Writer
+from xclip_store.retry import PROGRAMMING_ERRORS, short_error
+from xclip_store.writer import OutputError, Writer
 from moderation.job import ModerationRun
 from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
 

@@ -6,7 +6,7 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     video_id        string     sha1 of the normalised URI (:func:`video_id`)
     uri             string     normalised URI (``s3://bucket/key`` or an absolute path)
     status          string     ``ok`` | ``failed`` | ``skipped`` (| ``indexing``: placeholder,
-                               see jobs.writer)
+                               see xclip_store.writer)
     error           string     reason; null when ok
     duration_s      float64    container/stream duration (null when unknown)
     fps             float64
@@ -74,8 +74,10 @@ STATUS_FAILED = "failed"
 STATUS_SKIPPED = "skipped"
 STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED)
 # a videos row the writer commits before the video's segments and replaces with the final row
-# after them (jobs.writer: consistency order); left behind only by a crash, reindexed by the next run
+# after them (xclip_store.writer: consistency order); left behind only by a crash, reindexed by the next run
 STATUS_INDEXING = "indexing"
+# a video gone from the source, kept with on_deleted = "mark" (jobs.incremental)
+STATUS_DELETED = "deleted"
 
 VIDEOS_TABLE = "videos"
 SEGMENTS_TABLE = "segments"

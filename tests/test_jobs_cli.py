@@ -138,7 +138,7 @@ def test_input_bucket_missing_or_endpoint_unreachable(capsys, s3_server, tmp_pat
 
 
 def test_second_run_on_a_leased_output_refuses(capsys, tmp_path, tiny_model, one_video):
-    from jobs.lease import Lease
+    from xclip_store.lease import Lease
 
     out = str(tmp_path / "o")
     with Lease(out, "other-run"):

@@ -10,7 +10,7 @@ import pytest
 
 import schemas
 from jobs.runner import index_videos
-from jobs.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL
+from xclip_store.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL
 from schemas.manifest import RunManifest
 from tests.conftest import own_ray
 from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, open_lance_table, read_lance, \

@@ -1,4 +1,4 @@
-"""xclip_search.indexes: one builder; the ANN index is used and keeps recall on a clustered set."""
+"""xclip_store.indexes: one builder; the ANN index is used and keeps recall on a clustered set."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from schemas.output import vectors
 from tests.search_helpers import brute_force
-from xclip_search.indexes import SEARCH_NPROBES, SEARCH_REFINE_FACTOR, ensure_indexes, vector_index_config
+from xclip_store.indexes import SEARCH_NPROBES, SEARCH_REFINE_FACTOR, ensure_indexes, vector_index_config
 
 DIM, ROWS = 64, 4000
 

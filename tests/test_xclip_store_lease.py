@@ -9,7 +9,7 @@ import time
 import boto3
 import pytest
 
-from jobs.lease import LOCK_NAME, Lease, LeaseConfig, LeaseError
+from xclip_store.lease import LOCK_NAME, Lease, LeaseConfig, LeaseError
 
 FAST = LeaseConfig(heartbeat_s=0.1, stale_after_s=1.0)
 
@@ -98,7 +98,7 @@ def test_stale_lease_is_taken_over_once(output):
 
 _RACER = """
 import os, sys, time
-from jobs.lease import Lease, LeaseConfig, LeaseError
+from xclip_store.lease import Lease, LeaseConfig, LeaseError
 output, run_id, go, release = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 while time.time() < go:  # spin, so that all start within microseconds
     pass

@@ -9,7 +9,7 @@ import pytest
 
 import schemas
 from jobs.config import ConfigError, WriterConfig
-from jobs.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL, OutputError, Writer
+from xclip_store.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL, OutputError, Writer
 from schemas.output import from_columns, vectors
 from tests.jobs_helpers import open_lance_table, read_lance
 
@@ -94,7 +94,7 @@ def test_vector_index_once_the_table_is_large_enough(tmp_path):
     w.close()
     table = open_lance_table(out, "segments")
     types = sorted(i.index_type for i in table.list_indices())
-    assert types.count("IvfHnswSq") == 1 and "LabelList" in types  # xclip_search.indexes: one builder
+    assert types.count("IvfHnswSq") == 1 and "LabelList" in types  # xclip_store.indexes: one builder
     hit = table.search(emb[250]).limit(1).to_list()[0]
     assert hit["segment_id"] == schemas.segment_id("b", 50)
 

@@ -7,7 +7,7 @@
     clips = idx.similar((video_id, 3)).limit(5).to_list()     # clip to clip
 
 See ``xclip_search.index`` (opening), ``xclip_search.query`` (the builder),
-``xclip_search.relabel`` (new labels from stored data) and ``xclip_search.indexes``.
+``xclip_search.relabel`` (new labels from stored data) and ``xclip_store.indexes``.
 """
 from xclip_search.index import Index, IndexError_, open_index
 from xclip_search.query import Query

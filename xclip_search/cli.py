@@ -100,7 +100,7 @@ def relabel_main(args: argparse.Namespace) -> int:
 
 
 def build_index_main(args: argparse.Namespace) -> int:
-    from xclip_search.indexes import build_indexes
+    from xclip_store.indexes import build_indexes
 
     try:
         report = build_indexes(args.index)

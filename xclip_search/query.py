@@ -14,7 +14,7 @@ Options (each returns the query; nothing runs until ``to_arrow`` / ``to_pandas``
                       features: ``--store-prompt-features``): score = cosine of the clip embedding
                       and the query's text feature prompted by the clip's visual tokens
     nprobes(n), refine_factor(n)   ANN search knobs, used when the table has a vector index
-                      (defaults ``xclip_search.indexes.SEARCH_NPROBES`` / ``SEARCH_REFINE_FACTOR``)
+                      (defaults ``xclip_store.indexes.SEARCH_NPROBES`` / ``SEARCH_REFINE_FACTOR``)
 
 Output columns, best first (segments: clip hits; videos: ``similar(video_id)``):
     video_id, uri, [segment_id, segment_index, start_s, end_s,] score, labels, label_scores
@@ -47,7 +47,7 @@ class Query:
         self._index, self._table, self._vector, self._text, self._first = index, table, vector, text, first
         self._limit, self._where, self._labels, self._match = 10, None, None, None
         self._per_video, self._rerank = False, 0
-        from xclip_search.indexes import SEARCH_NPROBES, SEARCH_REFINE_FACTOR
+        from xclip_store.indexes import SEARCH_NPROBES, SEARCH_REFINE_FACTOR
 
         self._nprobes, self._refine = SEARCH_NPROBES, SEARCH_REFINE_FACTOR  # used only with an ANN index
 

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.labeler import Labeler
-from jobs.writer import migrate_table
+from xclip_store.writer import migrate_table
 from schemas import SEGMENTS_TABLE, STATUS_OK, VIDEOS_TABLE, SCHEMA_VERSION
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.output import label_text

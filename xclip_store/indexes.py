@@ -8,9 +8,12 @@
     embedding    ANN (``vector_index_config``: IVF_HNSW_SQ, cosine; chosen over IVF_PQ by
                  ``bench/query.py``, see bench/RESULTS.md "Query") once the table has ``min_vector_rows``
                  non-null vectors (PQ training needs at least 256)
-``build_indexes`` first adds the columns an older index lacks (``jobs.writer.migrate_table``:
+``build_indexes`` first adds the columns an older index lacks (``xclip_store.migrate.migrate_table``:
 ``label_text`` is derived from ``labels``).
-Build from one process (concurrent ``create_index`` calls conflict in LanceDB).
+``build_indexes`` holds the output lease (command ``build-index``; exit 7 while a run holds it) and
+every index build is one commit through ``Output.commit``: the lease is checked first, and a LanceDB
+commit conflict (another process compacted or indexed the table meanwhile) is retried on the
+table's latest version.
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ import math
 import time
 
 from schemas import SEGMENTS_KEY, SEGMENTS_TABLE, VECTOR_COLUMN, VIDEOS_KEY, VIDEOS_TABLE
+from xclip_store.errors import LeaseError
+from xclip_store.migrate import migrate_table
+from xclip_store.retry import commit_retry
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,14 @@ def _indexed_columns(tbl) -> set[tuple[str, ...]]:
     return {tuple(getattr(i, "columns", ()) or ()) for i in tbl.list_indices()}
 
 
-def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, kind: str = DEFAULT_KIND) -> dict:
-    """Build the missing indexes of table ``name``; returns {column: seconds} of those built."""
+def _unleased_commit(what: str, fn, *, table=None):
+    return commit_retry(table, fn, what=what) if table is not None else fn()
+
+
+def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, kind: str = DEFAULT_KIND,
+                   commit=_unleased_commit) -> dict:
+    """Build the missing indexes of table ``name``; returns {column: seconds} of those built.
+    ``commit(what, fn, table=tbl)`` makes each build (``Output.commit``: lease check and retries)."""
     from lancedb.index import FTS, BTree, Bitmap, LabelList
 
     names = set(tbl.schema.names)
@@ -70,7 +82,7 @@ def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, ki
     for col, config in wanted:
         if col in names and (col,) not in have:
             t0 = time.perf_counter()
-            tbl.create_index(col, config=config)
+            commit(f"build the {col} index of {name}", lambda: tbl.create_index(col, config=config), table=tbl)
             built[col] = round(time.perf_counter() - t0, 3)
     if VECTOR_COLUMN in names and (VECTOR_COLUMN,) not in have:
         rows = tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL")
@@ -78,31 +90,37 @@ def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, ki
             dim = tbl.schema.field(VECTOR_COLUMN).type.list_size
             t0 = time.perf_counter()
             try:
-                tbl.create_index(VECTOR_COLUMN, config=vector_index_config(rows, dim, kind=kind))
+                commit(f"build the vector index of {name}",
+                       lambda: tbl.create_index(VECTOR_COLUMN, config=vector_index_config(rows, dim, kind=kind)),
+                       table=tbl)
                 built[VECTOR_COLUMN] = round(time.perf_counter() - t0, 3)
-            except Exception as e:  # the table stays searchable (brute force) without it
+            except LeaseError:
+                raise
+            except Exception as e:  # OutputError after retries: the table stays searchable (brute force) without it
                 log.warning("could not build the vector index on %s: %s", name, e)
     return built
 
 
 def build_indexes(uri: str, *, min_vector_rows: int = MIN_VECTOR_ROWS) -> dict:
-    """``xclip-index build-index``: indexes of ``segments`` and ``videos`` under ``uri``."""
-    import lancedb
+    """``xclip-index build-index``: indexes of ``segments`` and ``videos`` under ``uri``, built
+    while holding the output lease (see module doc)."""
+    from xclip_store.output import open_output
 
-    from jobs.writer import migrate_table
-    from xclip_core import storage
+    with open_output(uri, mode="w", command="build-index") as out:
+        return _build_indexes(out, min_vector_rows=min_vector_rows)
 
-    db = lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
-    existing = set(db.list_tables().tables)
-    missing = {SEGMENTS_TABLE, VIDEOS_TABLE} - existing
+
+def _build_indexes(out, *, min_vector_rows: int) -> dict:
+    uri = out.uri
+    missing = {SEGMENTS_TABLE, VIDEOS_TABLE} - out.table_names()
     if missing:
         raise FileNotFoundError(f"{uri}: no {sorted(missing)} table(s) under lancedb/: "
                                 "is this an xclip-index --output?")
     report = {}
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
-        tbl = db.open_table(name)
-        migrate_table(tbl, name)
-        report[name] = {"built": ensure_indexes(tbl, name, min_vector_rows=min_vector_rows),
+        tbl = out.open_table(name)
+        out.commit(f"add the new columns to {name}", lambda: migrate_table(tbl, name), table=tbl)
+        report[name] = {"built": ensure_indexes(tbl, name, min_vector_rows=min_vector_rows, commit=out.commit),
                         "indexes": sorted(",".join(c) for c in _indexed_columns(tbl)),
                         "rows": int(tbl.count_rows())}
     return report

@@ -13,7 +13,23 @@ hosts sharing a filesystem with working ``flock``, such as NFSv4; elsewhere use 
 ``release()`` deletes it (only while it is still ours).
 
 A run that finds a live lease raises ``LeaseError`` (``xclip-index`` exit
-status 5) and writes nothing.
+status 7) and writes nothing.
+
+Every ``run``, ``relabel``, ``moderate``, ``build-index`` and ``restore`` takes it
+(``xclip_store.open_output(..., mode="w")``); the lease names the ``command``.
+
+Dead holders on this host. The lease also records the holder's boot id and its
+process start time (``/proc/<pid>/stat``). A lease held on this host (same host
+name and boot) whose pid is gone, or is now another process (another start
+time), is taken over at once instead of after ``stale_after_s``.
+
+Generations. Each acquisition has a new ``lease_id`` and a ``generation`` one
+above the lease it replaced. ``check(what)`` reads the stored lease and raises
+``LeaseError`` unless it is still this acquisition: the writer calls it before
+every commit (chunks, deletions, optimize, index builds, manifests), so a run
+whose lease was taken over (it stalled past ``stale_after_s``) commits nothing
+more. Not guaranteed: a takeover in the instant between one check and the
+commit after it (LanceDB commits cannot be made conditional on the lease).
 """
 from __future__ import annotations
 
@@ -29,16 +45,13 @@ import threading
 import time
 import uuid
 
-from jobs.retry import retry, s3_error_code, short_error
 from xclip_core import storage
+from xclip_store.errors import LeaseError, OutputError  # noqa: F401 (LeaseError: re-exported)
+from xclip_store.retry import retry, s3_error_code, short_error
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "_lock.json"
-
-
-class LeaseError(RuntimeError):
-    """Another run holds the output's lease (or ours was lost)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +68,50 @@ class LeaseConfig:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _read_first(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _boot_id() -> str | None:
+    return _read_first("/proc/sys/kernel/random/boot_id")
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of process ``pid`` (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
+    stat = _read_first(f"/proc/{int(pid)}/stat")
+    if stat is None:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError, OverflowError):
+        return True  # exists (another user's), or we cannot tell: assume alive
+    return True
+
+
+def holder_is_dead(info: dict) -> bool:
+    """True when the lease ``info`` was taken on this host (same host name and boot) by a process
+    that is gone or whose pid now belongs to another process (another start time)."""
+    if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
+        return False
+    boot = _boot_id()
+    if info.get("boot_id") and boot and info["boot_id"] != boot:
+        return True  # this host rebooted since: every process of that boot is gone
+    if not _pid_alive(info["pid"]):
+        return True
+    start = _process_start(info["pid"])
+    return bool(info.get("pid_start") and start and start != info["pid_start"])
 
 
 class _Store:
@@ -164,8 +221,10 @@ class _Store:
 class Lease:
     """``with Lease(output, run_id, cfg):`` holds the output's lease for the run (see module doc)."""
 
-    def __init__(self, output: str, run_id: str, cfg: LeaseConfig = LeaseConfig()):
-        self.output, self.run_id, self.cfg = output, run_id, cfg
+    def __init__(self, output: str, run_id: str, cfg: LeaseConfig = LeaseConfig(), *, command: str = "run"):
+        self.output, self.run_id, self.cfg, self.command = output, run_id, cfg, command
+        self.lease_id = uuid.uuid4().hex  # this acquisition (check() compares it with the stored lease)
+        self.generation = 1  # one above the lease this one replaced
         self.store = _Store(storage.join(output, LOCK_NAME))
         self.token: str | None = None
         self.took_over: dict | None = None  # the stale lease we replaced, if any
@@ -174,7 +233,9 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def _body(self) -> bytes:
-        return json.dumps({"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(),
+        return json.dumps({"run_id": self.run_id, "command": self.command, "host": socket.gethostname(),
+                           "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "boot_id": _boot_id(),
+                           "lease_id": self.lease_id, "generation": self.generation,
                            "heartbeat_at": _now().isoformat(), "stale_after_s": self.cfg.stale_after_s},
                           sort_keys=True).encode()
 
@@ -188,22 +249,24 @@ class Lease:
                 else:
                     info, token = held
                     age = (_now() - dt.datetime.fromisoformat(info["heartbeat_at"])).total_seconds()
-                    if age <= self.cfg.stale_after_s:
+                    dead = holder_is_dead(info)
+                    if age <= self.cfg.stale_after_s and not dead:
                         raise LeaseError(
-                            f"--output {self.output} is in use by run {info.get('run_id')} (host {info.get('host')},"
-                            f" pid {info.get('pid')}, heartbeat {age:.0f}s ago): wait for it to finish, or, if that "
-                            f"run is dead, rerun after {self.cfg.stale_after_s - age:.0f}s when its lease is stale "
-                            f"(or delete {self.store.uri})")
+                            f"--output {self.output} is in use by {info.get('command', 'run')} run "
+                            f"{info.get('run_id')} (host {info.get('host')}, pid {info.get('pid')}, heartbeat "
+                            f"{age:.0f}s ago): wait for it to finish, or, if that run is dead, rerun after "
+                            f"{self.cfg.stale_after_s - age:.0f}s when its lease is stale (or delete {self.store.uri})")
+                    self.generation = int(info.get("generation") or 0) + 1
                     self.token = self.store.replace(self._body(), token)
                     if self.token is not None:
                         self.took_over = info
-                        log.warning("took over the stale lease of run %s (heartbeat %.0fs ago)",
-                                    info.get("run_id"), age)
+                        log.warning("took over the %s lease of run %s (%s)",
+                                    "dead" if dead else "stale", info.get("run_id"),
+                                    f"pid {info.get('pid')} on this host is gone" if dead
+                                    else f"heartbeat {age:.0f}s ago")
         except LeaseError:
             raise
         except Exception as e:
-            from jobs.writer import OutputError
-
             raise OutputError(f"--output {self.output}: cannot take the output lease ({short_error(e)})") from None
         if self.token is None:
             raise LeaseError(f"--output {self.output}: another run took the lease at the same time; rerun later")
@@ -230,12 +293,22 @@ class Lease:
                 return
             self.token, last_beat = token, time.monotonic()
 
-    def check(self) -> None:
+    def check(self, what: str | None = None) -> None:
         """Raise ``LeaseError`` when our lease was taken over, or could not be refreshed for so long
-        that another run may take it over."""
+        that another run may take it over. With ``what`` (the commit about to be made), the stored
+        lease is read too: a commit is refused unless it is still this acquisition (the generation
+        check: a run whose lease was replaced writes nothing more)."""
+        if not self.lost and what is not None and self.token is not None:
+            held = self.store.read()
+            if held is None:
+                self.lost = "the lease object is gone (deleted by hand?)"
+            elif held[0].get("lease_id") != self.lease_id:
+                info = held[0]
+                self.lost = (f"taken over by {info.get('command', 'run')} run {info.get('run_id')} (generation "
+                             f"{info.get('generation')}; ours was {self.generation})")
         if self.lost:
-            raise LeaseError(f"--output {self.output}: this run's lease is lost: {self.lost}; "
-                             f"stopped before writing more")
+            raise LeaseError(f"--output {self.output}: this {self.command} run's lease is lost: {self.lost}; "
+                             f"stopped before writing more" + (f" (refused to {what})" if what else ""))
 
     def release(self) -> None:
         self._stop.set()

@@ -79,10 +79,14 @@ def short_error(e: BaseException, limit: int = 240) -> str:
     return f"{head}{type(e).__name__}: {text}"
 
 
-def retry(fn, *, what: str, attempts: int = 5, base_delay_s: float = 0.2, max_delay_s: float = 5.0):
+def retry(fn, *, what: str, attempts: int = 5, base_delay_s: float = 0.2, max_delay_s: float = 5.0,
+          before_retry=None):
     """Call ``fn()``; on a transient error wait ``base_delay_s * 2**i`` (capped) and try again,
-    up to ``attempts`` calls in all. The last error (or a non-transient one) is raised as is."""
+    up to ``attempts`` calls in all. The last error (or a non-transient one) is raised as is.
+    ``before_retry()`` runs before each new try (e.g. ``commit_retry``: refresh a LanceDB table)."""
     for i in range(attempts):
+        if i and before_retry is not None:
+            before_retry()
         try:
             return fn()
         except Exception as e:
@@ -92,3 +96,19 @@ def retry(fn, *, what: str, attempts: int = 5, base_delay_s: float = 0.2, max_de
             log.warning("%s: transient error, retry %d/%d in %.1fs: %s", what, i + 1, attempts - 1, delay,
                         short_error(e))
             time.sleep(delay)
+
+
+def is_commit_conflict(e: BaseException) -> bool:
+    return "commit conflict" in str(e).lower()
+
+
+def commit_retry(tbl, fn, *, what: str, attempts: int = 5):
+    """``retry`` for a LanceDB commit on ``tbl``: a commit conflict (another process committed a
+    compaction or an index since this handle last read the table) is retried on the latest version
+    (``checkout_latest``): retrying on the stale handle conflicts again, every time."""
+    def refresh():
+        try:
+            tbl.checkout_latest()
+        except Exception as e:  # the next try reports the storage trouble
+            log.warning("%s: cannot refresh the table before retrying: %s", what, short_error(e))
+    return retry(fn, what=what, attempts=attempts, before_retry=refresh)

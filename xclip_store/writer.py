@@ -31,7 +31,7 @@ Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with
 the same ``run_id`` never overwrites an earlier file.
 
 Fault safety. A buffer is cleared only after its chunk is committed; transient
-S3/LanceDB errors are retried with backoff (``jobs.retry``), and a write that
+S3/LanceDB errors are retried with backoff (``xclip_store.retry``), and a write that
 still fails raises ``OutputError`` with a one-line reason (nothing is counted
 written that was not). Every commit is an upsert by key, so a rerun repairs a
 chunk that failed half-way.
@@ -53,13 +53,15 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.config import ConfigError, WriterConfig
-from jobs.retry import PROGRAMMING_ERRORS, retry, short_error
 from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VIDEOS_KEY,
                      VIDEOS_TABLE, check_table, segments_schema, videos_schema)
-from schemas.output import migration
+from schemas.output import STATUS_DELETED
 from schemas.sql import sql_list
 from xclip_core import storage
+from xclip_store.errors import OutputError, OutputMismatchError
+from xclip_store.indexes import ensure_indexes
+from xclip_store.migrate import migrate_table
+from xclip_store.output import Output
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +79,18 @@ JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
 """.strip()
 
 
-def migrate_table(tbl, name: str) -> None:
-    """Add what LanceDB table ``tbl`` (``videos`` or ``segments``) lacks of the current schema."""
-    for col, spec in migration(name, tbl.schema).items():
-        tbl.add_columns(spec if isinstance(spec, pa.Field) else {col: spec})
-
-
-class OutputError(RuntimeError):
-    """The output location cannot be written."""
-
-
 class Writer:
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
-    def __init__(self, cfg: WriterConfig, *, run_id: str, dim: int, processing_id: str | None = None,
-                 side_tables: dict[str, pa.Schema] | None = None):
-        """``side_tables``: name -> schema of extra per-segment tables (key ``segment_id``, with ``video_id``)."""
-        import lancedb
-
+    def __init__(self, cfg, *, run_id: str, dim: int, processing_id: str | None = None,
+                 side_tables: dict[str, pa.Schema] | None = None, output: Output | None = None):
+        """``cfg``: ``jobs.config.WriterConfig`` (``output``, ``chunk_rows``, ``optimize``,
+        ``vector_index_min_rows``, ``keep_versions_days``). ``side_tables``: name -> schema of extra
+        per-segment tables (key ``segment_id``, with ``video_id``). ``output``: the leased output
+        (``xclip_store.open_output(mode="w")``): every commit checks its lease first; without it the
+        writer is unleased (tests)."""
         self.cfg = cfg
+        self.out = output if output is not None else Output(cfg.output, mode="w", command="write", run_id=run_id)
         self.run_id = run_id
         self.processing_id = processing_id  # stamped on every videos row (jobs.incremental)
         self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
@@ -103,47 +98,37 @@ class Writer:
         self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
                      **{name: SEGMENTS_KEY for name in side_tables or {}}}
         self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
-        self.db_uri = storage.join(cfg.output, "lancedb")
+        self.db_uri = self.out.db_uri
         self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
         self._rows = {name: 0 for name in self.schemas}
         self._file_seq = {name: 0 for name in self.schemas}
         self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
-        try:
-            self.db = lancedb.connect(self.db_uri, storage_options=storage.lancedb_storage_options(cfg.output))
-            existing = set(self.db.list_tables().tables)
-            self.tables = {}
-            for name, schema in self.schemas.items():
-                if name in existing:
-                    tbl = self.db.open_table(name)
-                else:
-                    tbl = self.db.create_table(name, schema=schema, exist_ok=True)
-                self.tables[name] = tbl
-        except Exception as e:
-            raise OutputError(f"--output {cfg.output}: cannot open or create the LanceDB database "
-                              f"({short_error(e)})") from None
+        self.db = self.out.db
+        self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
         self._migrate()
         for name, tbl in self.tables.items():
             try:
                 check_table(tbl.schema.empty_table(), self.schemas[name])
             except ValueError as e:
-                raise ConfigError(f"--output {cfg.output}: existing table {name!r} does not match this job "
+                raise OutputMismatchError(f"--output {cfg.output}: existing table {name!r} does not match this job "
                                   f"(another model or schema version?): {e}") from None
-        self.fs, self.base = storage.pyarrow_filesystem(cfg.output)
+        self.fs, self.base = self.out.fs, self.out.base
 
     def _migrate(self) -> None:
         """An older output's tables get the columns added since (``schemas.output.migration``): nulls,
         or values derived from their rows (``label_text``); they are the last columns, so appending
         keeps the schema's order."""
         for name in (VIDEOS_TABLE, SEGMENTS_TABLE):
-            migrate_table(self.tables[name], name)
+            tbl = self.tables[name]
+            self._commit(f"add the new columns to {name}", lambda: migrate_table(tbl, name), table=tbl)
 
     def indexed(self) -> pa.Table:
         """Every existing videos row's key, URI, status, processing id and fingerprint (jobs.incremental)."""
         cols = [VIDEOS_KEY, "uri", "status", "processing_id", "source_size", "source_etag", "source_mtime"]
-        return retry(lambda: self.tables[VIDEOS_TABLE].search().select(cols).limit(None).to_arrow(),
-                     what="read videos")
+        return self.out.read(VIDEOS_TABLE, lambda: self.tables[VIDEOS_TABLE].search().select(cols).limit(None)
+                             .to_arrow(), what="read videos")
 
     def delete_videos(self, video_ids: list[str], *, mark: bool = False) -> int:
         """Remove videos gone from the source: segments first (never a segment without its videos
@@ -151,17 +136,16 @@ class Writer:
         ``mark``, set them to ``status = 'deleted'``). Returns how many videos."""
         if not video_ids:
             return 0
-        from jobs.incremental import STATUS_DELETED
         from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
 
-        existing = set(self.db.list_tables().tables)
+        existing = self.out.table_names()
         for i in range(0, len(video_ids), 1000):
             where = f"video_id IN ({sql_list(video_ids[i:i + 1000])})"
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
             for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
                 if side in existing:
                     self._commit(f"delete {side}", lambda: (  # not `tables.get() or`: a Table's truth counts rows
-                        self.tables[side] if side in self.tables else self.db.open_table(side)).delete(where))
+                        self.tables[side] if side in self.tables else self.out.open_table(side)).delete(where))
             if mark:
                 self._commit("mark videos deleted", lambda: self.tables[VIDEOS_TABLE].update(
                     where=where, values={"status": STATUS_DELETED, "error": "gone from the source",
@@ -179,7 +163,8 @@ class Writer:
 
         def dup_videos(name: str, key: str) -> set[str]:
             cols = list(dict.fromkeys([key, "video_id"]))
-            t = retry(lambda: self.tables[name].search().select(cols).limit(None).to_arrow(), what=f"read {name}")
+            t = self.out.read(name, lambda: self.tables[name].search().select(cols).limit(None).to_arrow(),
+                              what=f"read {name}")
             if len(pc.unique(t.column(key))) == t.num_rows:
                 return set()
             counts = t.group_by(key).aggregate([([], "count_all")])
@@ -230,21 +215,18 @@ class Writer:
         self.seconds["parquet"] += t1 - t0
         if name == SEGMENTS_TABLE:
             placeholders = self._indexing_rows(table)
-            self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
-            self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
+            self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders),
+                         table=self.tables[VIDEOS_TABLE])
+            self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table),
+                         table=self.tables[SEGMENTS_TABLE])
         else:
-            self._commit(f"commit {name}", lambda: self._upsert(name, table))
+            self._commit(f"commit {name}", lambda: self._upsert(name, table), table=self.tables[name])
         self.seconds["lancedb"] += time.perf_counter() - t1
         self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed
 
-    def _commit(self, what: str, fn) -> None:
-        try:
-            retry(fn, what=what)
-        except PROGRAMMING_ERRORS:
-            raise
-        except Exception as e:
-            raise OutputError(f"--output {self.cfg.output}: cannot {what} ({short_error(e)}); "
-                              "nothing after the last commit is lost: rerun the job to finish") from None
+    def _commit(self, what: str, fn, table=None) -> None:
+        """Lease check, then the commit, retried (``xclip_store.output.Output.commit``)."""
+        self.out.commit(what, fn, table=table)
 
     def _write_parquet(self, table: pa.Table, path: str) -> None:
         self._parent(path)
@@ -292,28 +274,20 @@ class Writer:
         for name, tbl in self.tables.items():
             if self.cfg.optimize:  # compact, and drop versions older than the retention (time travel window)
                 self._commit(f"optimize {name}", lambda: tbl.optimize(
-                    cleanup_older_than=dt.timedelta(days=self.cfg.keep_versions_days)))
+                    cleanup_older_than=dt.timedelta(days=self.cfg.keep_versions_days)), table=tbl)
             self._ensure_indexes(name, tbl)
             out[name] = {"version": int(tbl.version), "rows": int(tbl.count_rows())}
         self.seconds["optimize"] += time.perf_counter() - t0
         return out
 
     def _ensure_indexes(self, name: str, tbl) -> None:
-        from xclip_search.indexes import ensure_indexes  # one index builder (also `xclip-index build-index`)
-
-        ensure_indexes(tbl, name, min_vector_rows=self.cfg.vector_index_min_rows)
+        # one index builder (also `xclip-index build-index`); each index is one leased, retried commit
+        ensure_indexes(tbl, name, min_vector_rows=self.cfg.vector_index_min_rows, commit=self.out.commit)
 
     def _parent(self, path: str) -> None:
         if not storage.is_s3(self.cfg.output):  # object stores have no folders to create
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
-    def write_text(self, relpath: str, text: str) -> str:
-        """Write a small text file under the output (the run manifest); returns its URI."""
-        path = f"{self.base.rstrip('/')}/{relpath}"
-        try:
-            self._parent(path)
-            with self.fs.open_output_stream(path) as f:
-                f.write(text.encode("utf-8"))
-        except Exception as e:
-            raise OutputError(f"--output {self.cfg.output}: cannot write {relpath} ({type(e).__name__}: {e})") from None
-        return ("s3://" + path) if storage.is_s3(self.cfg.output) else path
+    def write_text(self, relpath: str, text: str, *, check: bool = True) -> str:
+        """Write a small text file under the output (the run manifest) atomically; returns its URI."""
+        return self.out.write_text(relpath, text, check=check)
