@@ -146,10 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                         handlers=[handler])
     from jobs.config import ConfigError
     from jobs.encoder import ModelError
-    from xclip_store.lease import LeaseError
     from jobs.reader import InputError
     from jobs.runner import InternalError, PipelineError, run
-    from xclip_store.writer import OutputError
+    from xclip_store import LeaseError, OutputError, OutputMismatchError
 
     def fail(code: int, msg: str) -> int:
         print(f"xclip-index: error: {redact(msg)}", file=sys.stderr)
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return moderate_main(args, fail)
     try:
         summary = run(config_from_args(args))
-    except ConfigError as e:
+    except (ConfigError, OutputMismatchError) as e:
         return fail(EXIT_CONFIG, str(e))
     except ModelError as e:
         return fail(EXIT_MODEL, str(e))

@@ -44,7 +44,7 @@ from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
-from xclip_store.lease import Lease, LeaseConfig, LeaseError
+from xclip_store import LeaseConfig, LeaseError, open_output
 from jobs.reader import InputError, list_inputs
 from jobs.report import RunReport
 from jobs.resume import mark_interrupted
@@ -188,8 +188,9 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     inputs = list_inputs(cfg.reader)
     seconds["list"] = time.perf_counter() - t0
     log.info("run %s: %d inputs listed in %.1fs", run_id, inputs.num_rows, seconds["list"])
-    lease = Lease(cfg.writer.output, run_id, LeaseConfig(heartbeat_s=cfg.writer.lease_heartbeat_s,
-                                                         stale_after_s=cfg.writer.lease_stale_after_s)).acquire()
+    lease = open_output(cfg.writer.output, mode="w", command="run", run_id=run_id,  # takes the lease
+                        lease=LeaseConfig(heartbeat_s=cfg.writer.lease_heartbeat_s,
+                                          stale_after_s=cfg.writer.lease_stale_after_s))
     try:
         return _run_leased(cfg, info, dcfg, inputs, lease, run_id=run_id, started=started, seconds=seconds,
                            t_start=t_start, progress_every_s=progress_every_s, moderation=moderation)
@@ -207,7 +208,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                "blocklist": cfg.encoder.blocklist if moderation else None}
     writer = Writer(cfg.writer, run_id=run_id, dim=info.dim,
                     processing_id=processing_id(info, dcfg, cfg.encoder, outputs=outputs),
-                    side_tables=side_tables(cfg, info))
+                    side_tables=side_tables(cfg, info), output=lease)
     mark_interrupted(writer, run_id)
     writer.repair_duplicates()
     listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0

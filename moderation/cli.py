@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 EXIT_OK, EXIT_CONFIG, EXIT_OUTPUT = 0, 2, 4
+EXIT_LOCKED = 7  # another run holds the output lease (as jobs.cli)
 
 
 def moderate_main(args, fail) -> int:
     from moderation.policy import PolicyError
     from moderation.recompute import ModerateError, moderate
+    from xclip_store import LeaseError, OutputError
 
     try:
         result = moderate(args.index, args.policy, review_out=args.review_out, run_id=args.run_id,
                           blocklist=args.blocklist)
     except PolicyError as e:
         return fail(EXIT_CONFIG, str(e))
-    except ModerateError as e:
+    except (ModerateError, OutputError) as e:
         return fail(EXIT_OUTPUT, str(e))
+    except LeaseError as e:
+        return fail(EXIT_LOCKED, str(e))
     print(result.format())
     if result.unhashed:
         print(f"blocklist: {result.unhashed} ok videos have no stored frame hashes (index them with --blocklist)")

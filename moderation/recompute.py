@@ -36,6 +36,7 @@ from schemas.output import SEGMENTS_TABLE, VIDEOS_TABLE
 from schemas.sql import sql_list
 from xclip_core import storage
 from xclip_core.scoring import APPROXIMATE, EXACT
+from xclip_store import leased
 
 VIDEOS_PER_QUERY = 256
 
@@ -71,6 +72,7 @@ def latest_manifest(index: str) -> RunManifest:
             from None
 
 
+@leased("moderate", uri_arg="index")  # holds the output lease for the whole call (exit 7 while a run holds it)
 def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: str | None = None,
              blocklist: str | None = None, device: str = "cpu") -> ModerateResult:
     """Recompute decisions for every video of ``index`` under ``policy`` (see module doc)."""

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from jobs.config import ConfigError, WriterConfig
+from jobs.config import WriterConfig
+from xclip_store import OutputMismatchError
 from xclip_store.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL, OutputError, Writer
 from schemas.output import from_columns, vectors
 from tests.jobs_helpers import open_lance_table, read_lance
@@ -72,7 +73,7 @@ def test_chunks_upserts_and_stale_segments(tmp_path):
 def test_other_dimension_and_unwritable(tmp_path):
     out = str(tmp_path / "out")
     Writer(WriterConfig(output=out), run_id="r1", dim=P).close()
-    with pytest.raises(ConfigError, match="does not match"):
+    with pytest.raises(OutputMismatchError, match="does not match"):
         Writer(WriterConfig(output=out), run_id="r2", dim=P * 2)
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="cannot open or create"):

@@ -14,6 +14,7 @@ import json
 import sys
 
 EXIT_OK, EXIT_ARGS, EXIT_INDEX = 0, 2, 3
+EXIT_OUTPUT, EXIT_LOCKED = 4, 7  # as jobs.cli: output not writable; another run holds the lease
 
 
 def add_commands(sub) -> None:
@@ -88,11 +89,16 @@ def search_main(args: argparse.Namespace) -> int:
 def relabel_main(args: argparse.Namespace) -> int:
     from xclip_search.index import IndexError_
     from xclip_search.relabel import relabel
+    from xclip_store import LeaseError, OutputError
 
     try:
         result = relabel(args.index, args.labels, top_k=args.top_k, model=args.model)
     except IndexError_ as e:
         return _fail(EXIT_INDEX, str(e))
+    except LeaseError as e:
+        return _fail(EXIT_LOCKED, str(e))
+    except OutputError as e:
+        return _fail(EXIT_OUTPUT, str(e))
     except (ValueError, FileNotFoundError) as e:
         return _fail(EXIT_ARGS, f"--labels {args.labels}: {e}")
     print(result.format())
@@ -100,11 +106,15 @@ def relabel_main(args: argparse.Namespace) -> int:
 
 
 def build_index_main(args: argparse.Namespace) -> int:
-    from xclip_store.indexes import build_indexes
+    from xclip_store import LeaseError, OutputError, build_indexes
 
     try:
         report = build_indexes(args.index)
     except FileNotFoundError as e:
         return _fail(EXIT_INDEX, str(e))
+    except LeaseError as e:
+        return _fail(EXIT_LOCKED, str(e))
+    except OutputError as e:
+        return _fail(EXIT_OUTPUT, str(e))
     print(json.dumps(report, indent=2))
     return EXIT_OK

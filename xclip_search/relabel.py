@@ -25,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.labeler import Labeler
-from xclip_store.writer import migrate_table
+from xclip_store import leased, migrate_table
+from xclip_store.output import held, write_atomic
 from schemas import SEGMENTS_TABLE, STATUS_OK, VIDEOS_TABLE, SCHEMA_VERSION
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.output import label_text
@@ -63,6 +64,7 @@ def _tokens_for(index, segment_ids: list[str]) -> np.ndarray | None:
     return flat[take].astype(np.float32).reshape(len(segment_ids), n_tok, -1)
 
 
+@leased("relabel", uri_arg="uri")  # holds the output lease for the whole call (exit 7 while a run holds it)
 def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | None = None,
             relabel_id: str | None = None, batch_size: int = 256, index=None) -> RelabelResult:
     """Relabel the index at ``uri`` with the label set ``labels`` (a built-in name or a file)."""
@@ -149,10 +151,10 @@ def _set(t: pa.Table, name: str, col: pa.Array) -> pa.Table:
 
 
 def _write_text(uri: str, relpath: str, text: str) -> str:
+    out = held(uri)  # the relabel's leased output: lease check, atomic write
+    if out is not None:
+        return out.write_text(relpath, text)
     fs, base = storage.pyarrow_filesystem(uri)
     path = f"{base.rstrip('/')}/{relpath}"
-    if not storage.is_s3(uri):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(text.encode("utf-8"))
+    write_atomic(fs, path, text.encode("utf-8"), local=not storage.is_s3(uri))
     return ("s3://" + path) if storage.is_s3(uri) else path

@@ -252,8 +252,8 @@ class Lease:
                     dead = holder_is_dead(info)
                     if age <= self.cfg.stale_after_s and not dead:
                         raise LeaseError(
-                            f"--output {self.output} is in use by {info.get('command', 'run')} run "
-                            f"{info.get('run_id')} (host {info.get('host')}, pid {info.get('pid')}, heartbeat "
+                            f"--output {self.output} is in use by run {info.get('run_id')} (xclip-index "
+                            f"{info.get('command', 'run')}, host {info.get('host')}, pid {info.get('pid')}, heartbeat "
                             f"{age:.0f}s ago): wait for it to finish, or, if that run is dead, rerun after "
                             f"{self.cfg.stale_after_s - age:.0f}s when its lease is stale (or delete {self.store.uri})")
                     self.generation = int(info.get("generation") or 0) + 1
