@@ -24,15 +24,15 @@ import logging
 import time
 from typing import Iterator
 
-import numpy as np
 import pyarrow as pa
 
 from jobs import gpu_decode
 from jobs.config import DecoderConfig
+from jobs.decoded_rows import _clip_row, _meta_fields, _status_row
 from jobs.reader import stat_source
 from xclip_core.video.errors import MEDIA_ERRORS, short
 from schemas import STATUS_FAILED, STATUS_OK
-from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, KIND_VIDEO, THUMBNAIL, decoded_schema
+from schemas.stream import decoded_schema
 
 log = logging.getLogger(__name__)
 
@@ -44,33 +44,6 @@ def decode_config(cfg: DecoderConfig, *, frames_per_clip: int, crop_size: int, s
     (``cfg.decode``), geometry and frame count from the model."""
     return cfg.decode.with_(frames_per_clip=int(frames_per_clip), crop_size=int(crop_size),
                             shortest_edge=max(int(shortest_edge), int(crop_size)))
-
-
-def _status_row(row: dict, **fields) -> dict:
-    out = {"kind": KIND_VIDEO, "video_id": row["video_id"], "uri": row["uri"], "num_segments": 0,
-           "source_size": row.get("source_size"), "source_etag": row.get("source_etag"),
-           "source_mtime": row.get("source_mtime")}
-    out.update(fields)
-    return out
-
-
-def _clip_row(row: dict, c, thumbnails: bool = False) -> dict:
-    from jobs.thumbnails import thumbnail_jpeg
-
-    frames = np.ascontiguousarray(c.frames, dtype=np.uint8)
-    return {"kind": KIND_CLIP, "video_id": row["video_id"], "uri": row["uri"],
-            "segment_index": int(c.segment_index), "start_s": float(c.start_s), "end_s": float(c.end_s),
-            "frame_timestamps": [float(t) for t in np.asarray(c.timestamps).tolist()],
-            FRAMES: frames.tobytes(), FRAMES_SHAPE: list(frames.shape),
-            THUMBNAIL: thumbnail_jpeg(frames)[0] if thumbnails else None}
-
-
-def _meta_fields(meta) -> dict:
-    if meta is None:
-        return {}
-    return {"duration_s": None if meta.duration_s is None else float(meta.duration_s),
-            "fps": None if meta.fps is None else float(meta.fps), "num_frames": meta.num_frames,
-            "width": meta.width, "height": meta.height, "codec": meta.codec}
 
 
 def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = False) -> Iterator[pa.Table]:

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
+from jobs.decoded_rows import _clip_row, _meta_fields, _status_row
 from schemas import STATUS_FAILED, STATUS_OK
 from schemas.stream import DECODE_CONFIG, FRAMES, FRAMES_SHAPE, KIND_NVDEC, decoded_schema
 
@@ -102,8 +103,6 @@ def route_to_nvdec(row: dict, cfg) -> bool:
 
 def passthrough_table(row: dict, cfg) -> pa.Table:
     """The undecoded row a decode task emits for a video NVDEC will decode."""
-    from jobs.decoder import _status_row
-
     out = _status_row(row)
     out.update(kind=KIND_NVDEC, num_segments=None, decode_config=json.dumps(dataclasses.asdict(cfg)))
     return pa.Table.from_pylist([out], schema=decoded_schema())
@@ -111,7 +110,6 @@ def passthrough_table(row: dict, cfg) -> pa.Table:
 
 def _decode_rows(row: dict, device, read) -> tuple[list[dict], list]:
     """One nvdec row -> (decoded_schema rows: clips then the status row, frames per row or None)."""
-    from jobs.decoder import _clip_row, _meta_fields, _status_row
     from xclip_core.video import DecodeConfig
     from xclip_core.video.nvdec import decode_nvdec
 

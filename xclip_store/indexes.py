@@ -104,8 +104,10 @@ def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, ki
 def build_indexes(uri: str, *, min_vector_rows: int = MIN_VECTOR_ROWS) -> dict:
     """``xclip-index build-index``: indexes of ``segments`` and ``videos`` under ``uri``, built
     while holding the output lease (see module doc)."""
-    from xclip_store.output import open_output
+    from xclip_store.output import Output, open_output, output_exists
 
+    if not output_exists(uri):
+        return _build_indexes(Output(uri, mode="r"), min_vector_rows=min_vector_rows)  # "no tables" error
     with open_output(uri, mode="w", command="build-index") as out:
         return _build_indexes(out, min_vector_rows=min_vector_rows)
 

@@ -82,17 +82,35 @@ def open_output(uri: str, *, mode: str = "r", command: str = "run", run_id: str 
     return out
 
 
+def output_exists(uri: str) -> bool:
+    """True when ``uri`` holds an output (its ``lancedb/`` or ``runs/``): commands other than ``run``
+    take no lease on a location that is no index (no lock file, no folder made by a typo); they
+    fail with their own "no index there" error."""
+    import pyarrow.fs as pafs
+
+    fs, base = storage.pyarrow_filesystem(uri)
+    infos = retry(lambda: fs.get_file_info([f"{base.rstrip('/')}/lancedb", f"{base.rstrip('/')}/runs"]),
+                  what="look for the output")
+    if any(i.type != pafs.FileType.NotFound for i in infos):
+        return True
+    if storage.is_s3(uri):  # S3 has no folders: look for any object under them
+        sel = pafs.FileSelector(f"{base.rstrip('/')}/runs", allow_not_found=True)
+        return bool(retry(lambda: fs.get_file_info(sel), what="look for the output"))
+    return False
+
+
 def leased(command: str, *, uri_arg: str):
     """Decorator of an entry function that writes the output named by its argument ``uri_arg``:
     the call holds the output lease (``open_output(mode="w", command=command)``) from start to
-    end. A call made while this process already holds that output's lease uses it as it is."""
+    end. A call made while this process already holds that output's lease uses it as it is; a
+    call on a location that holds no output takes no lease (``output_exists``)."""
     def wrap(fn):
         sig = inspect.signature(fn)
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
             uri = sig.bind_partial(*args, **kwargs).arguments[uri_arg]
-            if held(uri) is not None:
+            if held(uri) is not None or not output_exists(uri):
                 return fn(*args, **kwargs)
             with open_output(uri, mode="w", command=command):
                 return fn(*args, **kwargs)

@@ -58,7 +58,7 @@ from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, V
 from schemas.output import STATUS_DELETED
 from schemas.sql import sql_list
 from xclip_core import storage
-from xclip_store.errors import OutputError, OutputMismatchError
+from xclip_store.errors import OutputError, OutputMismatchError  # noqa: F401 (OutputError: re-exported)
 from xclip_store.indexes import ensure_indexes
 from xclip_store.migrate import migrate_table
 from xclip_store.output import Output
