@@ -162,3 +162,65 @@ def test_a_lease_that_cannot_be_refreshed_stops_the_run(tmp_path):
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="stale_after_s > 2"):
         LeaseConfig(heartbeat_s=10, stale_after_s=15)
+
+
+_CRASH = """
+import os, sys
+from xclip_store.lease import Lease, LeaseConfig
+Lease(sys.argv[1], "crashed", LeaseConfig(heartbeat_s=30, stale_after_s=300), command="relabel").acquire()
+os._exit(9)  # dies holding the lease: no release, a fresh heartbeat left behind
+"""
+SLOW = LeaseConfig(heartbeat_s=30, stale_after_s=300)
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(tmp_path):
+    output = str(tmp_path / "out")
+    proc = subprocess.run([sys.executable, "-c", _CRASH, output], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 9, proc.stderr
+    left = _read(output)
+    assert left["run_id"] == "crashed" and left["command"] == "relabel"
+    t0 = time.monotonic()
+    with Lease(output, "rerun", SLOW) as lease:  # before: "in use ... rerun after 300s"
+        assert lease.took_over["run_id"] == "crashed"
+        now = _read(output)
+        assert now["run_id"] == "rerun" and now["generation"] == left["generation"] + 1
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_live_or_remote_holder_is_not_taken_over(tmp_path):
+    import os
+    import socket
+
+    from xclip_store.lease import _boot_id, _process_start
+
+    output = str(tmp_path / "out")
+    fresh = dt.datetime.now(dt.timezone.utc).isoformat()
+    me = {"run_id": "alive", "host": socket.gethostname(), "pid": os.getpid(), "boot_id": _boot_id(),
+          "pid_start": _process_start(os.getpid()), "heartbeat_at": fresh, "generation": 4, "lease_id": "x"}
+    _write(output, me)  # this very process: alive
+    with pytest.raises(LeaseError, match="in use by run alive"):
+        Lease(output, "b", SLOW).acquire()
+    _write(output, {**me, "host": "another-host", "pid": 2 ** 22 + 7})  # a pid we cannot see: not ours to judge
+    with pytest.raises(LeaseError, match="in use by run alive"):
+        Lease(output, "b", SLOW).acquire()
+    _write(output, {**me, "pid_start": "1"})  # our pid, another start time: the holder is gone (pid reused)
+    with Lease(output, "b", SLOW) as lease:
+        assert lease.took_over["run_id"] == "alive" and _read(output)["generation"] == 5
+
+
+def test_check_before_a_commit_reads_the_stored_lease(output):
+    """A holder whose lease was replaced (it stalled past stale_after_s) is refused its next commit,
+    even before its own heartbeat notices: the stored lease is another generation."""
+    lease = Lease(output, "stalled", SLOW).acquire()
+    lease.check("commit segments")  # still ours
+    info = _read(output)
+    _write(output, {**info, "heartbeat_at": (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()})
+    thief = Lease(output, "thief", SLOW, command="build-index").acquire()
+    assert thief.generation == info["generation"] + 1
+    with pytest.raises(LeaseError, match=r"refused to commit segments") as e:
+        lease.check("commit segments")
+    assert f"generation {thief.generation}; ours was {lease.generation}" in str(e.value)
+    assert "build-index run thief" in str(e.value)
+    lease.release()
+    assert _read(output)["run_id"] == "thief"  # the refused holder did not delete the new lease
+    thief.release()
