@@ -42,10 +42,15 @@ def list_manifests(out) -> list[dict]:
     return sorted(found, key=lambda m: (m.get("finished_at") or "", m.get("run_id") or ""))
 
 
-def restore_hint(out) -> str:
-    """What to run: the restore command with the latest finished run whose versions are recorded."""
+def restore_hint(out, table: str | None = None, bad_version: int | None = None) -> str:
+    """What to run: the restore command with the latest finished run whose versions are recorded
+    (and, with ``table``/``bad_version``, that recorded an older version of that table)."""
     good = [m for m in list_manifests(out) if m.get("status") == "finished" and recorded_versions(m)
-            and m.get("kind", "run") in ("run", "relabel")]
+            and m.get("kind", "run") in ("run", "relabel")
+            and (bad_version is None or recorded_versions(m).get(table, -1) < bad_version)]
+    if not good and bad_version is not None:
+        return (f"no finished run recorded an earlier version of {table!r} to restore: move {out.uri} aside and "
+                f"reindex; see README 'Recovering an index'")
     run_id = good[-1]["run_id"] if good else "RUN_ID"
     where = "" if good else " (a finished run from runs/*.json)"
     return (f"restore the index to the last good run: {RESTORE_COMMAND.format(uri=out.uri, run_id=run_id)}"

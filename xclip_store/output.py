@@ -210,8 +210,8 @@ class Output:
                 return retry(lambda: self.db.open_table(name), what=f"open {name}")
             except PROGRAMMING_ERRORS:
                 raise
-            except Exception as e:
-                raise self.damaged(name, e) from None
+            except Exception as e:  # the newest manifest cannot be read: a run recording it is no cure
+                raise self.damaged(name, e, bad_version=self.versions_on_disk(name)[-1]) from None
         if create_schema is None:
             return None
         self.check(f"create table {name}")
@@ -230,10 +230,11 @@ class Output:
         except Exception as e:
             raise OutputError(f"--output {self.uri}: cannot create table {name} ({short_error(e)})") from None
 
-    def damaged(self, name: str, e: BaseException) -> DamagedTableError:
-        """The one-line error for table ``name`` that cannot be opened or read."""
+    def damaged(self, name: str, e: BaseException, *, bad_version: int | None = None) -> DamagedTableError:
+        """The one-line error for table ``name`` that cannot be opened (its version ``bad_version``)
+        or read."""
         return DamagedTableError(f"{self.uri}: table {name!r} is damaged or incomplete ({short_error(e, 160)}); "
-                                 f"{restore_hint(self)}")
+                                 f"{restore_hint(self, name, bad_version)}")
 
     def read(self, name: str, fn, *, what: str):
         """``fn()`` reading table ``name``, retried; an unreadable table raises ``DamagedTableError``."""
