@@ -59,3 +59,51 @@ def test_vector_index_parameters_follow_the_row_count():
     assert vector_index_config(1_000_000, 512).num_partitions == 125
     with pytest.raises(ValueError, match="ivf_pq"):
         vector_index_config(10, 8, kind="flat")
+
+
+def _small_index(tmp_path) -> str:
+    """An output whose tables have several fragments (one commit per row, no optimize)."""
+    from jobs.config import WriterConfig
+    from tests.test_xclip_store_writer import P, _segments, _videos
+    from xclip_store.writer import Writer
+
+    uri = str(tmp_path / "out")
+    w = Writer(WriterConfig(output=uri, chunk_rows=1, optimize=False), run_id="r1", dim=P)
+    for v in ("v1", "v2", "v3"):
+        w.add("segments", _segments(v, 1, "r1"))
+        w.add("videos", _videos([v], "r1"))
+    w.flush()
+    return uri
+
+
+def test_build_index_retries_a_commit_conflict(tmp_path):
+    """Another process compacts the table between build-index's read and its first index commit
+    (a barrier at the 1st create_index call): LanceDB raises "Retryable commit conflict"; the
+    build is retried on the table's latest version and succeeds (before: a traceback, exit 1)."""
+    import lancedb
+    from lancedb.table import LanceTable
+
+    from tests.fault_hooks import at_call
+    from xclip_store import build_indexes
+
+    uri = _small_index(tmp_path)
+
+    def compact_elsewhere(tbl, *args, **kwargs):
+        other = lancedb.connect(f"{uri}/lancedb").open_table(tbl.name)
+        other.optimize()  # a Rewrite commit the build-index handle has not seen
+
+    with at_call(LanceTable, "create_index", 1, compact_elsewhere) as hook:
+        report = build_indexes(uri)
+    assert hook.fired and hook.calls > len(report["segments"]["built"]) + len(report["videos"]["built"])
+    assert {"segment_id", "video_id"} <= set(report["segments"]["built"])
+    assert "segment_id" in report["segments"]["indexes"] and "video_id" in report["videos"]["indexes"]
+
+
+def test_build_index_takes_the_lease(tmp_path):
+    from jobs.cli import main
+    from xclip_store import open_output
+
+    uri = _small_index(tmp_path)
+    with open_output(uri, mode="w", command="run", run_id="running"):
+        assert main(["build-index", "--index", uri]) == 7  # a run holds the output
+    assert main(["build-index", "--index", uri]) == 0

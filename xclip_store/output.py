@@ -17,7 +17,8 @@ written aside and renamed over the old one; an S3 object is replaced by one PUT.
 old content or the new one, never a part.
 
 Entry points that write (``relabel``, ``moderate``) wear ``@leased(command, uri_arg=...)``: the
-call holds the lease for its whole duration, and the body finds its ``Output`` with ``held(uri)``.
+call holds the lease for its whole duration, and the body finds its ``Output`` with ``held(uri)``
+(and calls ``check_lease(uri, what)`` or ``held(uri).commit(what, fn, table=tbl)`` for each commit).
 """
 from __future__ import annotations
 
@@ -102,15 +103,16 @@ def output_exists(uri: str) -> bool:
 def leased(command: str, *, uri_arg: str):
     """Decorator of an entry function that writes the output named by its argument ``uri_arg``:
     the call holds the output lease (``open_output(mode="w", command=command)``) from start to
-    end. A call made while this process already holds that output's lease uses it as it is; a
-    call on a location that holds no output takes no lease (``output_exists``)."""
+    end. The lease is not re-entrant: a call made while this process (any thread) holds that
+    output's lease is refused like any other. A call on a location that holds no output takes no
+    lease (``output_exists``)."""
     def wrap(fn):
         sig = inspect.signature(fn)
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
             uri = sig.bind_partial(*args, **kwargs).arguments[uri_arg]
-            if held(uri) is not None or not output_exists(uri):
+            if not output_exists(uri):
                 return fn(*args, **kwargs)
             with open_output(uri, mode="w", command=command):
                 return fn(*args, **kwargs)
