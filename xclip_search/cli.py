@@ -53,11 +53,14 @@ def _fail(code: int, msg: str) -> int:
 
 def search_main(args: argparse.Namespace) -> int:
     from xclip_search.index import IndexError_, open_index
+    from xclip_store import OutputError
 
     try:
         idx = open_index(args.index, model=args.model, precision=args.precision)
     except IndexError_ as e:
         return _fail(EXIT_INDEX, str(e))
+    except OutputError as e:  # a damaged table: named, with the restore command
+        return _fail(EXIT_OUTPUT, str(e))
     try:
         q = idx.search(args.query).limit(args.limit)
         if args.where:
@@ -73,6 +76,8 @@ def search_main(args: argparse.Namespace) -> int:
         hits = q.to_list()
     except (ValueError, IndexError_) as e:
         return _fail(EXIT_ARGS, str(e))
+    except OutputError as e:
+        return _fail(EXIT_OUTPUT, str(e))
     if args.html:
         from xclip_search.html import write_html
 

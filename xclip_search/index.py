@@ -86,7 +86,7 @@ class Index:
     """An opened index: its LanceDB tables, run manifests and model."""
 
     def __init__(self, uri: str, *, model: str | None = None, device: str = "cpu", precision: str = "fp32"):
-        import lancedb
+        from xclip_store import Output
 
         if precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
@@ -94,8 +94,9 @@ class Index:
         self.uri = uri
         self.manifests = read_manifests(uri)
         self.manifest = latest_finished(self.manifests, uri)
-        self.db = lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
-        self.table_names = set(self.db.list_tables().tables)
+        self.store = Output(uri, mode="r")  # a table folder without versions is absent; a damaged one is named
+        self.db = self.store.db
+        self.table_names = self.store.table_names()
         self._tables, self._vocab = {}, False  # opened tables; label_vocabulary() once computed
         for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
             if name not in self.table_names:
@@ -131,7 +132,7 @@ class Index:
             raise IndexError_(f"{self.uri}: no {name!r} table" + (
                 ": reindex with --store-prompt-features" if name == "prompt_features" else ""))
         if name not in self._tables:
-            self._tables[name] = self.db.open_table(name)
+            self._tables[name] = self.store.open_table(name)
         return self._tables[name]
 
     def encode_text(self, texts: list[str], *, normalize: bool = True, query: bool = False) -> np.ndarray:
