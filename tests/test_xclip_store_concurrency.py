@@ -79,3 +79,23 @@ def test_commands_during_a_run_are_refused_and_change_nothing(corpus, capsys):
     assert {v["run_id"] for v in read_lance(out, "videos").to_pylist() if v["status"] == "ok"} == {"run-1"}
     with open(os.path.join(out, "runs", "run-1.json")) as f:
         assert json.load(f)["status"] == "finished"
+
+
+def test_a_relabel_whose_lease_is_taken_over_commits_nothing_more(corpus, capsys):
+    """Barrier: right after relabel's 1st commit (segments), another command takes the lease over
+    (as after a stall past stale_after_s): the relabel's next commit (videos) is refused, exit 7."""
+    from tests.test_xclip_store_output import _take_over
+    from xclip_store.guarded import _GuardedMerge
+
+    out = str(corpus["tmp"] / "index-2")
+    index_videos([corpus["videos"]], out, corpus["model"], labels=corpus["l1"], run_id="run-1", **OPTIONS)
+    videos_before = read_lance(out, "videos").to_pylist()
+    thieves = []
+    capsys.readouterr()
+    with at_call(_GuardedMerge, "execute", 1, lambda *a, **k: thieves.append(_take_over(out)), when="after"):
+        code = main(["relabel", "--index", out, "--labels", corpus["l2"]])
+    err = capsys.readouterr().err.strip()
+    assert code == 7 and "refused to merge into videos" in err and "\n" not in err, (code, err)
+    assert read_lance(out, "videos").to_pylist() == videos_before
+    assert sorted(os.listdir(os.path.join(out, "runs"))) == ["run-1.html", "run-1.json"]  # no relabel manifest
+    thieves[0].release()

@@ -164,3 +164,22 @@ def test_open_output_validates_and_read_mode_cannot_commit(tmp_path):
             open_output(str(tmp_path / "o"), mode="w", command="run")
         out.check("commit")
     assert not (tmp_path / "o" / LOCK_NAME).exists()  # released
+
+
+def test_tables_handed_out_in_write_mode_check_the_lease(tmp_path):
+    uri = _index(tmp_path)
+    out = open_output(uri, mode="w", command="relabel", lease=SLOW)
+    seg = out.table("segments")
+    rows = seg.to_arrow()  # reads pass through
+    seg.merge_insert("segment_id").when_matched_update_all().execute(rows)  # ours: committed
+    before = _state(uri)
+    thief = _take_over(uri)
+    with pytest.raises(LeaseError, match="refused to merge into segments"):
+        seg.merge_insert("segment_id").when_matched_update_all().execute(rows)
+    with pytest.raises(LeaseError, match="refused to optimize segments"):
+        seg.optimize()
+    with pytest.raises(LeaseError, match="refused to update segments"):
+        seg.update(where="video_id = 'v1'", values={"label_set": "other"})
+    assert _state(uri) == before
+    out.close()
+    thief.release()

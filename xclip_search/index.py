@@ -132,7 +132,10 @@ class Index:
             raise IndexError_(f"{self.uri}: no {name!r} table" + (
                 ": reindex with --store-prompt-features" if name == "prompt_features" else ""))
         if name not in self._tables:
-            self._tables[name] = self.store.open_table(name)
+            from xclip_store import held
+
+            owner = held(self.uri)  # inside a leased command (relabel): every commit checks the lease
+            self._tables[name] = owner.table(name) if owner is not None else self.store.open_table(name)
         return self._tables[name]
 
     def encode_text(self, texts: list[str], *, normalize: bool = True, query: bool = False) -> np.ndarray:

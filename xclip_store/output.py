@@ -232,6 +232,14 @@ class Output:
         except Exception as e:
             raise OutputError(f"--output {self.uri}: cannot create table {name} ({short_error(e)})") from None
 
+    def table(self, name: str):
+        """Table ``name`` (None when absent); in write mode a ``GuardedTable``: each of its commits
+        is an ``Output.commit`` (lease check first, retries)."""
+        from xclip_store.guarded import GuardedTable
+
+        tbl = self.open_table(name)
+        return GuardedTable(tbl, self, name) if tbl is not None and self.mode == "w" else tbl
+
     def damaged(self, name: str, e: BaseException, *, bad_version: int | None = None) -> DamagedTableError:
         """The one-line error for table ``name`` that cannot be opened (its version ``bad_version``)
         or read."""
