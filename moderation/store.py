@@ -17,6 +17,7 @@ from schemas import check_table
 from schemas.moderation import (FRAME_HASHES_TABLE, MODERATION_KEY, MODERATION_TABLE, frame_hashes_schema,
                                 moderation_schema)
 from xclip_core import storage
+from xclip_store import held
 
 _SEVERITY = {"block": 0, "review": 1}
 
@@ -27,6 +28,14 @@ def open_table(output: str, name: str = MODERATION_TABLE, *, create: bool = True
     import lancedb
 
     schema = {MODERATION_TABLE: moderation_schema, FRAME_HASHES_TABLE: frame_hashes_schema}[name]()
+    owner = held(output)  # inside `run` / `moderate`: commits go through the leased output (lease checked)
+    if owner is not None:
+        if not create and name not in owner.table_names():
+            return None
+        owner.open_table(name, create_schema=schema)
+        tbl = owner.table(name)
+        check_table(tbl.schema.empty_table(), schema)
+        return tbl
     db = lancedb.connect(storage.join(output, "lancedb"), storage_options=storage.lancedb_storage_options(output))
     if name in set(db.list_tables().tables):
         tbl = db.open_table(name)
