@@ -13,26 +13,29 @@ from jobs.config import WriterConfig
 from tests.jobs_helpers import open_lance_table, read_lance
 from tests.test_xclip_store_writer import P, _segments, _videos
 from xclip_store import DamagedTableError, LeaseConfig, LeaseError, Output, OutputError, open_output
-from xclip_store.lease import LOCK_NAME, Lease
+from xclip_core import storage
+from xclip_store.lease import LOCK_NAME, Lease, _Store
 from xclip_store.writer import Writer
 
 SLOW = LeaseConfig(heartbeat_s=30, stale_after_s=300)  # no heartbeat during a test: takeovers are staged
 
 
 def _take_over(uri: str) -> Lease:
-    """Another run takes the lease over, as after this one stalled past ``stale_after_s``."""
-    path = os.path.join(uri, LOCK_NAME)
-    with open(path) as f:
-        info = json.load(f)
+    """Another run takes the lease over (local or S3), as after this one stalled past ``stale_after_s``."""
+    store = _Store(storage.join(uri, LOCK_NAME))
+    info, token = store.read()
     info["heartbeat_at"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
-    with open(path, "w") as f:
-        json.dump(info, f)
+    assert store.replace(json.dumps(info).encode(), token) is not None
     return Lease(uri, "thief", SLOW).acquire()
 
 
 def _state(uri: str) -> dict:
+    import pyarrow.fs as pafs
+
+    fs, base = storage.pyarrow_filesystem(uri)
+    files = fs.get_file_info(pafs.FileSelector(f"{base}/parquet/segments", allow_not_found=True))
     return {"segments": open_lance_table(uri, "segments").version, "videos": open_lance_table(uri, "videos").version,
-            "parquet": sorted(os.listdir(os.path.join(uri, "parquet", "segments")))}
+            "parquet": sorted(f.path for f in files)}
 
 
 @pytest.mark.parametrize("point", ["chunk", "optimize", "index"])
@@ -116,8 +119,8 @@ def test_a_table_folder_without_versions_is_absent(tmp_path):
     assert not (folder / "data" / "0001.lance").exists()
 
 
-def _index(tmp_path) -> str:
-    uri = str(tmp_path / "out")
+def _index(tmp_path, uri: str | None = None) -> str:
+    uri = uri or str(tmp_path / "out")
     w = Writer(WriterConfig(output=uri), run_id="r1", dim=P)
     w.add("segments", _segments("v1", 2, "r1"))
     w.add("videos", _videos(["v1"], "r1"))
@@ -166,8 +169,9 @@ def test_open_output_validates_and_read_mode_cannot_commit(tmp_path):
     assert not (tmp_path / "o" / LOCK_NAME).exists()  # released
 
 
-def test_tables_handed_out_in_write_mode_check_the_lease(tmp_path):
-    uri = _index(tmp_path)
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_tables_handed_out_in_write_mode_check_the_lease(tmp_path, request, where):
+    uri = _index(tmp_path, None if where == "local" else f"s3://{request.getfixturevalue('s3_bucket')}/index")
     out = open_output(uri, mode="w", command="relabel", lease=SLOW)
     seg = out.table("segments")
     rows = seg.to_arrow()  # reads pass through
