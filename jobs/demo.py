@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="default: a random demo checkpoint written under --output")
     args = ap.parse_args(argv)
 
-    from jobs import cli
     from xclip_core.checkpoint import write_random_checkpoint
 
     out = Path(args.output).resolve()
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         model = str(out / "demo-checkpoint")
         if not (Path(model) / "model.safetensors").exists():
             write_random_checkpoint(model, preset="demo", num_frames=8, seed=0)
-    rc = cli.main(["run", "--input", str(out / "videos"), "--output", str(out), "--model", model])
+    # the command line as a user types it (jobs/ does not import the CLI package: it sits above jobs/)
+    rc = subprocess.call([sys.executable, "-m", "xclip_cli", "run", "--input", str(out / "videos"),
+                          "--output", str(out), "--model", model])
     if rc == 0:
         show_rows(str(out))
     return rc

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jobs.cli import main
+from xclip_cli import main
 from jobs.runner import index_videos
 from tests.conftest import own_ray
 from tests.jobs_helpers import open_lance_table, read_lance

@@ -105,4 +105,6 @@ def build_indexes(uri: str, *, min_vector_rows: int = MIN_VECTOR_ROWS) -> dict:
         report[name] = {"built": ensure_indexes(tbl, name, min_vector_rows=min_vector_rows),
                         "indexes": sorted(",".join(c) for c in _indexed_columns(tbl)),
                         "rows": int(tbl.count_rows())}
+        if VECTOR_COLUMN in tbl.schema.names:  # xclip_cli.build_index says why no vector index
+            report[name]["vectors"] = int(tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL"))
     return report

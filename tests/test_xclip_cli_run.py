@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_LOCKED, EXIT_MODEL, EXIT_OUTPUT, main
+from xclip_cli import EXIT_CONFIG, EXIT_INPUT, EXIT_LOCKED, EXIT_MODEL, EXIT_OUTPUT, main
 from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, read_lance
 
 CLI = str(Path(sys.executable).parent / "xclip-index")
@@ -146,7 +146,8 @@ def test_second_run_on_a_leased_output_refuses(capsys, tmp_path, tiny_model, one
     assert code == EXIT_LOCKED and "in use by run other-run" in _error_line(err)
     assert not os.path.exists(os.path.join(out, "runs")) and not os.path.exists(os.path.join(out, "lancedb"))
 def test_feature_flags_reach_the_config():
-    from jobs.cli import _parser, config_from_args
+    from xclip_cli.main import parser as _parser
+    from xclip_cli.run import config_from_args
 
     base = ["run", "--input", "x", "--output", "o", "--model", "m"]
     cfg = config_from_args(_parser().parse_args(base))
