@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "xclip_cli"]  # the `xclip-index` console script runs xclip_cli.main:entry
+CLI = [sys.executable, "-m", "xclip_cli"]  # the `xclip-index` console script runs xclip_cli.cli:entry
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +34,7 @@ def cli(*argv: str, timeout: float = 300, cwd=None) -> subprocess.CompletedProce
 def cli_with_fault(fault: str, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``xclip-index ARGV`` in a fresh process after ``fault`` (Python run first: it patches the
     exact point, e.g. "SIGTERM after the 1st call of jobs.cluster.connect"; see the callers)."""
-    code = textwrap.dedent(fault) + "\nimport sys\nfrom xclip_cli.main import entry\nsys.argv[0] = 'xclip-index'\nentry()\n"
+    code = textwrap.dedent(fault) + "\nimport sys\nfrom xclip_cli.cli import entry\nsys.argv[0] = 'xclip-index'\nentry()\n"
     return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                           timeout=timeout, env=env())
 

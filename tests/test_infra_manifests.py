@@ -114,10 +114,10 @@ def test_worker_image_python_meets_requires_python():
 
 
 def _run_flags(argv: list[str]):
-    from xclip_cli.main import entry, parser as _parser
+    from xclip_cli.cli import entry, parser as _parser
 
     assert argv[0] == "xclip-index"
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["xclip-index"] == "xclip_cli.main:entry"
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["xclip-index"] == "xclip_cli.cli:entry"
     assert callable(entry)
     return _parser().parse_args(argv[1:])  # SystemExit on a flag the CLI does not have
 

@@ -128,7 +128,7 @@ def test_two_node_run_gives_the_reference_rows(cluster, s3_server, s3_bucket, tm
 
 
 def test_planner_settings_from_the_command_line_and_toml(tmp_path):
-    from xclip_cli.main import parser as _parser
+    from xclip_cli.cli import parser as _parser
     from xclip_cli.run import config_from_args
     from jobs.config import ConfigError, build_config
 

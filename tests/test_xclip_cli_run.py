@@ -146,7 +146,7 @@ def test_second_run_on_a_leased_output_refuses(capsys, tmp_path, tiny_model, one
     assert code == EXIT_LOCKED and "in use by run other-run" in _error_line(err)
     assert not os.path.exists(os.path.join(out, "runs")) and not os.path.exists(os.path.join(out, "lancedb"))
 def test_feature_flags_reach_the_config():
-    from xclip_cli.main import parser as _parser
+    from xclip_cli.cli import parser as _parser
     from xclip_cli.run import config_from_args
 
     base = ["run", "--input", "x", "--output", "o", "--model", "m"]

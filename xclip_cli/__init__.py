@@ -1,4 +1,4 @@
-"""The ``xclip-index`` command line: one module per subcommand (xclip_cli.main.COMMANDS), one
+"""The ``xclip-index`` command line: one module per subcommand (xclip_cli.cli.COMMANDS), one
 error contract (xclip_cli.errors: exit codes, redaction, the one ``xclip-index: error:`` line).
 
 The CLI is the top of the import direction: it may import every package; none imports it.
@@ -11,6 +11,6 @@ from xclip_cli.errors import (EXIT_CONFIG, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTER
 
 def main(argv: list[str] | None = None) -> int:
     """``xclip-index ARGV...``: returns the exit code."""
-    from xclip_cli.main import main as _main
+    from xclip_cli.cli import main as _main
 
     return _main(argv)

@@ -29,8 +29,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    from xclip_search.index import latest_finished, read_manifests
     from xclip_search.indexes import MIN_VECTOR_ROWS, build_indexes
 
+    latest_finished(read_manifests(args.index), args.index)  # a missing index: the one error of every command
     report = build_indexes(args.index)
     failed = []
     for name, r in report.items():

@@ -53,6 +53,10 @@ EXIT_CODES: dict[str, int] = {
     "builtins.OSError": EXIT_OUTPUT,
 }
 
+# LanceDB reports I/O failures (a full disk, a missing data file) as RuntimeError/ValueError whose
+# text carries the Rust error: these are storage failures (exit 4), not bugs
+_STORAGE_TEXT = re.compile(r"LanceError\(IO\)|\(os error \d+\)|No space left on device")
+
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.I)
 
@@ -102,20 +106,30 @@ def exit_code(exc: BaseException) -> int | None:
         code = EXIT_CODES.get(f"{cls.__module__}.{cls.__qualname__}")
         if code is not None:
             return code
+    if _STORAGE_TEXT.search(str(exc)):
+        return EXIT_OUTPUT
     return None
 
 
+def _short(exc: BaseException) -> str:
+    """Type, S3 error code and first line, without LanceDB's Rust debug structures and paths."""
+    try:  # the store package owns the storage helpers once merged (issue 15a); jobs.retry before
+        from xclip_store.retry import short_error
+    except ImportError:
+        from jobs.retry import short_error
+    return short_error(exc, limit=400)
+
+
 def message(exc: BaseException) -> str:
-    """The error line's text for ``exc``: its own text for our errors (they say the fix), with the
-    type for OS errors and bugs (whose text alone says too little)."""
+    """The error line's text for ``exc``: its own text for our errors (they say the fix), the
+    short form (type, S3 code, first line) for OS errors and bugs."""
     code = exit_code(exc)
-    text = str(exc).strip() or type(exc).__name__
     if code is None:
-        return (f"internal error (a bug in xclip-index or a dependency): {type(exc).__name__}: {text} "
+        return (f"internal error (a bug in xclip-index or a dependency): {_short(exc)} "
                 "(XCLIP_INDEX_TRACEBACK=1 prints the traceback)")
-    if type(exc).__module__ == "builtins":
-        return f"{type(exc).__name__}: {text}"
-    return text
+    if type(exc).__module__ == "builtins":  # OS errors, LanceDB's I/O errors
+        return f"cannot read or write the index/output: {_short(exc)}"
+    return str(exc).strip() or type(exc).__name__
 
 
 def fail(code: int, msg: str) -> int:
@@ -180,15 +194,20 @@ def writing(flag: str, path: str):
                                     "give a path in an existing, writable folder") from None
 
 
-def check_writable(flag: str, path: str | None) -> None:
-    """Before any work: a local file a flag names must be creatable (S3 paths are checked on write)."""
+def check_writable(flag: str, path: str | None, *, makes_folders: bool = False) -> None:
+    """Before any work: the local file a flag names must be creatable (``makes_folders``: its
+    writer creates missing folders, e.g. ``--review-out``). S3 paths are checked when written."""
     if not path or "://" in path:
         return
-    folder = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
         raise CliError(EXIT_CONFIG, f"{flag} {path}: is a folder; give a file name")
-    if not os.path.isdir(folder):
+    folder = os.path.dirname(os.path.abspath(path))
+    while makes_folders and not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)  # the first folder that exists: the writer creates the rest
+    if not os.path.exists(folder):
         raise CliError(EXIT_CONFIG, f"{flag} {path}: no such folder {folder!r}; create it or give another path")
+    if not os.path.isdir(folder):
+        raise CliError(EXIT_CONFIG, f"{flag} {path}: {folder!r} is a file, not a folder; give another path")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CliError(EXIT_CONFIG, f"{flag} {path}: the folder {folder!r} is not writable")
 

@@ -31,7 +31,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from moderation.recompute import moderate
 
-    check_writable("--review-out", args.review_out)  # before any work (an S3 one fails when written: exit 4)
+    check_writable("--review-out", args.review_out, makes_folders=True)  # before any work (S3: when written)
     result = moderate(args.index, args.policy, review_out=args.review_out, run_id=args.run_id,
                       blocklist=args.blocklist)
     print(result.format())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from xclip_cli.errors import EXIT_OK, redact
+from xclip_cli.errors import EXIT_OK, check_writable, redact
 
 NAME = "run"
 LOG_LEVEL = logging.INFO
@@ -102,6 +102,7 @@ def config_from_args(args: argparse.Namespace):
 def main(args: argparse.Namespace) -> int:
     from jobs.runner import run
 
+    check_writable("--review-out", args.review_out, makes_folders=True)  # before any work (S3: when written)
     summary = run(config_from_args(args))
     print(redact(summary.format()))
     return EXIT_OK

@@ -42,8 +42,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns its exit code (argparse exits 2 itself on bad arguments)."""
-    previous = errors.install_sigterm()
+    previous = None
     try:
+        previous = errors.install_sigterm()
         args = parser().parse_args(argv)  # SystemExit(2) with argparse's own one-line error
         mod = commands()[args._command]
         errors.setup_logging(mod.LOG_LEVEL)
