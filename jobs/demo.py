@@ -42,7 +42,7 @@ def show_rows(output: str) -> None:
     videos = db.open_table("videos").to_arrow().sort_by("uri").to_pylist()
     print("\nvideos (from LanceDB):")
     for r in videos:
-        labels = ", ".join(f"{l} {s:.2f}" for l, s in zip(r["labels"] or [], r["label_scores"] or []))
+        labels = ", ".join(f"{lab} {s:.2f}" for lab, s in zip(r["labels"] or [], r["label_scores"] or []))
         print(f"  {Path(r['uri']).name:<16} {r['status']:<7} segments={r['num_segments']:<3} "
               f"{(r['error'] or labels)[:90]}")
     segments = db.open_table("segments")
