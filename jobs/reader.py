@@ -130,9 +130,11 @@ def _resolve(entry: str, manifest_uri: str) -> str:
     else:
         base = os.path.dirname(os.path.abspath(manifest_uri))
         path = os.path.normpath(os.path.join(base, entry))
-    if os.path.commonpath([base, path]) != os.path.normpath(base):  # "../" out of the folder or bucket
-        raise ConfigError(f"--input {manifest_uri}: the relative entry {entry!r} leaves the manifest's folder; "
-                          "write it as a full path or URI")
+    # "../" may not leave the manifest's bucket (S3) or folder (local)
+    root = base.split("/", 1)[0] if storage.is_s3(manifest_uri) else os.path.normpath(base)
+    if os.path.commonpath([root, path]) != root:
+        raise ConfigError(f"--input {manifest_uri}: the relative entry {entry!r} leaves the manifest's "
+                          f"{'bucket' if storage.is_s3(manifest_uri) else 'folder'}; write it as a full path or URI")
     return "s3://" + path if storage.is_s3(manifest_uri) else os.path.join(base, entry)  # as written (its id)
 
 

@@ -243,7 +243,7 @@ def test_open_index_errors_say_the_fix(tmp_path, built, capsys):
 
     with pytest.raises(xclip_search.IndexError_, match=r"no runs/\*\.json .*xclip-index --output"):
         xclip_search.open_index(str(tmp_path / "empty"))
-    assert main(["search", "--index", str(tmp_path / "empty"), QUERY]) == 3
+    assert main(["search", "--index", str(tmp_path / "empty"), QUERY]) == 4  # a missing index: exit 4 everywhere
     assert "no runs/*.json" in capsys.readouterr().err
 
 
