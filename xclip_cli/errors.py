@@ -49,6 +49,11 @@ EXIT_CODES: dict[str, int] = {
     "jobs.runner.PipelineError": EXIT_PIPELINE,
     "jobs.lease.LeaseError": EXIT_LOCKED,
     "jobs.reader.InputError": EXIT_INPUT,
+    # the output store (issue 15a's xclip_store, merged separately): RestoreError and DamagedTableError
+    # are OutputErrors; the two jobs.* entries above it moved from are dropped once it is merged
+    "xclip_store.errors.OutputError": EXIT_OUTPUT,
+    "xclip_store.errors.LeaseError": EXIT_LOCKED,
+    "xclip_store.errors.OutputMismatchError": EXIT_CONFIG,
     # anything else that reads or writes (no such file, a full disk, S3 NoSuchBucket via s3fs/LanceDB)
     "builtins.OSError": EXIT_OUTPUT,
 }
