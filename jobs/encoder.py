@@ -91,11 +91,11 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
         pre = PreprocessConfig.from_pretrained(local)
         CLIPTokenizer.from_pretrained(local)
         sha = weights_sha256(local)
-    except Exception as e:  # noqa: BLE001  any reason the model is unusable is reported the same way
+    except Exception as e:  # any reason the model is unusable is reported the same way
         raise ModelError(f"--model {cfg.model}: cannot load the model ({type(e).__name__}: {e})") from None
     try:
         labels = load_labels(cfg.labels)
-    except Exception as e:  # noqa: BLE001  reported as ModelError
+    except Exception as e:
         raise ModelError(f"--labels {cfg.labels}: cannot load the label set ({type(e).__name__}: {e})") from None
     h, w = pre.crop_size
     if h != w:
@@ -191,7 +191,7 @@ class Encoder:
                   if self.policy_scorer is not None else None)
         return F.normalize(feats.video_embeds.float(), dim=-1), probs, tokens, policy
 
-    def _to_device(self, frames: list) -> "torch.Tensor":  # noqa: F821  torch is imported where it is used (Ray workers)
+    def _to_device(self, frames: list) -> "torch.Tensor":
         """uint8 clips -> [B,T,S,S,3] on the device. numpy clips (CPU-decoded) go through
         one reused host buffer, pinned on CUDA, with a non-blocking copy; tensors
         (NVDEC-decoded, already on the GPU) are used as they are."""
@@ -262,7 +262,7 @@ class Encoder:
                         policy[rows] = pp
             except PROGRAMMING_ERRORS:  # a bug in us or a dependency fails the run (jobs.failures)
                 raise
-            except Exception as exc:  # noqa: BLE001  e.g. out of memory: recorded per clip; the writer fails those videos
+            except Exception as exc:  # e.g. out of memory: recorded per clip; the writer fails those videos
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("%s (%d clips)", msg, len(clip_rows))
                 for i in clip_rows:

@@ -201,7 +201,7 @@ class Lease:
                                     info.get("run_id"), age)
         except LeaseError:
             raise
-        except Exception as e:  # noqa: BLE001  reported as OutputError
+        except Exception as e:
             from jobs.writer import OutputError
 
             raise OutputError(f"--output {self.output}: cannot take the output lease ({short_error(e)})") from None
@@ -216,7 +216,7 @@ class Lease:
         while not self._stop.wait(self.cfg.heartbeat_s):
             try:
                 token = self.store.replace(self._body(), self.token)
-            except Exception as e:  # noqa: BLE001  storage trouble (or a bug): retried next beat, but never for longer
+            except Exception as e:  # storage trouble (or a bug): retried next beat, but never for longer
                 failing = time.monotonic() - last_beat  # than the lease stays ours: then the run stops
                 log.warning("lease heartbeat failed (%.0fs without one): %s", failing, short_error(e))
                 if failing >= self.cfg.stale_after_s:
@@ -244,7 +244,7 @@ class Lease:
         if self.token is not None and not self.lost:
             try:
                 self.store.delete(self.token)
-            except Exception as e:  # noqa: BLE001  it goes stale on its own
+            except Exception as e:  # it goes stale on its own
                 log.warning("could not release the lease on %s: %s", self.output, short_error(e))
         self.token = None
 

@@ -197,7 +197,7 @@ def list_inputs(cfg: ReaderConfig) -> pa.Table:
             expanded = retry(lambda: _expand(str(uri), cfg), what=f"list {uri}")
         except (ConfigError,) + PROGRAMMING_ERRORS:
             raise
-        except Exception as e:  # noqa: BLE001  reported as InputError
+        except Exception as e:
             raise InputError(f"--input {uri}: cannot list ({short_error(e)})") from None
         for row in expanded:
             if _keep(row["uri"], cfg):

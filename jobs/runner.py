@@ -254,7 +254,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                                               clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
             except (PROGRAMMING_ERRORS + JobError):
                 raise
-            except Exception as e:  # noqa: BLE001  reported as PipelineError
+            except Exception as e:
                 raise PipelineError(f"cannot start or reach Ray ({short_error(e)})") from None
             seconds["ray_init"] = time.perf_counter() - t0
             log.info("resources: %s", plan)
@@ -323,7 +323,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         try:
             error = f"{type(e).__name__}: {e}"[:2000]
             writer.write_text(manifest_path, manifest("failed", error=error).to_json())
-        except Exception as e2:  # noqa: BLE001  logged; the first error is re-raised
+        except Exception as e2:
             log.error("could not record the failure in %s: %s", manifest_path, short_error(e2))
         raise
     summary = RunSummary(run_id=run_id, counts=dict(final.counts), num_inputs=num_listed,

@@ -120,7 +120,7 @@ class Writer:
                 else:
                     tbl = self.db.create_table(name, schema=schema, exist_ok=True)
                 self.tables[name] = tbl
-        except Exception as e:  # noqa: BLE001  reported as OutputError
+        except Exception as e:
             raise OutputError(f"--output {cfg.output}: cannot open or create the LanceDB database "
                               f"({short_error(e)})") from None
         self._migrate()
@@ -242,7 +242,7 @@ class Writer:
             retry(fn, what=what)
         except PROGRAMMING_ERRORS:
             raise
-        except Exception as e:  # noqa: BLE001  reported as OutputError
+        except Exception as e:
             raise OutputError(f"--output {self.cfg.output}: cannot {what} ({short_error(e)}); "
                               "nothing after the last commit is lost: rerun the job to finish") from None
 
@@ -314,6 +314,6 @@ class Writer:
             self._parent(path)
             with self.fs.open_output_stream(path) as f:
                 f.write(text.encode("utf-8"))
-        except Exception as e:  # noqa: BLE001  reported as OutputError
+        except Exception as e:
             raise OutputError(f"--output {self.cfg.output}: cannot write {relpath} ({type(e).__name__}: {e})") from None
         return ("s3://" + path) if storage.is_s3(self.cfg.output) else path

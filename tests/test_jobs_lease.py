@@ -81,7 +81,7 @@ def test_stale_lease_is_taken_over_once(output):
                 won.append(lease)
             except LeaseError:
                 refused.append(lease)
-            except Exception as e:  # noqa: BLE001  e.g. a half-written lease file read by a racer
+            except Exception as e:  # e.g. a half-written lease file read by a racer
                 errors.append(e)
         threads = [threading.Thread(target=take, args=(lease,)) for lease in leases]
         for t in threads:

@@ -100,7 +100,7 @@ def setup_logging(level: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactFilter())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[handler], force=True)
+                        handlers=[handler])  # a no-op where logging is set up already (pytest)
 
 
 def exit_code(exc: BaseException) -> int | None:

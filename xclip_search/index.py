@@ -72,7 +72,7 @@ def load_model(manifest: dict, *, model: str | None = None, device: str = "cpu")
     try:
         local = resolve_checkpoint(source)
         sha = weights_sha256(local)
-    except Exception as e:  # noqa: BLE001  reported as IndexError_
+    except Exception as e:
         raise IndexError_(f"cannot load the index's model {source!r} ({type(e).__name__}: {e}); "
                           "pass model= / --model with a copy of the checkpoint") from None
     if manifest.get("weights_sha256") and sha != manifest["weights_sha256"]:

@@ -80,7 +80,7 @@ def ensure_indexes(tbl, name: str, *, min_vector_rows: int = MIN_VECTOR_ROWS, ki
             try:
                 tbl.create_index(VECTOR_COLUMN, config=vector_index_config(rows, dim, kind=kind))
                 built[VECTOR_COLUMN] = round(time.perf_counter() - t0, 3)
-            except Exception as e:  # noqa: BLE001  the table stays searchable (brute force) without it
+            except Exception as e:  # the table stays searchable (brute force) without it
                 log.warning("could not build the vector index on %s: %s", name, e)
     return built
 

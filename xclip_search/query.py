@@ -28,10 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas import SEGMENTS_TABLE
-from schemas.sql import check_filter, sql_str
-
-MAX_LIMIT = 1_000_000  # hits per query (LanceDB takes a u32; per_video() fetches a multiple)
-_MAX_FETCH = 2**32 - 1
+from schemas.sql import sql_str
 
 
 def label_words(text: str) -> list[str]:
@@ -42,6 +39,8 @@ def label_words(text: str) -> list[str]:
 
 _CLIP_COLUMNS = ["video_id", "uri", "segment_id", "segment_index", "start_s", "end_s", "labels", "label_scores"]
 _VIDEO_COLUMNS = ["video_id", "uri", "labels", "label_scores"]
+MAX_LIMIT = 1_000_000  # hits per query (LanceDB takes a u32; per_video() fetches a multiple)
+_MAX_FETCH = 2**32 - 1
 
 
 class Query:
@@ -64,6 +63,8 @@ class Query:
     def where(self, sql: str) -> "Query":
         if not isinstance(sql, str) or not sql.strip():
             raise ValueError("where: expected a non-empty SQL filter")
+        from schemas.sql import check_filter
+
         self._where = check_filter(sql)
         return self
 

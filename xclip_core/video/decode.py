@@ -166,7 +166,7 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]
                 if j <= last_j:
                     continue
                 last_j = j
-                conv = (lambda out, f=frame: frame_to_crop(  # noqa: E731  binds this frame
+                conv = (lambda out, f=frame: frame_to_crop(
                     f, cfg.crop_size, cfg.shortest_edge, cfg.interpolation, out))
                 asm.offer(j, conv, prev)
                 if approx:
@@ -260,7 +260,7 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
         _put_quiet(put, ("done", e.status, e.reason))
     except MEDIA_ERRORS as e:  # an I/O or FFmpeg error outside the handlers above
         _put_quiet(put, ("done", FAILED, f"read error: {_short(e)}"))
-    except BaseException as e:  # noqa: BLE001  a bug (ours or a dependency's): the caller re-raises it
+    except BaseException as e:  # a bug (ours or a dependency's): the caller re-raises it
         _put_quiet(put, ("raise", e))
 
 
