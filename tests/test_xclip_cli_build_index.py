@@ -27,3 +27,27 @@ def test_missing_index_and_missing_bucket(s3_server, tmp_path, capsys):
         assert main(["build-index", "--index", uri]) == EXIT_OUTPUT
         line = error_line(capsys.readouterr().err)
         assert f"no runs/*.json under {uri}" in line and "testing-secret" not in line
+
+
+@pytest.mark.slow
+def test_an_index_that_could_not_be_built_is_exit_4(cli_index, tmp_path, capsys, monkeypatch):
+    """Fault point: the vector index's create_index raises (as LanceDB does on a failed training);
+    the 256-vector threshold is lowered so the tiny index wants one."""
+    import lancedb.table
+
+    import xclip_search.indexes as indexes
+
+    out = str(tmp_path / "index")
+    shutil.copytree(cli_index["out"], out)
+    real = lancedb.table.LanceTable.create_index
+
+    def create_index(self, column, *a, **k):
+        if column == "embedding":
+            raise RuntimeError("injected: KMeans training failed")
+        return real(self, column, *a, **k)
+
+    monkeypatch.setattr(indexes, "MIN_VECTOR_ROWS", 2)
+    monkeypatch.setattr(lancedb.table.LanceTable, "create_index", create_index)
+    assert main(["build-index", "--index", out]) == EXIT_OUTPUT
+    line = error_line(capsys.readouterr().err)
+    assert "the vector index of segments (3 vectors), videos (2 vectors) could not be built" in line
