@@ -51,10 +51,25 @@ def main(argv: list[str] | None = None) -> int:
         return mod.main(args)
     except SystemExit:
         raise
+    except BrokenPipeError as e:  # `xclip-index search ... | head`: the reader left; not a failure
+        if _stdout_closed():
+            return errors.EXIT_OK
+        return errors.handle(e)
     except BaseException as e:  # noqa: BLE001  every failure (SIGTERM, Ctrl-C, bugs) ends in one line
         return errors.handle(e)
     finally:
         errors.restore_sigterm(previous)
+
+
+def _stdout_closed() -> bool:
+    try:
+        sys.stdout.flush()
+        return False
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return True
 
 
 def entry() -> None:
