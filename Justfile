@@ -48,8 +48,12 @@ lock:
 demo: setup
     "{{py}}" -m jobs.demo
 
-# The test suite (what CI runs).
-test *ARGS: setup
+# Lint: ruff with the rules in pyproject.toml [tool.ruff] (never `ruff format`).
+lint: setup
+    "{{py}}" -m ruff check .
+
+# The test suite (what CI runs): lint first, then pytest.
+test *ARGS: setup lint
     "{{py}}" -m pytest -q {{ARGS}}
 
 # Benchmarks: model and decode, side by side with their baselines.

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xclip_core.video import DecodeConfig, decode_video  # noqa: E402
+from xclip_core.video import DecodeConfig, decode_video
 
 
 def best_cpu(fn, rounds):

@@ -34,9 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xclip_core.video import DecodeConfig, decode_video  # noqa: E402
-from xclip_core.video import decode as decode_mod  # noqa: E402
-from xclip_core.video.synth import write_video  # noqa: E402
+from xclip_core.video import DecodeConfig, decode_video
+from xclip_core.video import decode as decode_mod
+from xclip_core.video.synth import write_video
 
 SIZES = {"360p": (640, 360), "720p": (1280, 720)}
 FRAMES, FPS, T, WINDOW = 250, 30, 8, 2.0

@@ -12,7 +12,7 @@
 #                              continuing on failure, within a total budget (GPUBENCH_BUDGET_S, 360 s):
 #       videos       generate 360p and 720p H.264 videos (16 encoded in 16 processes, the rest hard
 #                    links to them) + a random base-patch32 checkpoint
-#       run_*        `python -m jobs.cli run` through real Ray: CPU decode only, NVDEC only, both
+#       run_*        `python -m xclip_cli run` through real Ray: CPU decode only, NVDEC only, both
 #                    (360p first, then 720p), clips/s from the run manifest, GPU busy fraction from
 #                    nvidia-smi sampled every 500 ms
 #       extra        steps other engineers append: $STEPS_EXTRA (default bench/gpu_steps_extra.sh),
@@ -170,7 +170,7 @@ run_job() {
     smi=$!
     trap 'kill $smi 2>/dev/null' EXIT TERM
   fi
-  "$PY" -m jobs.cli run --input "$input" --output "$DATA/out/$name" --model "$DATA/ckpt" \
+  "$PY" -m xclip_cli run --input "$input" --output "$DATA/out/$name" --model "$DATA/ckpt" \
       --config "$DATA/$name.toml" --run-id "$name" --no-compile --ray-address local  # a fresh local Ray
   local rc=$?
   [ -n "$smi" ] && kill "$smi" 2>/dev/null

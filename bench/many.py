@@ -15,7 +15,6 @@ Flat per-video numbers from 100 to 1,000 mean the overhead does not grow with N.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time

@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xclip_core.checkpoint import init_weights, preset_config  # noqa: E402
-from xclip_core.fused import fuse  # noqa: E402
-from xclip_core.model import XCLIP  # noqa: E402
+from xclip_core.checkpoint import init_weights, preset_config
+from xclip_core.fused import fuse
+from xclip_core.model import XCLIP
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xclip_core.video.config import DecodeConfig  # noqa: E402
+from xclip_core.video.config import DecodeConfig
 
 CFG = DecodeConfig(num_threads=1)  # 224 px crops, 8 frames per 2 s window: the job's defaults for B/32
 

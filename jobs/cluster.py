@@ -27,6 +27,8 @@ import dataclasses
 import logging
 import math
 import os
+import signal
+import threading
 import warnings
 
 from jobs.config import DecoderConfig, EncoderConfig
@@ -70,9 +72,12 @@ def connect(address: str | None) -> bool:
     # address None: join RAY_ADDRESS when set (ray job submit), else start a local Ray: never silently
     # join whatever `ray start` head happens to run on this machine (a bare ray.init() would).
     # Ray's daemons are fork+exec'd, so lancedb's fork warning (the writer already connected) is moot.
+    sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **kwargs)
+    if callable(sigterm):  # the caller's SIGTERM handler (xclip-index: one error line), not Ray's native dump
+        signal.signal(signal.SIGTERM, sigterm)
     return True
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def show_rows(output: str) -> None:
     videos = db.open_table("videos").to_arrow().sort_by("uri").to_pylist()
     print("\nvideos (from LanceDB):")
     for r in videos:
-        labels = ", ".join(f"{l} {s:.2f}" for l, s in zip(r["labels"] or [], r["label_scores"] or []))
+        labels = ", ".join(f"{lab} {s:.2f}" for lab, s in zip(r["labels"] or [], r["label_scores"] or []))
         print(f"  {Path(r['uri']).name:<16} {r['status']:<7} segments={r['num_segments']:<3} "
               f"{(r['error'] or labels)[:90]}")
     segments = db.open_table("segments")
@@ -63,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="default: a random demo checkpoint written under --output")
     args = ap.parse_args(argv)
 
-    from jobs import cli
     from xclip_core.checkpoint import write_random_checkpoint
 
     out = Path(args.output).resolve()
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         model = str(out / "demo-checkpoint")
         if not (Path(model) / "model.safetensors").exists():
             write_random_checkpoint(model, preset="demo", num_frames=8, seed=0)
-    rc = cli.main(["run", "--input", str(out / "videos"), "--output", str(out), "--model", model])
+    # the command line as a user types it (jobs/ does not import the CLI package: it sits above jobs/)
+    rc = subprocess.call([sys.executable, "-m", "xclip_cli", "run", "--input", str(out / "videos"),
+                          "--output", str(out), "--model", model])
     if rc == 0:
         show_rows(str(out))
     return rc

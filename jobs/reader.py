@@ -125,8 +125,17 @@ def _resolve(entry: str, manifest_uri: str) -> str:
         return entry
     base = manifest_uri.rsplit("/", 1)[0] if "/" in manifest_uri else "."
     if storage.is_s3(manifest_uri):
-        return "s3://" + posixpath.normpath(storage.strip_scheme(base) + "/" + entry)
-    return os.path.join(os.path.dirname(os.path.abspath(manifest_uri)), entry)
+        base = storage.strip_scheme(base)
+        path = posixpath.normpath(base + "/" + entry)
+    else:
+        base = os.path.dirname(os.path.abspath(manifest_uri))
+        path = os.path.normpath(os.path.join(base, entry))
+    # "../" may not leave the manifest's bucket (S3) or folder (local)
+    root = base.split("/", 1)[0] if storage.is_s3(manifest_uri) else os.path.normpath(base)
+    if os.path.commonpath([root, path]) != root:
+        raise ConfigError(f"--input {manifest_uri}: the relative entry {entry!r} leaves the manifest's "
+                          f"{'bucket' if storage.is_s3(manifest_uri) else 'folder'}; write it as a full path or URI")
+    return "s3://" + path if storage.is_s3(manifest_uri) else os.path.join(base, entry)  # as written (its id)
 
 
 def _read_manifest(uri: str) -> list[dict]:

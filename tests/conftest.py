@@ -79,3 +79,12 @@ def s3_bucket(s3_server):
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def cli_index(tmp_path_factory):
+    """A tiny real index written once per session by ``xclip-index run`` (tests/cli_helpers.py);
+    tests that change it work on a copy (``shutil.copytree``)."""
+    from tests.cli_helpers import make_index
+
+    return make_index(tmp_path_factory.mktemp("cli-index"))

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("xclip_core", "schemas", "xclip_store", "jobs", "xclip_search", "moderation", "xclip_cli")
 LAYER = {"xclip_core": 0, "schemas": 1, "xclip_store": 2, "jobs": 3, "xclip_search": 3, "moderation": 3,
          "xclip_cli": 4}
-CLI_MODULES = {"jobs.cli", "jobs.demo", "jobs.bench", "xclip_search.cli", "moderation.cli"}
+CLI_MODULES = {"jobs.demo", "jobs.bench"}
 NAMES = {0: "xclip_core", 1: "schemas", 2: "xclip_store", 3: "jobs/xclip_search/moderation", 4: "CLI"}
 
 
@@ -42,7 +42,10 @@ def _imports(name: str, path: Path, modules: dict) -> set[str]:
                 pkg = name.split(".") if is_pkg else name.split(".")[:-1]
                 pkg = pkg[:len(pkg) - (node.level - 1)]
                 base = ".".join(pkg + ([base] if base else []))
-            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # `from pkg import submodule` depends on the submodule (and on pkg/__init__ only for names
+            # that are not submodules)
+            targets = subs + ([base] if any(t not in modules for t in subs) else [])
         for t in targets:
             parts = t.split(".")
             for i in range(len(parts), 0, -1):

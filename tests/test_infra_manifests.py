@@ -1,5 +1,5 @@
 """infra/: every manifest parses, the cluster YAML passes Ray's own config validation, entry points
-exist in jobs/cli.py's parser, one worker image and one Ray version (the installed one) everywhere,
+exist in xclip_cli's parser, one worker image and one Ray version (the installed one) everywhere,
 S3 access from roles / service accounts only, never inline secrets."""
 from __future__ import annotations
 
@@ -114,10 +114,11 @@ def test_worker_image_python_meets_requires_python():
 
 
 def _run_flags(argv: list[str]):
-    from jobs.cli import _parser
+    from xclip_cli.cli import entry, parser as _parser
 
     assert argv[0] == "xclip-index"
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["xclip-index"] == "jobs.cli:main"
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["xclip-index"] == "xclip_cli.cli:entry"
+    assert callable(entry)
     return _parser().parse_args(argv[1:])  # SystemExit on a flag the CLI does not have
 
 

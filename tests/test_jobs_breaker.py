@@ -12,7 +12,7 @@ import pytest
 
 import schemas
 from jobs.breaker import Breaker, BreakerTripped, normalise
-from jobs.cli import EXIT_INTERNAL, EXIT_OK, main
+from xclip_cli import EXIT_INTERNAL, EXIT_OK, main
 from jobs.runner import InternalError, index_videos
 from schemas.manifest import RunManifest
 from tests.jobs_helpers import read_lance

@@ -128,7 +128,8 @@ def test_two_node_run_gives_the_reference_rows(cluster, s3_server, s3_bucket, tm
 
 
 def test_planner_settings_from_the_command_line_and_toml(tmp_path):
-    from jobs.cli import _parser, config_from_args
+    from xclip_cli.cli import parser as _parser
+    from xclip_cli.run import config_from_args
     from jobs.config import ConfigError, build_config
 
     base = ["run", "--input", "i", "--output", "o", "--model", "m"]

@@ -65,7 +65,7 @@ def test_mixed_cluster_places_stages_and_asks_for_the_gpu(cluster, tmp_path):
         try:
             result["summary"] = index_videos([str(videos)], str(tmp_path / "out"), model,
                                              encoder={"batch_size": 4, "max_gpu_actors": 1})
-        except BaseException as e:  # re-raised in the test thread
+        except BaseException as e:  # noqa: BLE001  re-raised in the test thread
             result["error"] = e
 
     t = threading.Thread(target=job, daemon=True)

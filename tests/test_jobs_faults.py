@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import schemas
-from jobs.cli import EXIT_LOCKED, EXIT_OK
+from xclip_cli import EXIT_LOCKED, EXIT_OK
 from jobs.runner import index_videos
 from tests.jobs_helpers import read_lance
 from tests.s3_proxy import FaultyS3Proxy

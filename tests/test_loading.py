@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import transformers  # noqa: E402  the oracle: a broken install must fail, not skip
+import transformers  # the oracle: a broken install must fail, not skip
 
-from xclip_core.config import XCLIPConfig  # noqa: E402
-from xclip_core.loading import CheckpointError, resolve_checkpoint, weights_sha256  # noqa: E402
-from xclip_core.model import XCLIP, inspect_checkpoint  # noqa: E402
+from xclip_core.config import XCLIPConfig
+from xclip_core.loading import CheckpointError, resolve_checkpoint, weights_sha256
+from xclip_core.model import XCLIP, inspect_checkpoint
 
 VOCAB = 1000
 T = 4

@@ -268,7 +268,7 @@ def test_moderate_from_stored_features_equals_the_run(policy_run, setup, tmp_pat
     encoder pass: --store-prompt-features is another issue's flag)."""
     import datetime as dt
 
-    from jobs.cli import main
+    from xclip_cli import main
     from moderation.recompute import moderate
     from schemas.features import PROMPT_FEATURES_TABLE, prompt_features_schema
     from schemas.output import from_columns

@@ -110,7 +110,7 @@ def _has_nvdec() -> bool:
         return False
     try:
         import PyNvVideoCodec  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001  any failure: no NVDEC here
         return False
     return True
 

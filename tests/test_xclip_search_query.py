@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from jobs.cli import main
+from xclip_cli import main
 from jobs.runner import index_videos
 from tests.conftest import own_ray
 from tests.jobs_helpers import open_lance_table, read_lance
@@ -243,7 +243,7 @@ def test_open_index_errors_say_the_fix(tmp_path, built, capsys):
 
     with pytest.raises(xclip_search.IndexError_, match=r"no runs/\*\.json .*xclip-index --output"):
         xclip_search.open_index(str(tmp_path / "empty"))
-    assert main(["search", "--index", str(tmp_path / "empty"), QUERY]) == 3
+    assert main(["search", "--index", str(tmp_path / "empty"), QUERY]) == 4  # a missing index: exit 4 everywhere
     assert "no runs/*.json" in capsys.readouterr().err
 
 

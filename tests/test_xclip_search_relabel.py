@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jobs.cli import main
+from xclip_cli import main
 from jobs.runner import index_videos
 from tests.conftest import own_ray
 from tests.jobs_helpers import open_lance_table, read_lance
@@ -121,7 +121,7 @@ def test_search_labels_match_and_build_index_on_s3(runs, capsys):
 def test_relabel_errors(runs, capsys, tmp_path):
     assert main(["relabel", "--index", runs["a"], "--labels", str(tmp_path / "missing.txt")]) == 2
     assert "missing.txt" in capsys.readouterr().err
-    assert main(["relabel", "--index", "s3://relabel/nothing-here", "--labels", "ucf101"]) == 3
+    assert main(["relabel", "--index", "s3://relabel/nothing-here", "--labels", "ucf101"]) == 4  # missing index
     assert "no runs/*.json" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from jobs.cli import main
+from xclip_cli import main
 from jobs.runner import index_videos
 from tests.conftest import own_ray
 from tests.fault_hooks import at_call

@@ -100,7 +100,7 @@ def test_build_index_retries_a_commit_conflict(tmp_path):
 
 
 def test_build_index_takes_the_lease(tmp_path):
-    from jobs.cli import main
+    from xclip_cli import main
     from xclip_store import open_output
 
     uri = _small_index(tmp_path)

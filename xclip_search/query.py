@@ -5,7 +5,7 @@
 
 Options (each returns the query; nothing runs until ``to_arrow`` / ``to_pandas`` / ``to_list``):
     limit(n)          hits to return (default 10)
-    where(sql)        the caller's SQL filter on the table's columns, passed to LanceDB as is
+    where(sql)        the caller's SQL filter on the table's columns: one expression (schemas.sql.check_filter)
     labels_any(ls)    keep rows whose ``labels`` contain any of ``ls`` (values are escaped)
     labels_match(t)   keep rows whose labels hold every word of ``t``, any case, full text over
                       ``label_text`` ("swimming" matches "swimming backstroke"; see _match_sql)
@@ -39,6 +39,8 @@ def label_words(text: str) -> list[str]:
 
 _CLIP_COLUMNS = ["video_id", "uri", "segment_id", "segment_index", "start_s", "end_s", "labels", "label_scores"]
 _VIDEO_COLUMNS = ["video_id", "uri", "labels", "label_scores"]
+MAX_LIMIT = 1_000_000  # hits per query (LanceDB takes a u32; per_video() fetches a multiple)
+_MAX_FETCH = 2**32 - 1
 
 
 class Query:
@@ -53,15 +55,17 @@ class Query:
 
     # ------------------------------------------------------------------ options
     def limit(self, n: int) -> "Query":
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"limit: expected a positive int, got {n!r}")
+        if not isinstance(n, int) or not 1 <= n <= MAX_LIMIT:
+            raise ValueError(f"limit: expected an int from 1 to {MAX_LIMIT}, got {n!r}")
         self._limit = n
         return self
 
     def where(self, sql: str) -> "Query":
         if not isinstance(sql, str) or not sql.strip():
             raise ValueError("where: expected a non-empty SQL filter")
-        self._where = sql
+        from schemas.sql import check_filter
+
+        self._where = check_filter(sql)
         return self
 
     def labels_any(self, labels) -> "Query":
@@ -90,8 +94,8 @@ class Query:
     def rerank(self, n: int) -> "Query":
         if self._table != SEGMENTS_TABLE or self._text is None:
             raise ValueError("rerank: only for text search over clips")
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"rerank: expected a positive int, got {n!r}")
+        if not isinstance(n, int) or not 1 <= n <= MAX_LIMIT:
+            raise ValueError(f"rerank: expected an int from 1 to {MAX_LIMIT}, got {n!r}")
         self._index.table("prompt_features")  # fails early, saying how to get them
         self._rerank = n
         return self
@@ -154,9 +158,9 @@ class Query:
         while True:
             t = self._fetch(k)
             hits = self._dedupe(t) if self._per_video else t
-            if hits.num_rows >= want or t.num_rows < k:
+            if hits.num_rows >= want or t.num_rows < k or k >= _MAX_FETCH:
                 break
-            k *= 4
+            k = min(k * 4, _MAX_FETCH)
         if self._rerank:
             hits = self._reranked(hits.slice(0, self._rerank))
         hits = self._first_item(hits)

@@ -125,4 +125,6 @@ def _build_indexes(out, *, min_vector_rows: int) -> dict:
         report[name] = {"built": ensure_indexes(tbl, name, min_vector_rows=min_vector_rows, commit=out.commit),
                         "indexes": sorted(",".join(c) for c in _indexed_columns(tbl)),
                         "rows": int(tbl.count_rows())}
+        if VECTOR_COLUMN in tbl.schema.names:  # xclip_cli.build_index says why no vector index
+            report[name]["vectors"] = int(tbl.count_rows(f"{VECTOR_COLUMN} IS NOT NULL"))
     return report

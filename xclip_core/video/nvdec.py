@@ -204,7 +204,7 @@ def decode_nvdec(uri: str, cfg: DecodeConfig | None = None, *, device=None,
             res = VideoResult(uri, OK, None, meta, clips=clips, num_clips=len(clips),
                               decode_s=round(time.perf_counter() - t0, 6))
             return NvdecResult(res, "nvdec", None, clips)
-        except Exception as e:  # noqa: BLE001  classified: bugs propagate
+        except Exception as e:
             if not is_media_error(e):
                 raise
             note = f"nvdec failed: {_short(e)}"

@@ -1,17 +1,15 @@
-"""The xclip-index command line: clear errors with distinct exit codes, and one real run."""
+"""``xclip-index run`` (xclip_cli.run): clear errors with distinct exit codes, and one real run."""
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from jobs.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_LOCKED, EXIT_MODEL, EXIT_OUTPUT, main
+from xclip_cli import EXIT_CONFIG, EXIT_INPUT, EXIT_LOCKED, EXIT_MODEL, EXIT_OUTPUT, main
+from tests.cli_helpers import CLI
 from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, read_lance
 
-CLI = str(Path(sys.executable).parent / "xclip-index")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,7 @@ def _run(capsys, *argv) -> tuple[int, str]:
 
 
 def test_missing_arguments_exit_2():
-    proc = subprocess.run([CLI, "run", "--output", "o"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*CLI, "run", "--output", "o"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--input" in proc.stderr and "--model" in proc.stderr
 
 
@@ -77,7 +75,7 @@ def test_cli_run_on_s3_starts_local_ray_and_keeps_secrets(s3_server, s3_bucket, 
     (tmp_path / "my labels.txt").write_text("# custom\n" + "\n".join(labels) + "\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([CLI, "run", *sum((["--input", i] for i in corpus["inputs"]), []), "--output", output,
+    proc = subprocess.run([*CLI, "run", *sum((["--input", i] for i in corpus["inputs"]), []), "--output", output,
                            "--model", tiny_model, "--config", str(tmp_path / "job.toml"), "--top-k", "4",
                            "--labels", str(tmp_path / "my labels.txt")],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
@@ -146,7 +144,8 @@ def test_second_run_on_a_leased_output_refuses(capsys, tmp_path, tiny_model, one
     assert code == EXIT_LOCKED and "in use by run other-run" in _error_line(err)
     assert not os.path.exists(os.path.join(out, "runs")) and not os.path.exists(os.path.join(out, "lancedb"))
 def test_feature_flags_reach_the_config():
-    from jobs.cli import _parser, config_from_args
+    from xclip_cli.cli import parser as _parser
+    from xclip_cli.run import config_from_args
 
     base = ["run", "--input", "x", "--output", "o", "--model", "m"]
     cfg = config_from_args(_parser().parse_args(base))

@@ -3,57 +3,30 @@
     xclip-index run --input URI [--input URI ...] --output URI --model SOURCE
                     [--labels NAME|FILE] [--config job.toml] [--ray-address ADDR]
                     [--include GLOB ...] [--exclude GLOB ...] [stage options]
-    xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
-    xclip-index moderate --index URI --policy FILE [--review-out URI]   (moderation.recompute)
-
-Exit status: 0 when the job finished (also when some videos failed: they are
-rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
-not loadable; 4 output not writable; 5 internal
-error: a bug in xclip-index or a dependency (an exception that is not a media or
-I/O error, e.g. a TypeError after a library API change) or the breaker tripped
-(many videos failing with the same reason); finished videos are written,
-unfinished ones get no row, so a rerun after the fix does them; 1 the pipeline
-broke down (or Ray could not start); 7 another run holds the output's lease
-(xclip_store.lease): nothing written; 6 an input cannot be listed (S3 NoSuchBucket,
-AccessDenied/InvalidAccessKeyId, endpoint unreachable: the message names the S3
-error code).
-Every failure is one ``xclip-index: error: ...`` line; rerunning the same
-command resumes (jobs.resume).
+Exit status (xclip_cli.errors has the full table): 0 when the job finished (also when some videos
+failed: they are rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
+not loadable; 4 output not writable; 5 internal error: a bug in xclip-index or a dependency (an
+exception that is not a media or I/O error, e.g. a TypeError after a library API change) or the
+breaker tripped (many videos failing with the same reason); finished videos are written,
+unfinished ones get no row, so a rerun after the fix does them; 1 the pipeline broke down (or Ray
+could not start); 7 another run holds the output's lease (xclip_store.lease): nothing written; 6 an input
+cannot be listed (S3 NoSuchBucket, AccessDenied/InvalidAccessKeyId, endpoint unreachable: the
+message names the S3 error code); 143 SIGTERM. Rerunning the same command resumes (jobs.resume).
 S3 settings come from the standard AWS environment variables only.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 
-EXIT_OK, EXIT_PIPELINE, EXIT_CONFIG, EXIT_MODEL, EXIT_OUTPUT = 0, 1, 2, 3, 4
-EXIT_INTERNAL = 5
-EXIT_INPUT, EXIT_LOCKED = 6, 7
-_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+from xclip_cli.errors import EXIT_OK, check_writable, redact
+
+NAME = "run"
+LOG_LEVEL = logging.INFO
 
 
-def redact(text: str) -> str:
-    """Remove credential values from a message before it is printed or logged."""
-    for name in _SECRET_VARS:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
-
-
-class _RedactFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        return True
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xclip-index", description="Index videos with X-CLIP into Parquet and LanceDB.")
-    sub = p.add_subparsers(dest="command", required=True)
+def add_parser(sub) -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the indexing job")
     r.add_argument("--input", action="append", required=True, metavar="URI",
                    help="s3://bucket/prefix/, a local folder, a video, or a manifest (.txt/.csv/.parquet); repeatable")
@@ -102,17 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                         "jobs.incremental)")
     g.add_argument("--skip-unchanged", action="store_true", default=None,
                    help="deprecated, no effect: incremental is the default")
-    m = sub.add_parser("moderate", help="recompute moderation decisions from stored features (no decoding)")
-    m.add_argument("--index", required=True, metavar="URI", help="an index written by `run` (local or s3://)")
-    m.add_argument("--policy", required=True, metavar="FILE", help="moderation policy YAML (or 'example')")
-    m.add_argument("--review-out", metavar="URI", help="JSON lines of review/block decisions, most severe first")
-    m.add_argument("--run-id", help="run id of the moderation rows (default: moderate-<UTC time>-<random>)")
-    m.add_argument("--blocklist", metavar="URI", help="known-bad videos or .json hashes, matched against the "
-                                                      "index's stored frame hashes")
-    from xclip_search.cli import add_commands
-
-    add_commands(sub)  # search, relabel, build-index
-    return p
+    return r
 
 
 def config_from_args(args: argparse.Namespace):
@@ -136,47 +99,10 @@ def config_from_args(args: argparse.Namespace):
                         ray_address=args.ray_address, run_id=args.run_id)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command not in ("run", "moderate"):
-        return args.func(args)  # search, relabel, build-index (xclip_search.cli)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RedactFilter())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[handler])
-    from jobs.config import ConfigError
-    from jobs.encoder import ModelError
-    from jobs.reader import InputError
-    from jobs.runner import InternalError, PipelineError, run
-    from xclip_store import LeaseError, OutputError, OutputMismatchError
+def main(args: argparse.Namespace) -> int:
+    from jobs.runner import run
 
-    def fail(code: int, msg: str) -> int:
-        print(f"xclip-index: error: {redact(msg)}", file=sys.stderr)
-        return code
-
-    if args.command == "moderate":
-        from moderation.cli import moderate_main
-
-        return moderate_main(args, fail)
-    try:
-        summary = run(config_from_args(args))
-    except (ConfigError, OutputMismatchError) as e:
-        return fail(EXIT_CONFIG, str(e))
-    except ModelError as e:
-        return fail(EXIT_MODEL, str(e))
-    except OutputError as e:
-        return fail(EXIT_OUTPUT, str(e))
-    except InternalError as e:
-        return fail(EXIT_INTERNAL, str(e))
-    except PipelineError as e:
-        return fail(EXIT_PIPELINE, str(e))
-    except LeaseError as e:
-        return fail(EXIT_LOCKED, str(e))
-    except InputError as e:
-        return fail(EXIT_INPUT, str(e))
+    check_writable("--review-out", args.review_out, makes_folders=True)  # before any work (S3: when written)
+    summary = run(config_from_args(args))
     print(redact(summary.format()))
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())
