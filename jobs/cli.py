@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--full", action="store_true", default=None,
                    help="process every input (default: incremental, only new or changed inputs; see "
                         "jobs.incremental)")
+    g.add_argument("--max-delete-share", type=float, metavar="SHARE",
+                   help="refuse to delete more than this share of a folder/prefix's indexed videos (default 0.1; "
+                        "1 allows any; jobs.deletions)")
     g.add_argument("--skip-unchanged", action="store_true", default=None,
                    help="deprecated, no effect: incremental is the default")
     m = sub.add_parser("moderate", help="recompute moderation decisions from stored features (no decoding)")
@@ -130,7 +133,7 @@ def config_from_args(args: argparse.Namespace):
                     "store_prompt_features": args.store_prompt_features, "policy": args.policy,
                     "blocklist": args.blocklist, "max_gpu_actors": args.max_gpus},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
-                   "full": args.full, "review_out": args.review_out},
+                   "full": args.full, "review_out": args.review_out, "max_delete_share": args.max_delete_share},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,
                         ray_address=args.ray_address, run_id=args.run_id)

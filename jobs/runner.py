@@ -40,6 +40,7 @@ from jobs.assembler import RunIdentity, VideoAssembler
 from jobs.breaker import Breaker, BreakerTripped
 from jobs.config import ConfigError, JobConfig, build_config
 from jobs.decoder import decode_batch, decode_config
+from jobs.deletions import guard_deletions
 from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
 from jobs.incremental import changed_mask, gone_videos, processing_id
@@ -143,7 +144,7 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, encoder_e
 
 
 def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unchanged, n_segments, seconds,
-              clips_per_s, tables, files, n_deleted=0, error="") -> RunManifest:
+              clips_per_s, tables, files, n_deleted=0, error="", listing_errors=()) -> RunManifest:
     return RunManifest(
         run_id=run_id, package_version=_package_version(), started_at=started,
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat() if status != "running" else "",
@@ -155,7 +156,7 @@ def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unch
                    "labels": list(info.labels)},
         decode_config=dataclasses.asdict(dcfg), config=cfg.to_dict(),
         stage_seconds=seconds, clips_per_s=clips_per_s, tables=tables, parquet_files=files, status=status,
-        error=error)
+        error=error, listing_errors=list(listing_errors)[:100])
 
 
 def side_tables(cfg: JobConfig, info) -> dict:
@@ -185,20 +186,22 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
         raise ConfigError(f"decoder settings do not fit this model: {e}") from None
     moderation = ModerationRun.start(cfg, model_id=info.model_id, run_id=run_id, dcfg=dcfg)  # --policy
     t0 = time.perf_counter()
-    inputs = list_inputs(cfg.reader)
+    listing_errors: list[str] = []
+    inputs = list_inputs(cfg.reader, errors=listing_errors)
     seconds["list"] = time.perf_counter() - t0
     log.info("run %s: %d inputs listed in %.1fs", run_id, inputs.num_rows, seconds["list"])
     lease = Lease(cfg.writer.output, run_id, LeaseConfig(heartbeat_s=cfg.writer.lease_heartbeat_s,
                                                          stale_after_s=cfg.writer.lease_stale_after_s)).acquire()
     try:
         return _run_leased(cfg, info, dcfg, inputs, lease, run_id=run_id, started=started, seconds=seconds,
-                           t_start=t_start, progress_every_s=progress_every_s, moderation=moderation)
+                           t_start=t_start, progress_every_s=progress_every_s, moderation=moderation,
+                           listing_errors=listing_errors)
     finally:
         lease.release()
 
 
 def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_start, progress_every_s,
-                moderation=None):
+                moderation=None, listing_errors=()):
     """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
     import ray
 
@@ -219,7 +222,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         num_unchanged = num_listed - inputs.num_rows
         log.info("run %s: %d of %d inputs unchanged since they were indexed: kept as they are",
                  run_id, num_unchanged, num_listed)
-    gone = gone_videos(indexed, listed, cfg.reader)
+    gone = guard_deletions(gone_videos(indexed, listed, cfg.reader), indexed, listed, cfg.reader,
+                           listing_errors=list(listing_errors), max_share=cfg.writer.max_delete_share)
     seconds["incremental"] = time.perf_counter() - t0
     manifest_path = f"runs/{run_id}.json"
     assembler = VideoAssembler(dim=info.dim, labeler=Labeler(info.labels, cfg.encoder.top_k),
@@ -230,7 +234,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     def manifest(status, tables=None, clips_per_s=0.0, error=""):
         return _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, num_listed, num_unchanged,
                          assembler.num_segments, seconds, clips_per_s, tables or {}, writer.parquet_files,
-                         n_deleted=n_deleted, error=error)
+                         n_deleted=n_deleted, error=error, listing_errors=list(listing_errors))
 
     writer.write_text(manifest_path, manifest("running").to_json())
     try:
