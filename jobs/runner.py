@@ -50,6 +50,7 @@ from jobs.reader import InputError, list_inputs
 from jobs.report import RunReport
 from jobs.resume import mark_interrupted
 from jobs.retry import PROGRAMMING_ERRORS, short_error
+from jobs.visibility import KeepGood
 from jobs.writer import OutputError, Writer
 from moderation.job import ModerationRun
 from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
@@ -216,6 +217,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0
     t0 = time.perf_counter()
     indexed = writer.indexed()
+    keep_good = KeepGood(indexed)  # failed rows never hide earlier ok rows (jobs.visibility)
+    writer.keep_visible(keep_good.ok_ids())
     if not cfg.writer.full:
         keep = changed_mask(inputs, indexed, processing_id=writer.processing_id)
         inputs = inputs.filter(pa.array(keep, pa.bool_()))
@@ -277,7 +280,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     for t in seg_tables:
                         writer.add(SEGMENTS_TABLE, t)
                     for t in video_tables:
-                        writer.add(VIDEOS_TABLE, t)
+                        _add_rows(writer, keep_good.filter(t))
                         report.add_videos(t)
                         breaker.observe(t)
                     if moderation:
@@ -307,7 +310,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         seconds["pipeline"] = time.perf_counter() - t_pipe
         if not internal:  # after a bug or a trip, unfinished inputs are not known to be bad: no rows
             for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
-                writer.add(VIDEOS_TABLE, t)
+                _add_rows(writer, keep_good.filter(t, breakdown=failure is not None))
                 report.add_videos(t)
                 if moderation:
                     moderation.add_videos(t)
@@ -338,6 +341,11 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     if failure:
         raise (InternalError if internal else PipelineError)(f"{failure}\n{summary.format()}")
     return summary
+
+
+def _add_rows(writer, videos: pa.Table) -> None:
+    if videos.num_rows:
+        writer.add(VIDEOS_TABLE, videos)
 
 
 def _progress(assembler: VideoAssembler, total: int, elapsed: float) -> None:

@@ -230,7 +230,8 @@ class Writer:
         self.seconds["parquet"] += t1 - t0
         if name == SEGMENTS_TABLE:
             placeholders = self._indexing_rows(table)
-            self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
+            if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
+                self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
             self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
         else:
             self._commit(f"commit {name}", lambda: self._upsert(name, table))
@@ -267,11 +268,19 @@ class Writer:
                 if not_ok and self.tables[other].count_rows(where):
                     self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok
 
+    def keep_visible(self, video_ids: set[str]) -> None:
+        """Videos whose earlier ``ok`` row stays until their new final row replaces it: no ``indexing``
+        placeholder for them (``jobs.visibility``)."""
+        self._keep_visible = set(video_ids)
+
     def _indexing_rows(self, segments: pa.Table) -> pa.Table:
-        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk."""
+        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk, except
+        those of ``keep_visible``."""
         first = {}
+        keep = getattr(self, "_keep_visible", ())
         for i, vid in enumerate(segments.column("video_id").to_pylist()):
-            first.setdefault(vid, i)
+            if vid not in keep:
+                first.setdefault(vid, i)
         seg = segments.take(pa.array(list(first.values()), pa.int64()))
         schema = self.schemas[VIDEOS_TABLE]
         n = seg.num_rows
