@@ -66,9 +66,12 @@ log = logging.getLogger(__name__)
 # DuckDB views of the Parquet log: {output} is the job's --output (without a trailing slash).
 # union_by_name: files written before a column was added read it as null (without it DuckDB takes
 # the first file's columns and silently drops the newer ones)
+# a video whose latest row is a tombstone left LanceDB (jobs.parquet_log): it is not current
 CURRENT_VIDEOS_SQL = """
+SELECT * FROM (
 SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)
 QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
+) WHERE status IS DISTINCT FROM 'tombstone'
 """.strip()
 # a segment is current when it comes from the run that wrote its video's current row
 CURRENT_SEGMENTS_SQL = """
@@ -157,6 +160,7 @@ class Writer:
         existing = set(self.db.list_tables().tables)
         for i in range(0, len(video_ids), 1000):
             where = f"video_id IN ({sql_list(video_ids[i:i + 1000])})"
+            self._log_removed(where, "gone from the source", mark_status=STATUS_DELETED if mark else None)
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
             for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
                 if side in existing:
@@ -191,11 +195,22 @@ class Writer:
             return 0
         log.warning("%d videos have duplicate rows (concurrent runs?): reindexing them", len(vids))
         where = f"video_id IN ({sql_list(vids)})"
+        self._log_removed(where, "duplicate rows: reindexing")
         self._commit("reset duplicated videos", lambda: self.tables[VIDEOS_TABLE].update(
             where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}))
         self._commit("delete duplicated segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
         self._commit("delete duplicated videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
         return len(vids)
+
+    def _log_removed(self, where: str, reason: str, mark_status: str | None = None) -> None:
+        """Tombstones (or marked rows) in the Parquet log before videos rows leave LanceDB (jobs.parquet_log)."""
+        from jobs.parquet_log import log_removed
+
+        out = []
+        self._commit("log removed videos in Parquet", lambda: out.append(log_removed(
+            self.cfg.output, self.tables[VIDEOS_TABLE], where, self.schemas[VIDEOS_TABLE], run_id=self.run_id,
+            reason=reason, mark_status=mark_status)))
+        self.parquet_files += [u for u in out if u]
 
     # ------------------------------------------------------------ buffering
     def add(self, table_name: str, table: pa.Table) -> None:

@@ -76,6 +76,10 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED)
 # a videos row the writer commits before the video's segments and replaces with the final row
 # after them (jobs.writer: consistency order); left behind only by a crash, reindexed by the next run
 STATUS_INDEXING = "indexing"
+# a videos row in the Parquet log only (never in LanceDB): the video left LanceDB (gone from the source,
+# a duplicate repair) in that run; the DuckDB "current" views (jobs.writer) drop videos whose latest
+# row is a tombstone, so they equal LanceDB (jobs.parquet_log)
+STATUS_TOMBSTONE = "tombstone"
 
 VIDEOS_TABLE = "videos"
 SEGMENTS_TABLE = "segments"
