@@ -134,6 +134,22 @@ class Writer:
                 raise ConfigError(f"--output {cfg.output}: existing table {name!r} does not match this job "
                                   f"(another model or schema version?): {e}") from None
         self.fs, self.base = storage.pyarrow_filesystem(cfg.output)
+        self.other_side = self._other_side_tables()
+
+    def _other_side_tables(self) -> dict:
+        """Side tables the output has but this run does not write (e.g. ``thumbnails`` under
+        ``--no-thumbnails``): a video this run rewrites or fails loses its rows there too, so no
+        stale thumbnail or visual tokens outlive the segments they were computed for."""
+        from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
+
+        existing = set(self.db.list_tables().tables)
+        return {n: self.db.open_table(n) for n in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE)
+                if n in existing and n not in self.tables}
+
+    def _drop_other_side(self, where: str) -> None:
+        for name, tbl in self.other_side.items():
+            if tbl.count_rows(where):
+                self._commit(f"delete stale {name}", lambda: tbl.delete(where))
 
     def _migrate(self) -> None:
         """An older output's tables get the columns added since (``schemas.output.migration``): nulls,
@@ -198,7 +214,9 @@ class Writer:
         self._log_removed(where, "duplicate rows: reindexing")
         self._commit("reset duplicated videos", lambda: self.tables[VIDEOS_TABLE].update(
             where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}))
-        self._commit("delete duplicated segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
+        for other in self.per_segment:  # side tables first, then segments: never a side row without them
+            self._commit(f"delete duplicated {other}", lambda: self.tables[other].delete(where))
+        self._drop_other_side(where)
         self._commit("delete duplicated videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
         return len(vids)
 
@@ -247,6 +265,7 @@ class Writer:
             placeholders = self._indexing_rows(table)
             if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
                 self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
+            self._drop_other_side(f"video_id IN ({sql_list(table.column('video_id').unique().to_pylist())})")
             self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
         else:
             self._commit(f"commit {name}", lambda: self._upsert(name, table))
@@ -282,6 +301,8 @@ class Writer:
             for other in self.per_segment:
                 if not_ok and self.tables[other].count_rows(where):
                     self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok
+            if not_ok:
+                self._drop_other_side(where)
 
     def keep_visible(self, video_ids: set[str]) -> None:
         """Videos whose earlier ``ok`` row stays until their new final row replaces it: no ``indexing``
