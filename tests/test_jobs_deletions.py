@@ -184,3 +184,17 @@ def test_s3_prefix_shrunk_is_refused(base, s3_server, s3_bucket):
     summary = index_videos(f"s3://{s3_bucket}/in/", out, base["model"], run_id="s3-empty",
                            writer={"max_delete_share": 1.0}, **OPTS)
     assert summary.counts["deleted"] == 0 and len(read_lance(out, schemas.VIDEOS_TABLE)) == 4
+
+
+def test_marked_deleted_videos_are_not_similar_results(index):
+    from xclip_search import open_index
+
+    index["move_away"]("v5.mp4")
+    summary = index_videos(str(index["videos"]), index["out"], index["model"], run_id="mark",
+                           writer={"on_deleted": "mark", "max_delete_share": 1.0}, **OPTS)
+    assert summary.counts["deleted"] == 1
+    rows = {v["uri"].rsplit("/", 1)[-1]: v for v in read_lance(index["out"], schemas.VIDEOS_TABLE).to_pylist()}
+    assert rows["v5.mp4"]["status"] == "deleted"
+    hits = open_index(index["out"]).similar(rows["v0.mp4"]["video_id"]).limit(20).to_arrow()
+    ids = hits.column("video_id").to_pylist()
+    assert len(ids) == len(NAMES) - 1 and rows["v5.mp4"]["video_id"] not in ids
