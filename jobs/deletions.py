@@ -76,7 +76,7 @@ def guard_deletions(gone: list[str], indexed: pa.Table, listed: pa.Table, reader
             raise DeletionRefused(
                 f"--input {p}: this run would delete {len(gone_by[p])} of the {indexed_here} videos indexed "
                 f"under it ({share:.0%}), more than writer.max_delete_share = {max_share:g}; nothing was "
-                f"changed. Check that the input is complete (a wrong prefix, a half-mounted share?); if "
+                f"deleted or indexed. Check that the input is complete (a wrong prefix, a half-mounted share?); if "
                 f"the videos really are gone, rerun with --max-delete-share 1")
         allowed += gone_by[p]
     return allowed
