@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import schemas
@@ -25,8 +26,6 @@ def _side_rows(vid, n, run_id):
                            "height": [8] * n, "run_id": [run_id] * n, "indexed_at": [NOW] * n},
                           SIDE[THUMBNAILS_TABLE], n)
     tok = np.ones((n, 2 * P), np.float16)
-    import pyarrow as pa
-
     feats = from_columns({"segment_id": ids, "video_id": [vid] * n,
                           "visual_tokens": pa.FixedSizeListArray.from_arrays(pa.array(tok.reshape(-1)), 2 * P),
                           "num_tokens": [2] * n, "model_id": ["m"] * n, "run_id": [run_id] * n,
