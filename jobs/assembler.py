@@ -30,6 +30,7 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
+from jobs.finite import NONFINITE, nonfinite_rows
 from jobs.labeler import Labeler
 from schemas import STATUS_FAILED, STATUS_OK, segment_id, segments_schema, videos_schema
 from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, prompt_features_schema, thumbnails_schema
@@ -147,6 +148,10 @@ class VideoAssembler:
         clips = sorted(p.clips, key=lambda c: c["segment_index"])
         emb = np.stack([c["embedding"] for c in clips])
         probs = np.stack([c["probs"] for c in clips])
+        if nonfinite_rows(emb, probs).any():  # never an ok row with a NaN (jobs.finite)
+            video.update(status=STATUS_FAILED, error=f"encode failed: {NONFINITE}")
+            self._count(video)
+            return None, video
         mean = emb.mean(axis=0)
         norm = float(np.linalg.norm(mean))
         seg_labels, seg_scores = self.labeler(probs)

@@ -41,6 +41,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     vector_index_min_rows = 5000 # build the ANN index (xclip_store.indexes) from this many rows
     full = false                 # true: process every input (default: only new or changed ones)
     on_deleted = "delete"        # videos gone from the source: "delete" | "mark" (status 'deleted')
+    max_delete_share = 0.1       # refuse a run that would delete more than this share of a prefix (jobs.deletions)
     lease_heartbeat_s = 30       # output lease (one run at a time per output)
     lease_stale_after_s = 300
     keep_versions_days = 7       # LanceDB versions kept for time travel
@@ -201,6 +202,7 @@ class WriterConfig:
     skip_unchanged: bool = False  # deprecated no-op: incremental is the default (see ``full``)
     full: bool = False            # process every input, not only new/changed ones (jobs.incremental)
     on_deleted: str = "delete"    # videos gone from the source: "delete" their rows | "mark" them deleted
+    max_delete_share: float = 0.1  # refuse to delete more than this share of a prefix's videos (jobs.deletions)
     lease_heartbeat_s: float = 30.0      # output lease refresh period (xclip_store.lease)
     lease_stale_after_s: float = 300.0   # a lease not refreshed for this long is taken over
     keep_versions_days: float = 7.0      # LanceDB versions older than this are cleaned up at the end
@@ -210,6 +212,10 @@ class WriterConfig:
         _check(bool(self.output), "writer.output: an output location is required (--output)")
         _check(self.on_deleted in ("delete", "mark"),
                f"writer.on_deleted: must be 'delete' or 'mark', got {self.on_deleted!r}")
+        _check(isinstance(self.max_delete_share, (int, float)) and not isinstance(self.max_delete_share, bool)
+               and 0 <= self.max_delete_share <= 1,
+               f"writer.max_delete_share (--max-delete-share): must be a share from 0 to 1, "
+               f"got {self.max_delete_share!r}")
         _check(self.lease_heartbeat_s > 0 and self.lease_stale_after_s > 2 * self.lease_heartbeat_s,
                f"writer.lease_stale_after_s: must be > 2 * lease_heartbeat_s > 0, got {self.lease_stale_after_s} "
                f"and {self.lease_heartbeat_s}")

@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from jobs import gpu_decode
 from jobs.config import EncoderConfig
+from jobs.finite import NONFINITE, nonfinite_rows
 from jobs.gpu_defaults import resolve_encoder
 from xclip_store.retry import PROGRAMMING_ERRORS
 from schemas.output import vectors
@@ -103,6 +104,12 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
     vision = config.vision_config
     if vision.image_size != h:
         raise ModelError(f"--model {cfg.model}: preprocessor crop {h} != model image_size {vision.image_size}")
+    from jobs.finite import probe_model
+
+    bad = probe_model(local, config, labels.class_prompts(cfg.prompt_template))
+    if bad:
+        raise ModelError(f"--model {cfg.model}: the model outputs NaN or infinity ({bad}) on a probe clip: "
+                         "corrupt weights or a broken conversion? Check the checkpoint")
     return ModelInfo(source=cfg.model, model_id=f"{_model_name(cfg.model)}@{sha[:12]}", weights_sha256=sha,
                      dim=int(config.projection_dim), num_frames=int(vision.num_frames), crop_size=int(h),
                      shortest_edge=int(pre.shortest_edge), label_set_name=labels.name,
@@ -267,6 +274,9 @@ class Encoder:
                 log.warning("%s (%d clips)", msg, len(clip_rows))
                 for i in clip_rows:
                     errors[i] = msg
+            bad = nonfinite_rows(emb, probs) & valid  # e.g. a half-precision overflow on this input
+            for i in np.flatnonzero(bad):
+                errors[i], valid[i] = f"encode failed: {NONFINITE}", False
             if self.hash_frames and frames is not None:  # outside the try: a bug here fails the run
                 from moderation.hashing import frame_hashes
 

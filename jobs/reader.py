@@ -12,7 +12,10 @@ An input is one of
 
 Include/exclude globs (``fnmatch``, case-sensitive) match the full normalised
 URI, so ``*.mp4`` and ``s3://b/cams/*`` both work. Duplicates (same
-``video_id``) are listed once.
+``video_id``) are listed once. Local folders are walked following symlinks,
+entering each folder once (no loop) and listing each file once (by inode);
+unreadable folders and files that cannot be stat'ed are listing errors,
+reported (``list_inputs(errors=)``), never silently dropped.
 
 Output: a ``pyarrow.Table`` of ``schemas.stream.INPUT_SCHEMA`` sorted by URI.
 Listed files carry their fingerprint (size, ETag or mtime). Manifest entries and
@@ -101,9 +104,27 @@ def _list_s3_prefix(uri: str, exts: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def _list_local_dir(path: str, exts: tuple[str, ...]) -> list[dict]:
-    rows = []
-    for root, dirs, files in os.walk(path, followlinks=True):
+def _list_local_dir(path: str, exts: tuple[str, ...], errors: list[str]) -> list[dict]:
+    """Walk ``path`` following symlinks, without loops (a folder is entered once, by device and
+    inode) and listing no file twice (a file reached by two paths, by a link or a hard link, is
+    listed once, at its first path in sorted order). A folder that cannot be read or a file that
+    cannot be stat'ed is a listing error, appended to ``errors`` (the run then deletes nothing)."""
+    rows, seen_dirs, seen_files = [], set(), set()
+
+    def walk_error(e: OSError) -> None:
+        errors.append(f"{getattr(e, 'filename', None) or path}: cannot list ({type(e).__name__}: {e.strerror or e})")
+
+    for root, dirs, files in os.walk(path, followlinks=True, onerror=walk_error):
+        try:
+            st = os.stat(root)
+        except OSError as e:
+            walk_error(e)
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop or a second link to a folder seen
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
         dirs.sort()
         for name in sorted(files):
             if _ext(name) not in exts:
@@ -111,8 +132,12 @@ def _list_local_dir(path: str, exts: tuple[str, ...]) -> list[dict]:
             full = os.path.join(root, name)
             try:
                 st = os.stat(full)
-            except OSError:
-                continue  # vanished or a broken link: not a listed input
+            except OSError as e:  # a broken link, or gone since the folder was read
+                errors.append(f"{full}: cannot stat ({type(e).__name__}: {e.strerror or e})")
+                continue
+            if (st.st_dev, st.st_ino) in seen_files:
+                continue
+            seen_files.add((st.st_dev, st.st_ino))
             rows.append(_row(full, st.st_size, None, st.st_mtime))
     if not rows:
         log.warning("input %s: no files with a video extension found", path)
@@ -160,7 +185,7 @@ def _read_manifest(uri: str) -> list[dict]:
     return [_row(_resolve(e, uri)) for e in entries]
 
 
-def _expand(uri: str, cfg: ReaderConfig) -> list[dict]:
+def _expand(uri: str, cfg: ReaderConfig, errors: list[str]) -> list[dict]:
     ext = _ext(uri)
     if is_inventory_manifest(uri):  # an S3 Inventory report (jobs.inventory)
         return read_inventory(uri, cfg.extensions, _row)
@@ -174,7 +199,7 @@ def _expand(uri: str, cfg: ReaderConfig) -> list[dict]:
         return [_row(uri)]
     path = uri[len("file://"):] if uri.startswith("file://") else uri
     if os.path.isdir(path):
-        return _list_local_dir(path, cfg.extensions)
+        return _list_local_dir(path, cfg.extensions, errors)
     if ext in MANIFEST_TEXT + MANIFEST_TABLE:
         return _read_manifest(path)
     if not os.path.exists(path) and ext not in cfg.extensions:
@@ -188,13 +213,24 @@ def _keep(uri: str, cfg: ReaderConfig) -> bool:
     return not any(fnmatch.fnmatchcase(uri, g) for g in cfg.exclude)
 
 
-def list_inputs(cfg: ReaderConfig) -> pa.Table:
+def list_inputs(cfg: ReaderConfig, *, errors: list[str] | None = None) -> pa.Table:
     """List every input of ``cfg`` (see module doc). Raises ``ConfigError`` for
-    an input that cannot be interpreted at all (missing folder or manifest)."""
+    an input that cannot be interpreted at all (missing folder or manifest).
+    Folders that cannot be read and files that cannot be stat'ed are listing errors: each is
+    logged and appended to ``errors`` (when given), never silently dropped; the runner then
+    deletes nothing (``jobs.deletions``)."""
     rows: dict[str, dict] = {}
+    found: list[str] = []
     for uri in cfg.inputs:
         try:
-            expanded = retry(lambda: _expand(str(uri), cfg), what=f"list {uri}")
+            attempt: list[str] = []
+
+            def expand(uri=uri, attempt=attempt):
+                attempt.clear()  # a retried listing reports its own errors only
+                return _expand(str(uri), cfg, attempt)
+
+            expanded = retry(expand, what=f"list {uri}")
+            found += attempt
         except (ConfigError,) + PROGRAMMING_ERRORS:
             raise
         except Exception as e:
@@ -202,5 +238,11 @@ def list_inputs(cfg: ReaderConfig) -> pa.Table:
         for row in expanded:
             if _keep(row["uri"], cfg):
                 rows.setdefault(row["video_id"], row)
+    for msg in found[:20]:
+        log.warning("listing error: %s", msg)
+    if len(found) > 20:
+        log.warning("... and %d more listing errors", len(found) - 20)
+    if errors is not None:
+        errors += found
     ordered = sorted(rows.values(), key=lambda r: r["uri"])
     return pa.Table.from_pylist(ordered, schema=INPUT_SCHEMA)

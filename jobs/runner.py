@@ -40,6 +40,7 @@ from jobs.assembler import RunIdentity, VideoAssembler
 from jobs.breaker import Breaker, BreakerTripped
 from jobs.config import ConfigError, JobConfig, build_config
 from jobs.decoder import decode_batch, decode_config
+from jobs.deletions import guard_deletions
 from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
 from jobs.incremental import changed_mask, gone_videos, processing_id
@@ -48,6 +49,7 @@ from xclip_store import LeaseConfig, LeaseError, open_output
 from jobs.reader import InputError, list_inputs
 from jobs.report import RunReport
 from jobs.resume import mark_interrupted
+from jobs.visibility import KeepGood
 from xclip_store.retry import PROGRAMMING_ERRORS, short_error
 from xclip_store.writer import OutputError, Writer
 from moderation.job import ModerationRun
@@ -143,7 +145,7 @@ def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, encoder_e
 
 
 def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unchanged, n_segments, seconds,
-              clips_per_s, tables, files, n_deleted=0, error="") -> RunManifest:
+              clips_per_s, tables, files, n_deleted=0, error="", listing_errors=()) -> RunManifest:
     return RunManifest(
         run_id=run_id, package_version=_package_version(), started_at=started,
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat() if status != "running" else "",
@@ -155,7 +157,7 @@ def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unch
                    "labels": list(info.labels)},
         decode_config=dataclasses.asdict(dcfg), config=cfg.to_dict(),
         stage_seconds=seconds, clips_per_s=clips_per_s, tables=tables, parquet_files=files, status=status,
-        error=error)
+        error=error, listing_errors=list(listing_errors)[:100])
 
 
 def side_tables(cfg: JobConfig, info) -> dict:
@@ -166,6 +168,38 @@ def side_tables(cfg: JobConfig, info) -> dict:
     if cfg.encoder.store_prompt_features:
         out[PROMPT_FEATURES_TABLE] = prompt_features_schema(info.num_tokens, info.dim)
     return out
+
+
+def identity_encoder(cfg: JobConfig, resources: dict | None = None):
+    """The encoder settings the processing identity hashes: precision "auto" resolved to what the
+    actors will use (fp32 on CPU, bf16 on CUDA; ``jobs.gpu_defaults``), so moving an index from a
+    CPU cluster to a GPU cluster reprocesses it. ``resources``: ``ray.cluster_resources()``; with
+    ``device = "auto"`` and none given: a cluster to join (``--ray-address``, ``RAY_ADDRESS``) is
+    asked; the local Ray a run starts has this machine's GPUs (no Ray started just for this)."""
+    import os
+
+    from jobs.gpu_defaults import encoder_uses_cuda, resolve_encoder
+
+    enc = cfg.encoder
+    if enc.precision != "auto":
+        return enc
+    if enc.device == "auto" and resources is None:
+        import ray
+
+        if not (ray.is_initialized() or cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+            import torch
+
+            resources = {"GPU": float(torch.cuda.device_count())}
+        else:
+            try:
+                cluster.connect(cfg.ray_address)
+                resources = ray.cluster_resources()
+            except PROGRAMMING_ERRORS:
+                raise
+            except Exception as e:
+                raise PipelineError(f"cannot start or reach Ray ({short_error(e)})") from None
+    cuda = encoder_uses_cuda(enc, float((resources or {}).get("GPU", 0.0)))
+    return dataclasses.replace(enc, precision=resolve_encoder(enc, cuda=cuda).precision)
 
 
 def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
@@ -185,7 +219,8 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
         raise ConfigError(f"decoder settings do not fit this model: {e}") from None
     moderation = ModerationRun.start(cfg, model_id=info.model_id, run_id=run_id, dcfg=dcfg)  # --policy
     t0 = time.perf_counter()
-    inputs = list_inputs(cfg.reader)
+    listing_errors: list[str] = []
+    inputs = list_inputs(cfg.reader, errors=listing_errors)
     seconds["list"] = time.perf_counter() - t0
     log.info("run %s: %d inputs listed in %.1fs", run_id, inputs.num_rows, seconds["list"])
     lease = open_output(cfg.writer.output, mode="w", command="run", run_id=run_id,  # takes the lease
@@ -193,13 +228,14 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
                                           stale_after_s=cfg.writer.lease_stale_after_s))
     try:
         return _run_leased(cfg, info, dcfg, inputs, lease, run_id=run_id, started=started, seconds=seconds,
-                           t_start=t_start, progress_every_s=progress_every_s, moderation=moderation)
+                           t_start=t_start, progress_every_s=progress_every_s, moderation=moderation,
+                           listing_errors=listing_errors)
     finally:
         lease.release()
 
 
 def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_start, progress_every_s,
-                moderation=None):
+                moderation=None, listing_errors=()):
     """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
     import ray
 
@@ -207,20 +243,23 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                "policy": moderation.policy.policy_hash if moderation else None,
                "blocklist": cfg.encoder.blocklist if moderation else None}
     writer = Writer(cfg.writer, run_id=run_id, dim=info.dim,
-                    processing_id=processing_id(info, dcfg, cfg.encoder, outputs=outputs),
+                    processing_id=processing_id(info, dcfg, identity_encoder(cfg), outputs=outputs),
                     side_tables=side_tables(cfg, info), output=lease)
     mark_interrupted(writer, run_id)
     writer.repair_duplicates()
     listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0
     t0 = time.perf_counter()
     indexed = writer.indexed()
+    keep_good = KeepGood(indexed)  # failed rows never hide earlier ok rows (jobs.visibility)
+    writer.keep_visible(keep_good.ok_ids())
     if not cfg.writer.full:
         keep = changed_mask(inputs, indexed, processing_id=writer.processing_id)
         inputs = inputs.filter(pa.array(keep, pa.bool_()))
         num_unchanged = num_listed - inputs.num_rows
         log.info("run %s: %d of %d inputs unchanged since they were indexed: kept as they are",
                  run_id, num_unchanged, num_listed)
-    gone = gone_videos(indexed, listed, cfg.reader)
+    gone = guard_deletions(gone_videos(indexed, listed, cfg.reader), indexed, listed, cfg.reader,
+                           listing_errors=list(listing_errors), max_share=cfg.writer.max_delete_share)
     seconds["incremental"] = time.perf_counter() - t0
     manifest_path = f"runs/{run_id}.json"
     assembler = VideoAssembler(dim=info.dim, labeler=Labeler(info.labels, cfg.encoder.top_k),
@@ -231,7 +270,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     def manifest(status, tables=None, clips_per_s=0.0, error=""):
         return _manifest(cfg, info, dcfg, run_id, started, status, assembler.counts, num_listed, num_unchanged,
                          assembler.num_segments, seconds, clips_per_s, tables or {}, writer.parquet_files,
-                         n_deleted=n_deleted, error=error)
+                         n_deleted=n_deleted, error=error, listing_errors=list(listing_errors))
 
     writer.write_text(manifest_path, manifest("running").to_json())
     try:
@@ -274,7 +313,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     for t in seg_tables:
                         writer.add(SEGMENTS_TABLE, t)
                     for t in video_tables:
-                        writer.add(VIDEOS_TABLE, t)
+                        _add_rows(writer, keep_good.filter(t))
                         report.add_videos(t)
                         breaker.observe(t)
                     if moderation:
@@ -304,7 +343,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         seconds["pipeline"] = time.perf_counter() - t_pipe
         if not internal:  # after a bug or a trip, unfinished inputs are not known to be bad: no rows
             for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
-                writer.add(VIDEOS_TABLE, t)
+                _add_rows(writer, keep_good.filter(t, breakdown=failure is not None))
                 report.add_videos(t)
                 if moderation:
                     moderation.add_videos(t)
@@ -335,6 +374,11 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     if failure:
         raise (InternalError if internal else PipelineError)(f"{failure}\n{summary.format()}")
     return summary
+
+
+def _add_rows(writer, videos: pa.Table) -> None:
+    if videos.num_rows:
+        writer.add(VIDEOS_TABLE, videos)
 
 
 def _progress(assembler: VideoAssembler, total: int, elapsed: float) -> None:

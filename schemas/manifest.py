@@ -29,6 +29,8 @@ Fields (JSON object):
     num_partial         int   of ``counts["ok"]``, videos indexed from part of the file (their
                               ``videos.error`` starts with "partial: "; e.g. a truncated stream)
     error               str   why the run failed ("" when it did not)
+    listing_errors      list[str]  folders/files the listing could not read (first 100); when any,
+                              the run deleted nothing (jobs.deletions)
 
 No field ever holds a credential: only URIs and settings the user passed.
 """
@@ -67,6 +69,7 @@ class RunManifest:
     schema_version: str = SCHEMA_VERSION
     num_partial: int = 0
     error: str = ""
+    listing_errors: list = dataclasses.field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)

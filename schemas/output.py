@@ -78,6 +78,10 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED)
 STATUS_INDEXING = "indexing"
 # a video gone from the source, kept with on_deleted = "mark" (jobs.incremental)
 STATUS_DELETED = "deleted"
+# a videos row in the Parquet log only (never in LanceDB): the video left LanceDB (gone from the source,
+# a duplicate repair) in that run; the DuckDB "current" views (xclip_store.writer) drop videos whose latest
+# row is a tombstone, so they equal LanceDB (xclip_store.parquet_log)
+STATUS_TOMBSTONE = "tombstone"
 
 VIDEOS_TABLE = "videos"
 SEGMENTS_TABLE = "segments"

@@ -12,7 +12,8 @@ breaker tripped (many videos failing with the same reason); finished videos are 
 unfinished ones get no row, so a rerun after the fix does them; 1 the pipeline broke down (or Ray
 could not start); 7 another run holds the output's lease (xclip_store.lease): nothing written; 6 an input
 cannot be listed (S3 NoSuchBucket, AccessDenied/InvalidAccessKeyId, endpoint unreachable: the
-message names the S3 error code); 143 SIGTERM. Rerunning the same command resumes (jobs.resume).
+message names the S3 error code), or the run would delete more than ``writer.max_delete_share`` of a
+folder/prefix's indexed videos (``--max-delete-share``; jobs.deletions); 143 SIGTERM. Rerunning the same command resumes (jobs.resume).
 S3 settings come from the standard AWS environment variables only.
 """
 from __future__ import annotations
@@ -73,6 +74,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--full", action="store_true", default=None,
                    help="process every input (default: incremental, only new or changed inputs; see "
                         "jobs.incremental)")
+    g.add_argument("--max-delete-share", type=float, metavar="SHARE",
+                   help="refuse to delete more than this share of a folder/prefix's indexed videos (default 0.1; "
+                        "1 allows any; jobs.deletions)")
     g.add_argument("--skip-unchanged", action="store_true", default=None,
                    help="deprecated, no effect: incremental is the default")
     return r
@@ -93,7 +97,7 @@ def config_from_args(args: argparse.Namespace):
                     "store_prompt_features": args.store_prompt_features, "policy": args.policy,
                     "blocklist": args.blocklist, "max_gpu_actors": args.max_gpus},
         "writer": {"output": args.output, "chunk_rows": args.chunk_rows, "skip_unchanged": args.skip_unchanged,
-                   "full": args.full, "review_out": args.review_out},
+                   "full": args.full, "review_out": args.review_out, "max_delete_share": args.max_delete_share},
     }
     return build_config(load_toml(args.config) if args.config else None, overrides,
                         ray_address=args.ray_address, run_id=args.run_id)

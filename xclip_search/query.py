@@ -27,7 +27,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from schemas import SEGMENTS_TABLE
+from schemas import SEGMENTS_TABLE, VIDEOS_TABLE
 from schemas.sql import sql_str
 
 
@@ -110,7 +110,7 @@ class Query:
 
     # ------------------------------------------------------------------ running
     def filter_sql(self) -> str | None:
-        parts = []
+        parts = ["status = 'ok'"] if self._table == VIDEOS_TABLE else []  # not deleted/failed/indexing videos
         if self._where:
             parts.append(f"({self._where})")
         if self._labels:

@@ -68,9 +68,12 @@ log = logging.getLogger(__name__)
 # DuckDB views of the Parquet log: {output} is the job's --output (without a trailing slash).
 # union_by_name: files written before a column was added read it as null (without it DuckDB takes
 # the first file's columns and silently drops the newer ones)
+# a video whose latest row is a tombstone left LanceDB (xclip_store.parquet_log): it is not current
 CURRENT_VIDEOS_SQL = """
+SELECT * FROM (
 SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)
 QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
+) WHERE status IS DISTINCT FROM 'tombstone'
 """.strip()
 # a segment is current when it comes from the run that wrote its video's current row
 CURRENT_SEGMENTS_SQL = """
@@ -115,6 +118,22 @@ class Writer:
                 raise OutputMismatchError(f"--output {cfg.output}: existing table {name!r} does not match this job "
                                   f"(another model or schema version?): {e}") from None
         self.fs, self.base = self.out.fs, self.out.base
+        self.other_side = self._other_side_tables()
+
+    def _other_side_tables(self) -> dict:
+        """Side tables the output has but this run does not write (e.g. ``thumbnails`` under
+        ``--no-thumbnails``): a video this run rewrites or fails loses its rows there too, so no
+        stale thumbnail or visual tokens outlive the segments they were computed for."""
+        from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
+
+        existing = self.out.table_names()
+        return {n: self.out.open_table(n) for n in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE)
+                if n in existing and n not in self.tables}
+
+    def _drop_other_side(self, where: str) -> None:
+        for name, tbl in self.other_side.items():
+            if tbl.count_rows(where):
+                self._commit(f"delete stale {name}", lambda: tbl.delete(where), table=tbl)
 
     def _migrate(self) -> None:
         """An older output's tables get the columns added since (``schemas.output.migration``): nulls,
@@ -141,6 +160,7 @@ class Writer:
         existing = self.out.table_names()
         for i in range(0, len(video_ids), 1000):
             where = f"video_id IN ({sql_list(video_ids[i:i + 1000])})"
+            self._log_removed(where, "gone from the source", mark_status=STATUS_DELETED if mark else None)
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
             for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
                 if side in existing:
@@ -176,11 +196,24 @@ class Writer:
             return 0
         log.warning("%d videos have duplicate rows (concurrent runs?): reindexing them", len(vids))
         where = f"video_id IN ({sql_list(vids)})"
+        self._log_removed(where, "duplicate rows: reindexing")
         self._commit("reset duplicated videos", lambda: self.tables[VIDEOS_TABLE].update(
             where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}))
-        self._commit("delete duplicated segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
+        for other in self.per_segment:  # side tables first, then segments: never a side row without them
+            self._commit(f"delete duplicated {other}", lambda: self.tables[other].delete(where))
+        self._drop_other_side(where)
         self._commit("delete duplicated videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
         return len(vids)
+
+    def _log_removed(self, where: str, reason: str, mark_status: str | None = None) -> None:
+        """Tombstones (or marked rows) in the Parquet log before videos rows leave LanceDB (xclip_store.parquet_log)."""
+        from xclip_store.parquet_log import log_removed
+
+        out = []
+        self._commit("log removed videos in Parquet", lambda: out.append(log_removed(
+            self.cfg.output, self.tables[VIDEOS_TABLE], where, self.schemas[VIDEOS_TABLE], run_id=self.run_id,
+            reason=reason, mark_status=mark_status)))
+        self.parquet_files += [u for u in out if u]
 
     # ------------------------------------------------------------ buffering
     def add(self, table_name: str, table: pa.Table) -> None:
@@ -215,8 +248,10 @@ class Writer:
         self.seconds["parquet"] += t1 - t0
         if name == SEGMENTS_TABLE:
             placeholders = self._indexing_rows(table)
-            self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders),
-                         table=self.tables[VIDEOS_TABLE])
+            if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
+                self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders),
+                             table=self.tables[VIDEOS_TABLE])
+            self._drop_other_side(f"video_id IN ({sql_list(table.column('video_id').unique().to_pylist())})")
             self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table),
                          table=self.tables[SEGMENTS_TABLE])
         else:
@@ -248,12 +283,22 @@ class Writer:
             for other in self.per_segment:
                 if not_ok and self.tables[other].count_rows(where):
                     self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok
+            if not_ok:
+                self._drop_other_side(where)
+
+    def keep_visible(self, video_ids: set[str]) -> None:
+        """Videos whose earlier ``ok`` row stays until their new final row replaces it: no ``indexing``
+        placeholder for them (``jobs.visibility``)."""
+        self._keep_visible = set(video_ids)
 
     def _indexing_rows(self, segments: pa.Table) -> pa.Table:
-        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk."""
+        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk, except
+        those of ``keep_visible``."""
         first = {}
+        keep = getattr(self, "_keep_visible", ())
         for i, vid in enumerate(segments.column("video_id").to_pylist()):
-            first.setdefault(vid, i)
+            if vid not in keep:
+                first.setdefault(vid, i)
         seg = segments.take(pa.array(list(first.values()), pa.int64()))
         schema = self.schemas[VIDEOS_TABLE]
         n = seg.num_rows

@@ -247,6 +247,8 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
         asm = _Assembler(plans, index.times, cfg, lambda clip: put(("clip", clip)))
         decode = _decode_decord if cfg.backend == "decord" else _decode_pyav  # nvdec: its CPU fallback
         notes = decode(src, index, asm, cfg, _STOP.get(), meta)
+        if index.note:  # flagged: the timestamps were rebuilt (meta.rebuilt_index)
+            notes.insert(0, index.note)
         if claimed and index.duration_s < 0.9 * claimed - 0.2:
             notes.insert(0, f"truncated: {index.duration_s:.2f} s readable of {claimed:.2f} s")
         if not asm.done():

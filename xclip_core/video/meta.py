@@ -46,6 +46,7 @@ class FrameIndex:
     time_base: float
     duration_s: float
     rank_ok: bool            # every packet had a unique pts: per-packet skipping is safe
+    note: str = ""           # set when the timestamps were rebuilt (``rebuilt_index``)
 
 
 def open_source(uri: str, cfg) -> tuple[object, int]:
@@ -119,6 +120,8 @@ def index_stream(container, stream) -> FrameIndex:
         raise VideoError("failed", "no video packets")
     arr = np.asarray(pts, dtype=np.int64)
     uniq = np.unique(arr)
+    if len(arr) - len(uniq) > max(1, len(arr) // 10):  # many frames share a pts: the timestamps are broken
+        return rebuilt_index(stream, len(arr), len(uniq), durs)
     rank_ok = dts_only == 0 and len(uniq) == len(arr)
     tb = rate(stream.time_base) or 1.0 / 1000
     order = np.argsort(arr, kind="stable")
@@ -133,6 +136,25 @@ def index_stream(container, stream) -> FrameIndex:
     duration = float((uniq[-1] - uniq[0] + last_dur) * tb)
     return FrameIndex(pts=uniq, times=times, time_base=tb, duration_s=duration,
                       rank_ok=rank_ok)
+
+
+def rebuilt_index(stream, n: int, distinct: int, durs: list) -> FrameIndex:
+    """A display-order table for ``n`` packets whose pts are mostly shared (e.g. every frame at pts 0):
+    frame ``i`` at ``i`` frame durations (the packets' median duration, else the stream's frame
+    rate), in decode order; never one frame standing for the whole file. Without a frame rate the
+    video fails with the reason."""
+    tb = rate(stream.time_base) or 1.0 / 1000
+    known = [d for d in durs if d]
+    step = float(np.median(known)) * tb if known else None
+    if not step:
+        fps = rate(stream.guessed_rate) or rate(stream.average_rate)
+        step = 1.0 / fps if fps else None
+    if not step:
+        raise VideoError("failed", f"unusable timestamps: {n} frames share {distinct} pts and the stream "
+                                   "has no frame rate to rebuild them from")
+    return FrameIndex(pts=np.arange(n, dtype=np.int64), times=np.arange(n) * step, time_base=tb,
+                      duration_s=n * step, rank_ok=False,
+                      note=f"timestamps rebuilt from the frame rate ({n} frames shared {distinct} pts)")
 
 
 def make_meta(stream, index: FrameIndex) -> VideoMeta:

@@ -1,0 +1,70 @@
+"""The Parquet log hears of every change to LanceDB's videos rows: tombstones and logged updates.
+
+The Parquet files under ``<output>/parquet/`` are an append-only log; the DuckDB
+views ``xclip_store.writer.CURRENT_VIDEOS_SQL`` / ``CURRENT_SEGMENTS_SQL`` take each
+video's latest row. Upserts write their rows to both. Everything else that
+changes LanceDB's videos rows writes the log first (so a crash in between
+leaves the log ahead, and the next run repeats the change):
+
+* a video deleted from LanceDB (gone from the source, a duplicate repair) gets
+  a tombstone row (``status = 'tombstone'``, ``schemas.output.STATUS_TOMBSTONE``):
+  the views leave out videos whose latest row is one;
+* rows changed in place (``on_deleted = "mark"``, a relabel) are logged as their
+  new full rows with a newer ``indexed_at`` (:func:`append_log`), segments with
+  the same ``run_id`` as their video's row (the segments view joins on it).
+
+Only ``schemas`` and ``xclip_core`` are imported, so this module can move with the
+writer into the output store package.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas import VIDEOS_TABLE
+from schemas.output import STATUS_TOMBSTONE, to_table
+from xclip_core import storage
+
+
+def append_log(output: str, name: str, table: pa.Table, *, run_id: str, tag: str = "log") -> str | None:
+    """Append ``table`` (rows of LanceDB table ``name`` as they now are) to the Parquet log of
+    ``output`` as ``parquet/<name>/<run_id>-<tag>-<token>.parquet``; returns its URI (None: no rows).
+    Relabel calls this for the rows it rewrote."""
+    if not table.num_rows:
+        return None
+    fs, base = storage.pyarrow_filesystem(output)
+    path = f"{base.rstrip('/')}/parquet/{name}/{run_id}-{tag}-{uuid.uuid4().hex[:8]}.parquet"
+    if not storage.is_s3(output):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(table, path, filesystem=fs, compression="zstd")
+    return ("s3://" + path) if storage.is_s3(output) else path
+
+
+def tombstones(rows: list[dict], schema: pa.Schema, *, run_id: str, reason: str) -> pa.Table:
+    """Tombstone videos rows (``schema``: the videos schema) for ``rows`` (current videos rows, at least
+    ``video_id``, ``uri``, ``model_id``, ``label_set``): no vectors, no labels."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return to_table([{"video_id": r["video_id"], "uri": r["uri"], "model_id": r["model_id"],
+                      "label_set": r["label_set"], "status": STATUS_TOMBSTONE, "error": reason,
+                      "num_segments": 0, "run_id": run_id, "indexed_at": now} for r in rows], schema)
+
+
+def log_removed(output: str, tbl, where: str, schema: pa.Schema, *, run_id: str, reason: str,
+                mark_status: str | None = None) -> str | None:
+    """Before the videos rows matching ``where`` leave LanceDB table ``tbl`` (or, with ``mark_status``,
+    are set to it): log tombstones for them (or their marked rows). Returns the file's URI."""
+    current = tbl.search().where(where).limit(None).to_arrow().to_pylist()
+    if not current:
+        return None
+    if mark_status is None:
+        table, tag = tombstones(current, schema, run_id=run_id, reason=reason), "tombstones"
+    else:
+        now = dt.datetime.now(dt.timezone.utc)
+        table = to_table([{**{k: v for k, v in r.items() if k in schema.names}, "status": mark_status,
+                           "error": reason, "num_segments": 0, "run_id": run_id, "indexed_at": now}
+                          for r in current], schema)
+        tag = "marked"
+    return append_log(output, VIDEOS_TABLE, table, run_id=run_id, tag=tag)
