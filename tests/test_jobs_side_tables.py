@@ -14,7 +14,7 @@ from xclip_store.writer import Writer
 from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, prompt_features_schema, thumbnails_schema
 from schemas.output import from_columns
 from tests.jobs_helpers import open_lance_table, read_lance
-from tests.test_jobs_writer import P, _segments, _videos
+from tests.test_xclip_store_writer import P, _segments, _videos
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 SIDE = {THUMBNAILS_TABLE: thumbnails_schema(), PROMPT_FEATURES_TABLE: prompt_features_schema(2, P)}

@@ -11,7 +11,7 @@ import schemas
 from jobs.config import WriterConfig
 from xclip_store.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL, Writer
 from tests.jobs_helpers import open_lance_table, read_lance
-from tests.test_jobs_writer import P, _segments, _videos
+from tests.test_xclip_store_writer import P, _segments, _videos
 from xclip_core import storage
 
 
