@@ -103,6 +103,20 @@ def test_a_manifest_is_replaced_whole_or_not_at_all(tmp_path):
     assert os.listdir(os.path.join(uri, "runs")) == ["r1.json"]  # no temporary file left
 
 
+def test_a_table_folder_without_versions_is_absent_on_s3(s3_bucket):
+    import boto3
+
+    uri = f"s3://{s3_bucket}/index"
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key="index/lancedb/videos.lance/data/0001.lance", Body=b"\0" * 100)
+    assert "videos" not in Output(uri).table_names()
+    w = Writer(WriterConfig(output=uri), run_id="r1", dim=P)
+    w.add("segments", _segments("v1", 2, "r1"))
+    w.add("videos", _videos(["v1"], "r1"))
+    w.close()
+    assert read_lance(uri, "videos").column("video_id").to_pylist() == ["v1"]
+    assert {"videos", "segments"} <= Output(uri).table_names()
+
+
 def test_a_table_folder_without_versions_is_absent(tmp_path):
     # what a disk-full failure during the very first commit leaves: videos.lance, data, no version
     uri = str(tmp_path / "out")
