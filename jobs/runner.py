@@ -43,6 +43,7 @@ from jobs.decoder import decode_batch, decode_config
 from jobs.deletions import guard_deletions
 from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
+from jobs.identity import identity_encoder
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
 from xclip_store import LeaseConfig, LeaseError, open_output
@@ -168,38 +169,6 @@ def side_tables(cfg: JobConfig, info) -> dict:
     if cfg.encoder.store_prompt_features:
         out[PROMPT_FEATURES_TABLE] = prompt_features_schema(info.num_tokens, info.dim)
     return out
-
-
-def identity_encoder(cfg: JobConfig, resources: dict | None = None):
-    """The encoder settings the processing identity hashes: precision "auto" resolved to what the
-    actors will use (fp32 on CPU, bf16 on CUDA; ``jobs.gpu_defaults``), so moving an index from a
-    CPU cluster to a GPU cluster reprocesses it. ``resources``: ``ray.cluster_resources()``; with
-    ``device = "auto"`` and none given: a cluster to join (``--ray-address``, ``RAY_ADDRESS``) is
-    asked; the local Ray a run starts has this machine's GPUs (no Ray started just for this)."""
-    import os
-
-    from jobs.gpu_defaults import encoder_uses_cuda, resolve_encoder
-
-    enc = cfg.encoder
-    if enc.precision != "auto":
-        return enc
-    if enc.device == "auto" and resources is None:
-        import ray
-
-        if not (ray.is_initialized() or cfg.ray_address or os.environ.get("RAY_ADDRESS")):
-            import torch
-
-            resources = {"GPU": float(torch.cuda.device_count())}
-        else:
-            try:
-                cluster.connect(cfg.ray_address)
-                resources = ray.cluster_resources()
-            except PROGRAMMING_ERRORS:
-                raise
-            except Exception as e:
-                raise PipelineError(f"cannot start or reach Ray ({short_error(e)})") from None
-    cuda = encoder_uses_cuda(enc, float((resources or {}).get("GPU", 0.0)))
-    return dataclasses.replace(enc, precision=resolve_encoder(enc, cuda=cuda).precision)
 
 
 def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:

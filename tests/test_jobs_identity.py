@@ -1,11 +1,11 @@
-"""The processing identity hashes the precision the encoder actors will really use (jobs.runner)."""
+"""The processing identity hashes the precision the encoder actors will really use (jobs.identity)."""
 from __future__ import annotations
 
 import dataclasses
 
 from jobs.config import build_config
 from jobs.incremental import processing_id
-from jobs.runner import identity_encoder
+from jobs.identity import identity_encoder
 
 
 @dataclasses.dataclass(frozen=True)
