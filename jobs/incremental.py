@@ -38,7 +38,7 @@ import os
 import pyarrow as pa
 
 from schemas import STATUS_OK, normalize_uri
-from schemas.output import ROWS_VERSION, STATUS_DELETED  # noqa: F401 (STATUS_DELETED: re-exported)
+from schemas.output import ROWS_VERSION, STATUS_DELETED
 from xclip_core import storage
 
 

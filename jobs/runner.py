@@ -43,6 +43,7 @@ from jobs.decoder import decode_batch, decode_config
 from jobs.deletions import guard_deletions
 from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
+from jobs.errors import InternalError, PipelineError
 from jobs.identity import identity_encoder
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
@@ -59,17 +60,6 @@ from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
 log = logging.getLogger(__name__)
 
 JobError = (ConfigError, ModelError, OutputError, LeaseError, InputError)
-
-
-class PipelineError(RuntimeError):
-    """The Ray pipeline broke down (results so far are written, rest marked failed)."""
-
-
-class InternalError(PipelineError):
-    """A bug in us or a dependency (an exception that is not a media or I/O error)
-    or the breaker tripped (``jobs.breaker``): the run stopped. Results so far are
-    written; inputs that did not finish get NO row (they are not known to be bad),
-    so a rerun (incremental by default) does them."""
 
 
 @dataclasses.dataclass(frozen=True)

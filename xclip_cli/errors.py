@@ -44,8 +44,8 @@ EXIT_CODES: dict[str, int] = {
     "jobs.encoder.ModelError": EXIT_MODEL,
     "xclip_search.index.IndexError_": EXIT_OUTPUT,
     "moderation.recompute.ModerateError": EXIT_OUTPUT,
-    "jobs.runner.InternalError": EXIT_INTERNAL,  # before PipelineError: it is one
-    "jobs.runner.PipelineError": EXIT_PIPELINE,
+    "jobs.errors.InternalError": EXIT_INTERNAL,  # before PipelineError: it is one
+    "jobs.errors.PipelineError": EXIT_PIPELINE,
     "jobs.reader.InputError": EXIT_INPUT,
     # the output store: RestoreError and DamagedTableError are OutputErrors
     "xclip_store.errors.OutputError": EXIT_OUTPUT,

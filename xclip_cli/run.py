@@ -13,7 +13,8 @@ unfinished ones get no row, so a rerun after the fix does them; 1 the pipeline b
 could not start); 7 another run holds the output's lease (xclip_store.lease): nothing written; 6 an input
 cannot be listed (S3 NoSuchBucket, AccessDenied/InvalidAccessKeyId, endpoint unreachable: the
 message names the S3 error code), or the run would delete more than ``writer.max_delete_share`` of a
-folder/prefix's indexed videos (``--max-delete-share``; jobs.deletions); 143 SIGTERM. Rerunning the same command resumes (jobs.resume).
+folder/prefix's indexed videos (``--max-delete-share``; jobs.deletions); 143 SIGTERM.
+Rerunning the same command resumes (jobs.resume).
 S3 settings come from the standard AWS environment variables only.
 """
 from __future__ import annotations

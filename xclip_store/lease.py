@@ -46,7 +46,7 @@ import time
 import uuid
 
 from xclip_core import storage
-from xclip_store.errors import LeaseError, OutputError  # noqa: F401 (LeaseError: re-exported)
+from xclip_store.errors import LeaseError, OutputError
 from xclip_store.retry import retry, s3_error_code, short_error
 
 log = logging.getLogger(__name__)
