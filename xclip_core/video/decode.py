@@ -241,6 +241,8 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
             claimed = float(stream.duration * tb) if stream.duration and tb else None
         put(("meta", meta))
         check_limits(meta, cfg)
+        if cfg.segments == "shots":
+            return _produce_shots(src, index, cfg, claimed, put)
         plans = plan_clips(index.times, index.duration_s, cfg)
         if not plans:
             raise VideoError(FAILED, "no clips to sample")
@@ -262,6 +264,19 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
         _put_quiet(put, ("done", FAILED, f"read error: {_short(e)}"))
     except BaseException as e:  # a bug (ours or a dependency's): the caller re-raises it
         _put_quiet(put, ("raise", e))
+
+
+def _produce_shots(src, index, cfg, claimed, put) -> None:
+    """``segments = "shots"`` (``xclip_core.video.shot_decode``); same statuses as the fixed path."""
+    from xclip_core.video import shot_decode
+
+    notes, sampler = shot_decode.decode_shots(src, index, cfg, _STOP.get(), lambda clip: put(("clip", clip)))
+    if claimed and index.duration_s < 0.9 * claimed - 0.2:
+        notes.insert(0, f"truncated: {index.duration_s:.2f} s readable of {claimed:.2f} s")
+    put(("shots", sampler.shots))
+    if sampler.segment_index == 0:
+        raise VideoError(FAILED, "no complete clip: " + "; ".join(notes or ["no frames decoded"]))
+    put(("done", OK, ("partial: " + "; ".join(notes)) if notes else None))
 
 
 def _put_quiet(put, item):
@@ -314,6 +329,7 @@ class ClipStream:
         worker = threading.Thread(target=run, name="xclip-decode", daemon=True)
         worker.start()
         waited, n = 0.0, 0
+        shots = None
         try:
             while True:
                 t0 = time.monotonic()
@@ -330,6 +346,8 @@ class ClipStream:
                 kind = item[0]
                 if kind == "meta":
                     self.meta = item[1]
+                elif kind == "shots":
+                    shots = item[1]
                 elif kind == "clip":
                     n += 1
                     yield item[1]
@@ -340,7 +358,7 @@ class ClipStream:
                 else:
                     _, status, reason = item
                     self.result = VideoResult(self.uri, status, reason, self.meta,
-                                              num_clips=n, decode_s=round(waited, 6))
+                                              num_clips=n, decode_s=round(waited, 6), shots=shots)
                     return
         finally:
             stop.set()
