@@ -101,7 +101,7 @@ class Writer:
         self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
                         **(side_tables or {})}
         self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
-                     **{name: SEGMENTS_KEY for name in side_tables or {}}}
+                     **{name: schema.names[0] for name, schema in (side_tables or {}).items()}}  # the key is first
         self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
         self.db_uri = storage.join(cfg.output, "lancedb")
         self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
@@ -153,12 +153,13 @@ class Writer:
             return 0
         from jobs.incremental import STATUS_DELETED
         from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
+        from schemas.shots import SHOTS_TABLE
 
         existing = set(self.db.list_tables().tables)
         for i in range(0, len(video_ids), 1000):
             where = f"video_id IN ({sql_list(video_ids[i:i + 1000])})"
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
-            for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
+            for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, SHOTS_TABLE):
                 if side in existing:
                     self._commit(f"delete {side}", lambda: (  # not `tables.get() or`: a Table's truth counts rows
                         self.tables[side] if side in self.tables else self.db.open_table(side)).delete(where))

@@ -1,7 +1,7 @@
 """``xclip-index search | relabel | build-index``: registered by ``jobs.cli`` (``add_commands``).
 
     xclip-index search --index URI "query" [--limit N] [--where SQL] [--label L ...] [--label-match TEXT]
-                       [--per-video] [--rerank N] [--precision auto|fp32|bf16] [--json] [--html FILE]
+                       [--per-video] [--per-shot] [--rerank N] [--precision auto|fp32|bf16] [--json] [--html FILE]
     xclip-index relabel --index URI --labels NAME|FILE [--top-k K]
     xclip-index build-index --index URI
 
@@ -26,6 +26,8 @@ def add_commands(sub) -> None:
     s.add_argument("--label-match", metavar="TEXT",
                    help="keep clips whose labels hold every word of TEXT (full text, any case)")
     s.add_argument("--per-video", action="store_true", help="the best clip per video only")
+    s.add_argument("--per-shot", action="store_true",
+                   help="search shots (mean of each shot's clips; needs an index run with --segments shots)")
     s.add_argument("--rerank", type=int, metavar="N", help="rescore the top N exactly (needs prompt features)")
     s.add_argument("--model", metavar="SOURCE", help="the index's checkpoint, if not where the run found it")
     s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
@@ -65,6 +67,8 @@ def search_main(args: argparse.Namespace) -> int:
             q = q.labels_any(args.label)
         if args.label_match:
             q = q.labels_match(args.label_match)
+        if args.per_shot:
+            q = q.per_shot()
         if args.per_video:
             q = q.per_video()
         if args.rerank:
