@@ -89,7 +89,7 @@ class DecodeConfig:
     queue_size: int = 2
     nvdec_share: float | None = 0.0
     segments: str = "fixed"
-    shot_threshold: float = 3.0
+    shot_threshold: float = 2.5
     shot_min_score: float = 4.0
     shot_min_s: float = 0.6
 

@@ -29,7 +29,7 @@ from xclip_core.video.sampling import frames_at
 from xclip_core.video.shots import ShotDetector, ShotParams, frame_signature, regular_window, shot_windows
 
 _MAX_CONSECUTIVE_ERRORS = 50
-_LOOKAHEAD_WINDOWS = 3  # stride windows of the current shot whose frames are decoded exactly
+_LOOKAHEAD_WINDOWS = 2  # stride windows of the current shot whose frames are decoded exactly
 
 
 def shot_params(cfg) -> ShotParams:
@@ -48,6 +48,8 @@ class ShotSampler:
         self.k_next = 0                     # next stride window of the open shot
         self.segment_index = 0
         self.want: set[int] = set()         # display indices the coming windows sample
+        self._next_start = self._next_end = np.inf  # the open shot's next stride window
+        self._prune_at = 16
 
     # ---------------------------------------------------------------- frames in
     def offer(self, j: int, frame) -> None:
@@ -59,7 +61,9 @@ class ShotSampler:
         for cut in self.det.push(t, frame_signature(frame)):
             self._close(cut)
         self._emit_ready()
-        self._prune()
+        if len(self.frames) > self._prune_at:
+            self._prune()
+            self._prune_at = len(self.frames) + 16
 
     def finish(self, end_s: float) -> None:
         """End of stream (or of what could be read): close the last shot at ``end_s``."""
@@ -72,6 +76,7 @@ class ShotSampler:
     # ---------------------------------------------------------------- planning
     def _predict(self) -> None:
         cfg = self.cfg
+        self._next_start, self._next_end = regular_window(self.s0, self.k_next, cfg.window_s, cfg.stride)
         self.want = set()
         for k in range(self.k_next, self.k_next + _LOOKAHEAD_WINDOWS):
             a, b = regular_window(self.s0, k, cfg.window_s, cfg.stride)
@@ -83,10 +88,8 @@ class ShotSampler:
 
     def _emit_ready(self) -> None:
         cfg = self.cfg
-        while True:
+        while self._next_end <= self.det.decided_until + 1e-6:
             a, b = regular_window(self.s0, self.k_next, cfg.window_s, cfg.stride)
-            if b > self.det.decided_until + 1e-6:
-                return
             self._emit_window(a, b, self.s0, np.inf)
             self.k_next += 1
             self._predict()
@@ -106,8 +109,7 @@ class ShotSampler:
     def _prune(self) -> None:
         """Drop frames no pending window can sample (keep one before the bound: nearest-frame picks)."""
         cfg = self.cfg
-        bound = max(self.s0, min(regular_window(self.s0, self.k_next, cfg.window_s, cfg.stride)[0],
-                                  self.det.decided_until - cfg.window_s))
+        bound = max(self.s0, min(self._next_start, self.det.decided_until - cfg.window_s))
         n = 0
         while n + 1 < len(self.frames) and self.frames[n + 1][1] <= bound:
             n += 1
@@ -155,6 +157,7 @@ def decode_shots(src, index, cfg, stop, emit) -> tuple[list[str], ShotSampler]:
         cc.thread_count = cfg.num_threads
         cc.thread_type = "NONE" if cfg.num_threads == 1 else "AUTO"
         exact = index.rank_ok
+        rank = {p: i for i, p in enumerate(index.pts.tolist())} if exact else {}  # pts -> display index
         cc.skip_frame = "NONREF" if exact else "DEFAULT"
         skipping = exact
         errors = consecutive = 0
@@ -163,8 +166,7 @@ def decode_shots(src, index, cfg, stop, emit) -> tuple[list[str], ShotSampler]:
             if stop is not None and stop.is_set():
                 raise _Stopped
             if exact and pkt.pts is not None:
-                k = int(np.searchsorted(index.pts, pkt.pts))
-                want = k < len(index.pts) and index.pts[k] == pkt.pts and k in sampler.want
+                want = rank.get(pkt.pts, -1) in sampler.want
                 if want == skipping:
                     cc.skip_frame = "DEFAULT" if want else "NONREF"
                     skipping = not want
@@ -180,11 +182,7 @@ def decode_shots(src, index, cfg, stop, emit) -> tuple[list[str], ShotSampler]:
                     break
                 continue
             for frame in frames:
-                j = last_j + 1
-                if index.rank_ok and frame.pts is not None:
-                    k = int(np.searchsorted(index.pts, frame.pts))
-                    if k < len(index.pts) and index.pts[k] == frame.pts:
-                        j = k
+                j = rank.get(frame.pts, last_j + 1) if exact else last_j + 1
                 if j <= last_j or j >= len(index.times):
                     continue
                 last_j = j
