@@ -1,13 +1,16 @@
 """Shot boundaries from the frames the decoder already has (pure numpy), and windows laid inside shots.
 
-Signature. ``frame_signature(frame)`` area-averages a decoded PyAV frame down to 48 columns of
-Y, U and V (one swscale call on the frame the decoder already has, ~0.05 ms at 360p; numpy views
-over the full-size planes measured 5-20x slower) and keeps that grid plus a 16/8/8-bin histogram.
+Signature. ``frame_signature(frame)`` samples a grid of at most 48 points along the long edge from
+a decoded PyAV frame's Y, U and V planes (numpy views of the planes as decoded, no colour
+conversion, for 8-bit 4:2:0; other pixel formats go through one small swscale call) and keeps it
+with a 16/8/8-bin histogram. Point samples alias under motion; the adaptive threshold and the
+histogram term below absorb that (area averages measured no better on the tuning videos and cost
+2-4x more).
 
-Score. Between consecutive decoded frames: ``score = (mean |dY|/2 + mean |dU|/4 + mean |dV|/4) on the
-48-column area-averaged grid (0..255) * (0.1 + histogram distance (0..1))``, so a change of content *and*
-colour distribution (a cut) scores far above motion, which moves pixels but keeps the histogram.
-The weights and the 0.1 were tuned on bench/shots.py's videos of seed 1 (results are reported on
+Score. Between consecutive decoded frames: ``score = (mean |dY|/2 + mean |dU|/4 + mean |dV|/4)
+(0..255) * (0.1 + histogram distance (0..1))``, so a change of content *and* colour distribution
+(a cut) scores far above motion, which moves pixels but keeps the histogram. The weights, the 0.1
+and the threshold 2.5 were tuned on bench/shots.py's videos of seed 1 (results are reported on
 another seed).
 
 Adaptive threshold (like PySceneDetect's AdaptiveDetector). A frame starts a new shot when its
@@ -39,7 +42,7 @@ _THREADS: dict | None = None
 
 @dataclass(frozen=True)
 class Signature:
-    """``vec``: the Y, U, V grids flattened, each value scaled by its plane's weight / sample count
+    """``vec``: the Y, U, V samples (packed YUYV order), each scaled by its plane's weight / sample count
     (so ``sum |a.vec - b.vec|`` is the weighted mean absolute difference); ``hist``: 32 bins (16 Y,
     8 U, 8 V), each plane's part divided by its sample count (sums to 1)."""
     vec: np.ndarray
@@ -48,28 +51,30 @@ class Signature:
 
 _PLANE_WEIGHTS = (0.5, 0.25, 0.25)  # luma carries most of a grey scene's change
 _HIST_OFFSET = 0.1  # how much the colour distribution must change too (tuned: bench/shots.py --seed 1)
-_INTERP = "FAST_BILINEAR"  # the signature downscale: as accurate as AREA on bench seed 1, ~4x cheaper
-_LAYOUT: dict = {}  # (luma count, chroma count) -> (scale, bin offsets, bin divisors)
+_INTERP = "FAST_BILINEAR"  # swscale path (not 8-bit 4:2:0): as accurate as AREA on bench seed 1, cheaper
+_LAYOUT: dict = {}  # (columns, rows) -> per byte of a packed YUYV row: scale, histogram shift and offset
 
 
-def _layout(ny: int, nc: int):
-    got = _LAYOUT.get((ny, nc))
+def _layout(w: int, h: int):
+    """Per-byte constants for a ``yuyv422`` image of ``w`` x ``h`` (bytes Y0 U Y1 V ...): the scale that
+    turns a byte into its weighted share of the mean, and the histogram bin it falls in."""
+    got = _LAYOUT.get((w, h))
     if got is None:
-        scale = np.concatenate([np.full(ny, _PLANE_WEIGHTS[0] / ny, np.float32),
-                                np.full(nc, _PLANE_WEIGHTS[1] / nc, np.float32),
-                                np.full(nc, _PLANE_WEIGHTS[2] / nc, np.float32)])
-        shift = np.concatenate([np.full(ny, 4, np.uint8), np.full(2 * nc, 5, np.uint8)])
-        offset = np.concatenate([np.zeros(ny, np.uint8), np.full(nc, 16, np.uint8), np.full(nc, 24, np.uint8)])
+        ny, nc = w * h, (w // 2) * h
+        kind = np.tile(np.array([0, 1, 0, 2]), (w * 2) // 4 * h)  # 0 = Y, 1 = U, 2 = V
+        scale = np.array([_PLANE_WEIGHTS[0] / ny, _PLANE_WEIGHTS[1] / nc, _PLANE_WEIGHTS[2] / nc],
+                         np.float32)[kind]
+        shift = np.array([4, 5, 5], np.uint8)[kind]
+        offset = np.array([0, 16, 24], np.uint8)[kind]
         div = np.concatenate([np.full(16, ny, np.float32), np.full(16, nc, np.float32)])
-        got = _LAYOUT[(ny, nc)] = (scale, shift, offset, div)
+        got = _LAYOUT[(w, h)] = (scale, shift, offset, div)
     return got
 
 
-def _signature(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> Signature:
-    """From 8-bit planes (U and V of one size)."""
-    flat = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
-    scale, shift, offset, div = _layout(y.size, u.size)
-    hist = np.bincount((flat >> shift) + offset, minlength=32).astype(np.float32) / div
+def _signature_packed(flat: np.ndarray, w: int, h: int) -> Signature:
+    """From the bytes of a ``yuyv422`` image, row padding removed."""
+    scale, shift, offset, div = _layout(w, h)
+    hist = np.bincount((flat >> shift) + offset, minlength=32) / div
     return Signature(flat * scale, hist)
 
 
@@ -90,23 +95,44 @@ def _reformatter():
 
 
 def frame_signature(frame) -> Signature:
-    """Signature of a decoded ``av.VideoFrame`` (any pixel format): area-averaged down to
-    ``_GRID_COLS`` columns of 8-bit YUV 4:2:0 by swscale, then numpy."""
-    h = max(2, round(_GRID_COLS * frame.height / max(1, frame.width) / 2) * 2)
-    small = _reformatter().reformat(frame, width=_GRID_COLS, height=h, format="yuv420p", interpolation=_INTERP,
-                                    **_THREADS).to_ndarray()  # [h * 3/2, w]: Y rows, then U and V packed
-    c = (h // 2) * (_GRID_COLS // 2)
-    rest = small[h:].ravel()
-    return _signature(small[:h], rest[:c], rest[c:2 * c])
+    """Signature of a decoded ``av.VideoFrame``: a grid of at most ``_GRID_COLS`` samples along the long
+    edge of Y, U and V, packed as YUYV. 8-bit 4:2:0 frames (nearly all H.264/HEVC/VP9/AV1) are sampled
+    straight from the decoded planes with numpy views (no conversion: ~35 us a frame); other formats
+    are scaled down by one swscale call (~100 us)."""
+    if frame.format.name in _PLANAR_420 and min(frame.width, frame.height) >= 8:
+        step = -(-max(frame.width, frame.height) // _GRID_COLS)
+        step += step % 2  # even, so chroma rows and columns line up with luma's
+        w, h = max(2, (frame.width // step) // 2 * 2), max(1, frame.height // step)
+        p0, p1, p2 = frame.planes
+        c0, half = step // 2, step // 2
+        packed = np.empty((h, 2 * w), np.uint8)
+        packed[:, 0::2] = np.frombuffer(p0, np.uint8).reshape(-1, p0.line_size)[c0::step, c0::step][:h, :w]
+        packed[:, 1::4] = np.frombuffer(p1, np.uint8).reshape(-1, p1.line_size)[c0 // 2::half, c0 // 2::half][:h, :w:2]
+        packed[:, 3::4] = np.frombuffer(p2, np.uint8).reshape(-1, p2.line_size)[c0 // 2::half, c0 // 2::half][:h, :w:2]
+        return _signature_packed(packed.ravel(), w, h)
+    w = _GRID_COLS
+    h = max(2, round(w * frame.height / max(1, frame.width) / 2) * 2)
+    plane = _reformatter().reformat(frame, width=w, height=h, format="yuyv422", interpolation=_INTERP,
+                                    **_THREADS).planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :2 * w]
+    return _signature_packed(rows.ravel(), w, h)
+
+
+_PLANAR_420 = frozenset({"yuv420p", "yuvj420p"})
 
 
 def signature_of_array(yuv: np.ndarray) -> Signature:
-    """Signature of an HxWx3 uint8 YUV (or any 3-channel) image, for tests and tools (block means)."""
+    """Signature of an HxWx3 uint8 YUV (or any 3-channel) image, for tests and tools (block means, the
+    chroma of each pixel pair averaged as YUYV does)."""
     h, w = yuv.shape[:2]
     step = max(1, w // _GRID_COLS)
-    gh, gw = h // step, w // step
-    cells = yuv[:gh * step, :gw * step].reshape(gh, step, gw, step, 3).mean(axis=(1, 3)).astype(np.uint8)
-    return _signature(cells[..., 0], cells[..., 1], cells[..., 2])
+    gh, gw = h // step, (w // step) // 2 * 2
+    cells = yuv[:gh * step, :gw * step].reshape(gh, step, gw, step, 3).mean(axis=(1, 3))
+    packed = np.empty((gh, gw * 2), np.uint8)
+    packed[:, 0::2] = cells[..., 0]
+    packed[:, 1::4] = (cells[:, 0::2, 1] + cells[:, 1::2, 1]) / 2
+    packed[:, 3::4] = (cells[:, 0::2, 2] + cells[:, 1::2, 2]) / 2
+    return _signature_packed(packed.ravel(), gw, gh)
 
 
 def score(a: Signature, b: Signature) -> float:
