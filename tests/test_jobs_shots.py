@@ -122,3 +122,20 @@ def test_shot_rows_are_the_mean_per_shot():
     np.testing.assert_allclose(got[1], [0, 0, 1])
     assert got[2] is None and t.column("num_segments").to_pylist() == [2, 1, 0]
     assert t.column("labels").to_pylist() == [["a"], ["b"], None]
+
+
+def test_cli_segments_flag_and_config_errors(capsys):
+    """``--segments`` reaches the DecodeConfig; an impossible combination is one config error (exit 2)."""
+    from jobs.cli import _parser, config_from_args, main
+    from jobs.config import ConfigError
+
+    base = ["run", "--input", "/v/", "--output", "/o", "--model", "m"]
+    assert config_from_args(_parser().parse_args(base)).decoder.decode.segments == "fixed"
+    cfg = config_from_args(_parser().parse_args(base + ["--segments", "shots"]))
+    assert cfg.decoder.decode.segments == "shots" and cfg.decoder.decode.nvdec_share == 0.0
+    with pytest.raises(ConfigError, match="decoder.segments: 'shots' needs sampler"):
+        config_from_args(_parser().parse_args(base + ["--segments", "shots", "--sampler", "tsn"]))
+    assert main(base + ["--segments", "shots", "--max-clips-per-video", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("xclip-index: error: decoder.segments:")
+
