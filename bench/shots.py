@@ -112,7 +112,6 @@ def make_video(path: Path, k: int, spans: dict, rng) -> dict:
     dissolve_at = 3 if k % 3 == 2 else None
     cuts, dissolves, fast_spans = [], [], []
     frames_out = []
-    t = 0
     for i, (name, fast, n) in enumerate(plan):
         src = spans[name]
         start = int(rng.integers(0, max(1, len(src) - n + 1))) if not fast else int(rng.integers(0, len(src)))
