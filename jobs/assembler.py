@@ -38,7 +38,7 @@ from schemas.output import from_columns, vectors
 from schemas.stream import KIND_CLIP, THUMBNAIL, VISUAL_TOKENS
 
 _VIDEO_FIELDS = ("video_id", "uri", "status", "error", "duration_s", "fps", "num_frames", "width", "height",
-                 "codec", "source_size", "source_etag", "source_mtime", "decode_backend", "decode_fallback")
+                 "codec", "source_size", "source_etag", "source_mtime", "decode_backend", "decode_fallback", "shots")
 
 
 @dataclasses.dataclass
@@ -88,7 +88,7 @@ class VideoAssembler:
             emb = _matrix(clips.column("embedding"), self.dim)
             probs = _matrix(clips.column("probs"), len(self.labeler.labels))
             cols = {n: clips.column(n).to_pylist()
-                    for n in ("segment_index", "start_s", "end_s", "frame_timestamps", "error", "encode_s")}
+                    for n in ("segment_index", "start_s", "end_s", "frame_timestamps", "error", "encode_s", "shot_index")}
             cols[THUMBNAIL] = clips.column(THUMBNAIL).to_pylist() if THUMBNAIL in clips.column_names \
                 else [None] * len(clip_idx)
             tokens = None
@@ -103,6 +103,7 @@ class VideoAssembler:
             p.clips.append({"segment_index": cols["segment_index"][j], "start_s": cols["start_s"][j],
                             "end_s": cols["end_s"][j], "frame_timestamps": cols["frame_timestamps"][j],
                             "error": cols["error"][j], "embedding": emb[j], "probs": probs[j],
+                            "shot_index": cols["shot_index"][j],
                             THUMBNAIL: cols[THUMBNAIL][j], VISUAL_TOKENS: None if tokens is None else tokens[j]})
             self.encode_s += cols["encode_s"][j] or 0.0
             touched.append(vids[i])
@@ -140,6 +141,8 @@ class VideoAssembler:
         clip_errors = [c["error"] for c in p.clips if c["error"]]
         if s["status"] == STATUS_OK and clip_errors:
             video.update(status=STATUS_FAILED, error=clip_errors[0])
+        if video["status"] != STATUS_OK:
+            video["shots"] = None
         if video["status"] != STATUS_OK or not p.clips:
             if video["status"] == STATUS_OK:
                 video.update(status=STATUS_FAILED, error="no clips encoded")
@@ -167,9 +170,14 @@ class VideoAssembler:
             "segment_index": [c["segment_index"] for c in clips], "start_s": [c["start_s"] for c in clips],
             "end_s": [c["end_s"] for c in clips], "frame_timestamps": [c["frame_timestamps"] for c in clips],
             "embedding": vectors(emb, self.dim), "labels": seg_labels, "label_scores": seg_scores,
+            "shot_index": [c["shot_index"] for c in clips],
             **{k: [v] * n for k, v in base.items()},
         }, self.segments_schema, n)
         self._side_rows(s["video_id"], clips, base)
+        if s.get("shots") is not None:
+            from jobs.shot_rows import shot_rows
+
+            self._side.append(shot_rows(s, clips, emb, probs, self.labeler, self.dim, base))
         self.num_segments += n
         self._count(video)
         return seg, video

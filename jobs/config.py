@@ -9,6 +9,7 @@ A ``job.toml`` has one table per stage; every key is optional::
 
     [decoder]
     sampler = "fixed"            # "fixed" | "tsn"
+    segments = "fixed"           # "fixed" | "shots": windows inside detected shots (xclip_core.video.shots)
     window_s = 2.0
     stride_s = 2.0               # default: window_s
     max_clips_per_video = 64     # optional cap (evenly spaced subset); default: none, whole video
@@ -102,7 +103,8 @@ class ReaderConfig:
 # The [decoder] keys that are ``xclip_core.video.DecodeConfig`` knobs: defined and validated there
 # (``decoder.<key>: ...`` errors), held in ``DecoderConfig.decode``; the other [decoder] keys are the job's.
 DECODE_KEYS = ("sampler", "window_s", "stride_s", "max_clips_per_video", "max_duration_s", "timeout_s",
-               "max_pixels", "backend", "approximate", "num_threads", "nvdec_share")
+               "max_pixels", "backend", "approximate", "num_threads", "nvdec_share",
+               "segments", "shot_threshold", "shot_min_score", "shot_min_s")
 NO_TIMEOUT_S = 1e9  # timeout_s = None: no decoder timeout
 
 
@@ -134,7 +136,9 @@ class DecoderConfig:
         if "timeout_s" in knobs and knobs["timeout_s"] is None:
             knobs["timeout_s"] = NO_TIMEOUT_S
         try:
-            decode = DecodeConfig(**{"nvdec_share": None, **knobs})
+            # segments = "shots" decodes on the CPU: no automatic NVDEC share
+            decode = DecodeConfig(**{"nvdec_share": None if knobs.get("segments", "fixed") == "fixed" else 0.0,
+                                     **knobs})
         except ValueError as e:
             raise ConfigError(f"decoder.{e}") from None
         return cls(decode=decode, **settings)

@@ -23,6 +23,7 @@ def _clip_row(row: dict, c, thumbnails: bool = False) -> dict:
     return {"kind": KIND_CLIP, "video_id": row["video_id"], "uri": row["uri"],
             "segment_index": int(c.segment_index), "start_s": float(c.start_s), "end_s": float(c.end_s),
             "frame_timestamps": [float(t) for t in np.asarray(c.timestamps).tolist()],
+            "shot_index": getattr(c, "shot_index", None),
             FRAMES: frames.tobytes(), FRAMES_SHAPE: list(frames.shape),
             THUMBNAIL: thumbnail_jpeg(frames)[0] if thumbnails else None}
 

@@ -95,8 +95,9 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
                 pending = []
         result = stream.result
         st, reason, meta = result.status, result.reason, result.meta
+        shots = result.shots
     except MEDIA_ERRORS as e:  # iter_clips turns these into results; kept as a last guard
-        st, reason, meta = STATUS_FAILED, f"decode error: {short(e)}", None
+        st, reason, meta, shots = STATUS_FAILED, f"decode error: {short(e)}", None, None
     if st == STATUS_OK and n == 0:
         st, reason = STATUS_FAILED, reason or "no clips decoded"
     if st != STATUS_OK:
@@ -106,7 +107,13 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
         emitted += len(pending)
     # an ok video keeps its "partial: ..." reason (counted as partial in the manifest)
     yield status(status=st, error=reason if st == STATUS_OK else (reason or st), num_segments=emitted,
-                 decode_backend=cfg.backend, **_meta_fields(meta))
+                 decode_backend=cfg.backend, shots=_shot_rows(shots) if st == STATUS_OK else None,
+                 **_meta_fields(meta))
+
+
+def _shot_rows(shots) -> list[dict] | None:
+    """``VideoResult.shots`` -> the ``shots`` column's value (``schemas.output.SHOTS_FIELD``)."""
+    return None if shots is None else [{"start_s": float(a), "end_s": float(b)} for a, b in shots]
 
 
 def decode_batch(batch: pa.Table, *, cfg, thumbnails: bool = False) -> Iterator[pa.Table]:

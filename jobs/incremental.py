@@ -5,7 +5,8 @@ changed (``--full`` processes everything). An input is *unchanged* when the
 output's ``videos`` table already holds an ``ok`` row for its ``video_id`` with
 
   * the same processing identity (``processing_id``, :func:`processing_id`): a
-    hash of the model weights, the label set, the sampler/decode settings, the
+    hash of the model weights, the label set, the sampler/decode settings (the segmentation mode
+    included: ``segments = "shots"`` and its knobs; a ``fixed`` identity is unchanged from before), the
     precision, the prompt template and the rows version (``schemas.output.ROWS_VERSION``):
     changing any of them reprocesses every video, and
   * the same source fingerprint: equal ``source_size`` and, when both sides have
@@ -29,7 +30,6 @@ another prefix or a manifest never deletes anything else.
 """
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -40,6 +40,7 @@ import pyarrow as pa
 from schemas import STATUS_OK, normalize_uri
 from schemas.output import ROWS_VERSION, STATUS_DELETED
 from xclip_core import storage
+from xclip_core.video.config import decode_identity
 
 
 def processing_id(info, dcfg, encoder_cfg, *, outputs: dict | None = None) -> str:
@@ -48,7 +49,7 @@ def processing_id(info, dcfg, encoder_cfg, *, outputs: dict | None = None) -> st
     one on (or changing the policy) reprocesses videos instead of leaving them without those rows;
     recomputing decisions for a new policy without decoding is ``xclip-index moderate``."""
     identity = {"weights_sha256": info.weights_sha256, "label_set_sha256": info.label_set_sha256,
-                "decode": dataclasses.asdict(dcfg), "precision": encoder_cfg.precision,
+                "decode": decode_identity(dcfg), "precision": encoder_cfg.precision,
                 "prompt_template": encoder_cfg.prompt_template, "top_k": encoder_cfg.top_k,
                 "schema_version": ROWS_VERSION, **(outputs or {})}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -158,6 +158,10 @@ def side_tables(cfg: JobConfig, info) -> dict:
     out = {THUMBNAILS_TABLE: thumbnails_schema()} if cfg.decoder.thumbnails else {}
     if cfg.encoder.store_prompt_features:
         out[PROMPT_FEATURES_TABLE] = prompt_features_schema(info.num_tokens, info.dim)
+    if cfg.decoder.decode.segments == "shots":  # one row per shot (schemas.shots), keyed by shot_id
+        from schemas.shots import SHOTS_TABLE, shots_schema
+
+        out[SHOTS_TABLE] = shots_schema(info.dim)
     return out
 
 

@@ -41,7 +41,7 @@ def video_decision(policy: Policy, clips: list[Clip], video: dict) -> Decision:
     if video["status"] != STATUS_OK:
         return decide(policy, [], duration_s=video.get("duration_s"),
                       error=f"{video['status']}: {video.get('error') or 'no reason given'}")
-    return decide(policy, clips, duration_s=video.get("duration_s"))
+    return decide(policy, clips, duration_s=video.get("duration_s"), shots=video.get("shots"))
 
 
 class DecisionCollector:

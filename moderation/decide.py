@@ -107,8 +107,9 @@ def with_matches(d: Decision, matches) -> Decision:
 
 
 def decide(policy: Policy, clips: Sequence[Clip], *, duration_s: float | None,
-           error: str | None = None) -> Decision:
-    """The decision for one video (see module doc)."""
+           error: str | None = None, shots=None) -> Decision:
+    """The decision for one video (see module doc). ``shots``: the video's shots (``videos.shots``);
+    with ``policy.snap_to_shots`` each range is widened to whole shots (``moderation.snap``)."""
     if error is not None or not clips:
         return Decision(ERROR, None, (), coverage(clips, duration_s), error or "no clips were scored")
     flags: list[Flag] = []
@@ -120,6 +121,10 @@ def decide(policy: Policy, clips: Sequence[Clip], *, duration_s: float | None,
             flags.append(dataclasses.replace(r, category=cat.name))
             if _SEVERITY[cat.action] > _SEVERITY[action]:
                 action = cat.action
+    if policy.snap_to_shots and shots:
+        from moderation.snap import snap_flags
+
+        flags = snap_flags(flags, shots)
     flags.sort(key=lambda f: (f.start_s, f.category))
     peaks = {cat.name: max(float(c.probs[j]) for c in clips) for j, cat in enumerate(policy.categories)}
     return Decision(action, None if action == ALLOW else action, tuple(flags), coverage(clips, duration_s),

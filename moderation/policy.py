@@ -9,6 +9,8 @@
         action: block            # review | block
     neutral:                     # required, non-empty: background prompts
       - "people talking"
+    snap_to_shots: false         # optional: widen each flagged range to the shots it touches
+                                 # (videos indexed with --segments shots; moderation.snap)
 
 How a clip is scored (``Policy.class_prompts`` / ``moderation.scoring``): the classes are the
 categories followed by one class per neutral prompt; each class's prompts are averaged into
@@ -32,7 +34,7 @@ import math
 from importlib import resources
 
 ACTIONS = ("review", "block")
-_TOP_KEYS = {"version", "categories", "neutral"}
+_TOP_KEYS = {"version", "categories", "neutral", "snap_to_shots"}
 _CAT_KEYS = {"name", "prompts", "min_confidence", "min_duration_s", "action"}
 EXAMPLE = "example"
 
@@ -56,6 +58,7 @@ class Policy:
     neutral: tuple[str, ...]
     version: int | str | None = None
     source: str = ""
+    snap_to_shots: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -71,8 +74,11 @@ class Policy:
         return len(self.categories) + len(self.neutral)
 
     def normalised(self) -> dict:
-        return {"version": self.version, "neutral": list(self.neutral),
-                "categories": [dataclasses.asdict(c) | {"prompts": list(c.prompts)} for c in self.categories]}
+        out = {"version": self.version, "neutral": list(self.neutral),
+               "categories": [dataclasses.asdict(c) | {"prompts": list(c.prompts)} for c in self.categories]}
+        if self.snap_to_shots:  # only when on: the hash of a policy without it is unchanged
+            out["snap_to_shots"] = True
+        return out
 
     @property
     def sha256(self) -> str:
@@ -155,7 +161,10 @@ def parse_policy(doc, source: str = "<policy>") -> Policy:
     version = doc.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
         fail(f"version: must be an integer or a string, got {version!r}")
-    return Policy(categories=tuple(categories), neutral=neutral, version=version, source=source)
+    snap = doc.get("snap_to_shots", False)
+    if not isinstance(snap, bool):
+        fail(f"snap_to_shots: must be true or false, got {snap!r}")
+    return Policy(categories=tuple(categories), neutral=neutral, version=version, source=source, snap_to_shots=snap)
 
 
 def load_policy(path: str) -> Policy:

@@ -115,8 +115,9 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     scorer = ClipScorer(model, text)
     dim = int(model.config.projection_dim)
 
-    videos = videos_tbl.search().select(["video_id", "uri", "status", "error", "duration_s"]).limit(None) \
-        .to_arrow().to_pylist()
+    shots_col = ["shots"] if "shots" in videos_tbl.schema.names else []  # schema "4" (moderation.snap)
+    videos = videos_tbl.search().select(["video_id", "uri", "status", "error", "duration_s", *shots_col]) \
+        .limit(None).to_arrow().to_pylist()
     rows, modes = [], set()
     for i in range(0, len(videos), VIDEOS_PER_QUERY):
         chunk = videos[i:i + VIDEOS_PER_QUERY]

@@ -34,6 +34,8 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     decode_fallback string     NVDEC was tried or routed but the CPU decoded it: why; else null
     label_text      string     ``labels`` joined by "; ", lower case (:func:`label_text`), for the
                                full-text index; null when ``labels`` is; added in schema "3"
+    shots           list<struct<start_s: float64, end_s: float64>>  the detected shots (decoder
+                               ``segments = "shots"``); null with fixed segments; added in schema "4"
 
 ``segments`` (one row per encoded clip of an ``ok`` video; key ``segment_id``)
     segment_id      string     ``<video_id>:<segment_index, 6 digits>``
@@ -47,6 +49,10 @@ Two tables, written both as Parquet datasets and as LanceDB tables:
     model_id, label_set, run_id  string
     indexed_at      timestamp[us, UTC]
     label_text      string     as in ``videos``; added in schema "3"
+    shot_index      int32      the shot (index into ``videos.shots``) the clip lies in; null with
+                               fixed segments; added in schema "4"
+
+A third table, ``shots`` (one row per shot, ``segments = "shots"`` only), is in ``schemas.shots``.
 
 Columns added after schema "1" are the tables' last columns: the writer (and ``xclip-index
 relabel``) add them to an older table in place (:func:`migration`), so an old index keeps working.
@@ -66,7 +72,7 @@ import os
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 ROWS_VERSION = "2"
 
 STATUS_OK = "ok"
@@ -155,6 +161,9 @@ def clip_fields(*, nullable: bool) -> list[pa.Field]:
 
 
 LABEL_TEXT_FIELD = pa.field("label_text", pa.string())
+SHOT_SPAN = pa.struct([pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64())])
+SHOTS_FIELD = pa.field("shots", pa.list_(SHOT_SPAN))   # videos, schema "4" (null: fixed segments)
+SHOT_INDEX_FIELD = pa.field("shot_index", pa.int32())  # segments, schema "4" (null: fixed segments)
 LABEL_TEXT_SEPARATOR = "; "
 # the same join as LanceDB SQL, for filling label_text of an older table's rows (:func:`migration`)
 LABEL_TEXT_SQL = f"lower(array_to_string(labels, '{LABEL_TEXT_SEPARATOR}'))"
@@ -205,6 +214,7 @@ def videos_schema(dim: int) -> pa.Schema:
         pa.field("coverage", pa.float64()),
         *DECODE_FIELDS,
         LABEL_TEXT_FIELD,
+        SHOTS_FIELD,
     ], VIDEOS_TABLE)
 
 
@@ -218,6 +228,7 @@ def segments_schema(dim: int) -> pa.Schema:
         *result_fields(dim),
         pa.field("indexed_at", TIMESTAMP, nullable=False),
         LABEL_TEXT_FIELD,
+        SHOT_INDEX_FIELD,
     ], SEGMENTS_TABLE)
 
 

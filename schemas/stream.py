@@ -11,14 +11,14 @@ hop:
 (``kind="clip"``) and exactly one status row (``kind="video"``). Failed and
 skipped videos emit only the status row.
     kind, video_id, uri
-    clip rows:   segment_index, start_s, end_s, frame_timestamps,
+    clip rows:   segment_index, start_s, end_s, frame_timestamps, shot_index (segments = "shots"),
                  frames (bytes of uint8 [T,S,S,3], C order), frames_shape [T,S,S,3]
                  thumbnail (JPEG of the middle frame, ``jobs.thumbnails``; null when off)
     status rows: status, error, duration_s, fps, num_frames, width, height, codec,
                  num_segments (clip rows emitted for the video; a video
                  that failed midway may have emitted some, to be dropped), source_size, source_etag,
                  source_mtime, decode_s (seconds spent on this video),
-                 decode_backend, decode_fallback (``schemas.output``)
+                 decode_backend, decode_fallback (``schemas.output``), shots (segments = "shots")
     nvdec rows (``kind="nvdec"``): video_id, uri, the fingerprint and
                  decode_config (the DecodeConfig as JSON): an
                  input the decode stage left to the GPU encoder actor, which
@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.output import DECODE_FIELDS, FINGERPRINT_FIELDS, MEDIA_FIELDS, clip_fields, vector_type
+from schemas.output import (DECODE_FIELDS, FINGERPRINT_FIELDS, MEDIA_FIELDS, SHOT_INDEX_FIELD, SHOTS_FIELD,
+                            clip_fields, vector_type)
 
 KIND_CLIP = "clip"
 KIND_VIDEO = "video"
@@ -62,6 +63,7 @@ _COMMON = [
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string(), nullable=False),
     *clip_fields(nullable=True),  # clip rows
+    SHOT_INDEX_FIELD,             # clip rows, segments = "shots"
 ]
 
 _STATUS = [
@@ -72,6 +74,7 @@ _STATUS = [
     *FINGERPRINT_FIELDS,
     pa.field("decode_s", pa.float64()),
     *DECODE_FIELDS,
+    SHOTS_FIELD,                  # segments = "shots": the video's shots
 ]
 
 FRAMES = "frames"

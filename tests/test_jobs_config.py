@@ -73,7 +73,8 @@ def test_decoder_keys_round_trip_and_job_defaults():
     settings = {"sampler": "tsn", "window_s": 3.0, "stride_s": 1.5, "max_clips_per_video": 7, "max_duration_s": 60.0,
                 "timeout_s": 30.0, "max_pixels": 1000, "backend": "pyav", "approximate": True, "num_threads": 2,
                 "nvdec_share": 0.25, "num_cpus": 2.0, "memory_mb": 512, "breaker_first_n": 3,
-                "breaker_max_share": 0.25, "thumbnails": False, "cpu_clips_per_s": 9.0}
+                "breaker_max_share": 0.25, "thumbnails": False, "cpu_clips_per_s": 9.0,
+                "segments": "fixed", "shot_threshold": 3.5, "shot_min_score": 3.0, "shot_min_s": 1.0}
     base = {"reader": {"inputs": ["x/"]}, "encoder": {"model": "m"}, "writer": {"output": "o"}}
     cfg = build_config({"decoder": settings}, base)
     assert cfg.to_dict()["decoder"] == settings

@@ -44,6 +44,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--extensions", metavar="EXT,EXT", help="video file extensions to list")
     g = r.add_argument_group("decoder")
     g.add_argument("--sampler", choices=("fixed", "tsn"))
+    g.add_argument("--segments", choices=("fixed", "shots"),
+                   help="fixed windows over the whole video (default) or windows inside detected shots")
     g.add_argument("--window-s", type=float)
     g.add_argument("--stride-s", type=float)
     g.add_argument("--max-clips-per-video", type=int)
@@ -89,7 +91,7 @@ def config_from_args(args: argparse.Namespace):
     overrides = {
         "reader": {"inputs": args.input, "include": args.include, "exclude": args.exclude,
                    "extensions": args.extensions.split(",") if args.extensions else None},
-        "decoder": {"sampler": args.sampler, "window_s": args.window_s, "stride_s": args.stride_s,
+        "decoder": {"sampler": args.sampler, "segments": args.segments, "window_s": args.window_s, "stride_s": args.stride_s,
                     "max_clips_per_video": args.max_clips_per_video, "max_duration_s": args.max_duration_s,
                     "thumbnails": args.thumbnails},
         "encoder": {"model": args.model, "labels": args.labels, "batch_size": args.batch_size,

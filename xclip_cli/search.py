@@ -1,7 +1,8 @@
 """``xclip-index search``: text-to-video search over an index.
 
     xclip-index search --index URI "query" [--limit N] [--where SQL] [--label L ...] [--label-match TEXT]
-                       [--per-video] [--rerank N] [--precision auto|fp32|bf16] [--json] [--html FILE]
+                       [--per-video] [--per-shot] [--rerank N] [--precision auto|fp32|bf16] [--json]
+                       [--html FILE]
 
 Exit status (xclip_cli.errors): 0 ok; 2 bad arguments (a --limit out of range, a --where that is
 not one expression, an --html path in no writable folder); 4 the index or its model cannot be opened.
@@ -43,6 +44,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--label-match", metavar="TEXT",
                    help="keep clips whose labels hold every word of TEXT (full text, any case)")
     s.add_argument("--per-video", action="store_true", help="the best clip per video only")
+    s.add_argument("--per-shot", action="store_true",
+                   help="search shots (mean of each shot's clips; needs an index run with --segments shots)")
     s.add_argument("--rerank", type=bounded_int(1, MAX_LIMIT), metavar="N",
                    help="rescore the top N exactly (needs prompt features)")
     s.add_argument("--model", metavar="SOURCE", help="the index's checkpoint, if not where the run found it")
@@ -67,6 +70,8 @@ def main(args: argparse.Namespace) -> int:
             q = q.labels_any(args.label)
         if args.label_match:
             q = q.labels_match(args.label_match)
+        if args.per_shot:
+            q = q.per_shot()
         if args.per_video:
             q = q.per_video()
         if args.rerank:

@@ -10,6 +10,9 @@ Options (each returns the query; nothing runs until ``to_arrow`` / ``to_pandas``
     labels_match(t)   keep rows whose labels hold every word of ``t``, any case, full text over
                       ``label_text`` ("swimming" matches "swimming backstroke"; see _match_sql)
     per_video()       the best clip per video only
+    per_shot()        search the ``shots`` table (``--segments shots``: one row per shot, the mean of
+                      its clip embeddings) instead of clips: hits are shot ranges
+                      (``xclip_search.shots``); combines with per_video, where, labels_*
     rerank(n)         rescore the top ``n`` with X-CLIP's prompt generator (needs prompt
                       features: ``--store-prompt-features``): score = cosine of the clip embedding
                       and the query's text feature prompted by the clip's visual tokens
@@ -18,6 +21,8 @@ Options (each returns the query; nothing runs until ``to_arrow`` / ``to_pandas``
 
 Output columns, best first (segments: clip hits; videos: ``similar(video_id)``):
     video_id, uri, [segment_id, segment_index, start_s, end_s,] score, labels, label_scores
+    per_shot(): video_id, uri, shot_id, shot_index, start_s, end_s, num_segments, score, labels,
+    label_scores
 ``score`` is the cosine similarity (1 - cosine distance), or the reranked score.
 """
 from __future__ import annotations
@@ -91,6 +96,17 @@ class Query:
         self._per_video = bool(enabled)
         return self
 
+    def per_shot(self, enabled: bool = True) -> "Query":
+        from xclip_search.shots import SHOTS_TABLE, check_shots
+
+        if not enabled:
+            return self
+        if self._table not in (SEGMENTS_TABLE, SHOTS_TABLE) or self._rerank:
+            raise ValueError("per_shot: only for clip search (search(text | vector)), without rerank")
+        check_shots(self._index)
+        self._table = SHOTS_TABLE
+        return self
+
     def rerank(self, n: int) -> "Query":
         if self._table != SEGMENTS_TABLE or self._text is None:
             raise ValueError("rerank: only for text search over clips")
@@ -137,7 +153,9 @@ class Query:
         return " AND ".join(parts)
 
     def _fetch(self, k: int) -> pa.Table:
-        cols = _CLIP_COLUMNS if self._table == SEGMENTS_TABLE else _VIDEO_COLUMNS
+        from xclip_search.shots import SHOT_COLUMNS, SHOTS_TABLE, current_shots
+
+        cols = {SEGMENTS_TABLE: _CLIP_COLUMNS, SHOTS_TABLE: SHOT_COLUMNS}.get(self._table, _VIDEO_COLUMNS)
         q = self._index.table(self._table).search(self._vector, vector_column_name="embedding") \
             .distance_type("cosine")
         sql = self.filter_sql()
@@ -149,7 +167,8 @@ class Query:
             q = q.refine_factor(self._refine)
         t = q.select(cols + ["_distance"]).limit(k).to_arrow()
         score = pa.compute.subtract(pa.scalar(1.0, pa.float32()), t.column("_distance").cast(pa.float32()))
-        return t.drop_columns(["_distance"]).append_column("score", score)
+        t = t.drop_columns(["_distance"]).append_column("score", score)
+        return current_shots(self._index, t) if self._table == SHOTS_TABLE else t
 
     def to_arrow(self) -> pa.Table:
         n = self._limit

@@ -82,6 +82,14 @@ JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
 """.strip()
 
 
+def _side_table_names() -> tuple[str, ...]:
+    """The per-video side tables (rows of a video's segments or shots), cleaned with their video."""
+    from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
+    from schemas.shots import SHOTS_TABLE
+
+    return (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, SHOTS_TABLE)
+
+
 class Writer:
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
@@ -99,7 +107,7 @@ class Writer:
         self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
                         **(side_tables or {})}
         self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
-                     **{name: SEGMENTS_KEY for name in side_tables or {}}}
+                     **{name: schema.names[0] for name, schema in (side_tables or {}).items()}}  # the key is first
         self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
         self.db_uri = self.out.db_uri
         self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
@@ -124,10 +132,8 @@ class Writer:
         """Side tables the output has but this run does not write (e.g. ``thumbnails`` under
         ``--no-thumbnails``): a video this run rewrites or fails loses its rows there too, so no
         stale thumbnail or visual tokens outlive the segments they were computed for."""
-        from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
-
         existing = self.out.table_names()
-        return {n: self.out.open_table(n) for n in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE)
+        return {n: self.out.open_table(n) for n in _side_table_names()
                 if n in existing and n not in self.tables}
 
     def _drop_other_side(self, where: str) -> None:
@@ -155,14 +161,12 @@ class Writer:
         ``mark``, set them to ``status = 'deleted'``). Returns how many videos."""
         if not video_ids:
             return 0
-        from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
-
         existing = self.out.table_names()
         for i in range(0, len(video_ids), 1000):
             where = f"video_id IN ({sql_list(video_ids[i:i + 1000])})"
             self._log_removed(where, "gone from the source", mark_status=STATUS_DELETED if mark else None)
             self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
-            for side in (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE):
+            for side in _side_table_names():
                 if side in existing:
                     self._commit(f"delete {side}", lambda: (  # not `tables.get() or`: a Table's truth counts rows
                         self.tables[side] if side in self.tables else self.out.open_table(side)).delete(where))

@@ -5,6 +5,10 @@ from dataclasses import dataclass, replace
 
 SAMPLERS = ("fixed", "tsn")
 BACKENDS = ("pyav", "decord", "nvdec")
+SEGMENTS = ("fixed", "shots")
+# DecodeConfig fields that only matter with segments = "shots": left out of a fixed-mode video's
+# processing identity, so the ids of indexes written before they existed do not change
+SHOT_FIELDS = ("segments", "shot_threshold", "shot_min_score", "shot_min_s")
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -44,6 +48,13 @@ class DecodeConfig:
       nvdec_share: for the job (``jobs.gpu_decode``): the share of videos the decode
         stage leaves undecoded for the GPU encoder actors to decode with NVDEC;
         0 = none (default here), None = from measured capacities.
+      segments: "fixed" (default): windows over the whole video as above; "shots": a shot
+        detector runs in the decode pass (``xclip_core.video.shots``) and the fixed rule is applied
+        inside each shot, so no window crosses a cut (a shot shorter than a window gets one window
+        over the whole shot); ``VideoResult.shots`` lists the shots, ``Clip.shot_index`` says
+        which one a clip lies in. pyav backend, fixed sampler and no clip cap only.
+        shot_threshold: a cut needs a content score this many times its neighbours' mean;
+        shot_min_score: and at least this score (0..255 scale); shot_min_s: shortest shot.
       approximate: opt-in, pyav only: the decoder drops *every* non-reference frame
         and each sampled index takes the nearest decoded (reference) frame in
         display order (ties: the earlier one); the real indices and timestamps are
@@ -77,6 +88,10 @@ class DecodeConfig:
     s3_block_size: int = 32 << 20
     queue_size: int = 2
     nvdec_share: float | None = 0.0
+    segments: str = "fixed"
+    shot_threshold: float = 2.5
+    shot_min_score: float = 4.0
+    shot_min_s: float = 0.6
 
     def __post_init__(self):
         # each error names the field first ("window_s: must be > 0, got 0"); the job prefixes its
@@ -100,10 +115,39 @@ class DecodeConfig:
         _check(self.timeout_s > 0, f"timeout_s: must be > 0, got {self.timeout_s}")
         _check(self.num_threads >= 0, f"num_threads: must be >= 0 (0 = decoder default), got {self.num_threads}")
         _check(not self.approximate or self.backend == "pyav", "approximate: needs backend = 'pyav'")
+        _check(self.segments in SEGMENTS, f"segments: expected one of {SEGMENTS}, got {self.segments!r}")
+        if self.segments == "shots":
+            _check(self.backend == "pyav", f"segments: 'shots' needs backend = 'pyav', got {self.backend!r}")
+            _check(self.sampler == "fixed", "segments: 'shots' needs sampler = 'fixed' (tsn takes one clip "
+                                            "per video)")
+            _check(self.max_clips_per_video is None, "segments: 'shots' indexes every shot; remove "
+                                                     "max_clips_per_video")
+            _check(not self.approximate, "segments: 'shots' already samples the nearest decoded frame "
+                                         "where it must; remove approximate")
+            _check(self.nvdec_share in (0.0, None), "segments: 'shots' decodes on the CPU; set nvdec_share = 0")
+        _check(self.shot_threshold > 1.0, f"shot_threshold: must be > 1, got {self.shot_threshold}")
+        _check(self.shot_min_score >= 0, f"shot_min_score: must be >= 0, got {self.shot_min_score}")
+        _check(self.shot_min_s >= 0, f"shot_min_s: must be >= 0, got {self.shot_min_s}")
 
     @property
     def stride(self) -> float:
         return self.window_s if self.stride_s is None else self.stride_s
 
+    def identity(self) -> dict:
+        """The knobs that decide a video's clips, for ``jobs.incremental.processing_id``."""
+        return decode_identity(self)
+
     def with_(self, **kw) -> "DecodeConfig":
         return replace(self, **kw)
+
+
+def decode_identity(cfg) -> dict:
+    """``dataclasses.asdict(cfg)`` without the shot knobs when ``segments`` is "fixed" (or absent):
+    a fixed-mode identity is the one written before shots existed."""
+    import dataclasses
+
+    d = dataclasses.asdict(cfg)
+    if d.get("segments", "fixed") == "fixed":
+        for k in SHOT_FIELDS:
+            d.pop(k, None)
+    return d

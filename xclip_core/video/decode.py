@@ -42,7 +42,7 @@ import numpy as np
 
 from xclip_core.video.config import DecodeConfig
 from xclip_core.video.convert import frame_to_crop, rgb_to_crop
-from xclip_core.video.errors import MEDIA_ERRORS, decord_errors
+from xclip_core.video.errors import MEDIA_ERRORS, Stopped as _Stopped, decord_errors
 from xclip_core.video.meta import (VideoError, _short, check_limits, index_stream,
                                    make_meta, open_container, open_source, rate, video_stream)
 from xclip_core.video.results import FAILED, OK, Clip, VideoResult
@@ -56,10 +56,6 @@ def abandoned_decoders() -> int:
     """Decoder threads given up on after a timeout that are still running."""
     _ABANDONED[:] = [t for t in _ABANDONED if t.is_alive()]
     return len(_ABANDONED)
-
-
-class _Stopped(Exception):
-    pass
 
 
 class _Assembler:
@@ -241,6 +237,8 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
             claimed = float(stream.duration * tb) if stream.duration and tb else None
         put(("meta", meta))
         check_limits(meta, cfg)
+        if cfg.segments == "shots":
+            return _produce_shots(src, index, cfg, claimed, put)
         plans = plan_clips(index.times, index.duration_s, cfg)
         if not plans:
             raise VideoError(FAILED, "no clips to sample")
@@ -264,6 +262,19 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
         _put_quiet(put, ("done", FAILED, f"read error: {_short(e)}"))
     except BaseException as e:  # a bug (ours or a dependency's): the caller re-raises it
         _put_quiet(put, ("raise", e))
+
+
+def _produce_shots(src, index, cfg, claimed, put) -> None:
+    """``segments = "shots"`` (``xclip_core.video.shot_decode``); same statuses as the fixed path."""
+    from xclip_core.video import shot_decode
+
+    notes, sampler = shot_decode.decode_shots(src, index, cfg, _STOP.get(), lambda clip: put(("clip", clip)))
+    if claimed and index.duration_s < 0.9 * claimed - 0.2:
+        notes.insert(0, f"truncated: {index.duration_s:.2f} s readable of {claimed:.2f} s")
+    put(("shots", sampler.shots))
+    if sampler.segment_index == 0:
+        raise VideoError(FAILED, "no complete clip: " + "; ".join(notes or ["no frames decoded"]))
+    put(("done", OK, ("partial: " + "; ".join(notes)) if notes else None))
 
 
 def _put_quiet(put, item):
@@ -316,6 +327,7 @@ class ClipStream:
         worker = threading.Thread(target=run, name="xclip-decode", daemon=True)
         worker.start()
         waited, n = 0.0, 0
+        shots = None
         try:
             while True:
                 t0 = time.monotonic()
@@ -332,6 +344,8 @@ class ClipStream:
                 kind = item[0]
                 if kind == "meta":
                     self.meta = item[1]
+                elif kind == "shots":
+                    shots = item[1]
                 elif kind == "clip":
                     n += 1
                     yield item[1]
@@ -342,7 +356,7 @@ class ClipStream:
                 else:
                     _, status, reason = item
                     self.result = VideoResult(self.uri, status, reason, self.meta,
-                                              num_clips=n, decode_s=round(waited, 6))
+                                              num_clips=n, decode_s=round(waited, 6), shots=shots)
                     return
         finally:
             stop.set()

@@ -49,3 +49,7 @@ def short(e: BaseException) -> str:
     """``"TypeName: first line of the message"`` (at most 300 characters)."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {msg}"[:300]
+
+
+class Stopped(Exception):
+    """A consumer stopped a decode early (``ClipStream.close``); not a media error."""

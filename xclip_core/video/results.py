@@ -35,6 +35,7 @@ class Clip:
     frame_indices: np.ndarray
     timestamps: np.ndarray
     frames: np.ndarray
+    shot_index: int | None = None  # segments = "shots": the shot the window lies in
 
 
 @dataclass
@@ -49,6 +50,7 @@ class VideoResult:
     clips: list[Clip] = field(default_factory=list)
     num_clips: int = 0
     decode_s: float = 0.0
+    shots: list[tuple[float, float]] | None = None  # segments = "shots": (start_s, end_s) per shot
 
     @property
     def ok(self) -> bool:

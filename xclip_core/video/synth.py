@@ -61,6 +61,30 @@ def write_video(path: str | Path, *, num_frames: int = 60, width: int = 320, hei
     return path
 
 
+def write_frames(path: str | Path, frames, *, fps: int = 25, codec: str = "libx264",
+                 pix_fmt: str = "yuv420p", options: dict | None = None) -> Path:
+    """Encode an iterable of uint8 [H,W,3] RGB frames (all the same size) to ``path``."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = None
+        for rgb in frames:
+            if stream is None:
+                stream = container.add_stream(codec, rate=fps)
+                stream.height, stream.width = rgb.shape[:2]
+                stream.pix_fmt = pix_fmt
+                if options:
+                    stream.options = dict(options)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
+
+
 def write_audio_only(path: str | Path, *, seconds: float = 1.0, codec: str = "aac",
                      rate: int = 44100) -> Path:
     """A file with one audio stream (a sine tone) and no video stream."""
