@@ -49,6 +49,8 @@ class VideoResult:
     clips: list[Clip] = field(default_factory=list)
     num_clips: int = 0
     decode_s: float = 0.0
+    frame_hashes: object = None  # xclip_core.video.frame_hash.FrameHashes (per-second PDQ), ok videos
+
 
     @property
     def ok(self) -> bool:
