@@ -6,6 +6,7 @@
     xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
     xclip-index moderate --index URI --policy FILE [--review-out URI]   (moderation.recompute)
+    xclip-index hash --out DIR URI...   (moderation.hash_cli: per-second PDQ as DIR/<stem>.vpdq)
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
@@ -93,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--policy", metavar="FILE", help="moderation policy YAML (or 'example'): writes the moderation "
                                                     "table; scores every window (no --max-clips-per-video)")
     g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of review/block decisions")
-    g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos (folder or s3:// prefix) "
-                                                      "or a .json hash file; near-duplicates are blocked")
+    g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos, .vpdq or .pdq files "
+                                                      "(file, folder or s3:// prefix); copies are blocked")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--full", action="store_true", default=None,
@@ -107,11 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--policy", required=True, metavar="FILE", help="moderation policy YAML (or 'example')")
     m.add_argument("--review-out", metavar="URI", help="JSON lines of review/block decisions, most severe first")
     m.add_argument("--run-id", help="run id of the moderation rows (default: moderate-<UTC time>-<random>)")
-    m.add_argument("--blocklist", metavar="URI", help="known-bad videos or .json hashes, matched against the "
-                                                      "index's stored frame hashes")
+    m.add_argument("--blocklist", metavar="URI", help="known-bad videos, .vpdq and .pdq files (a file, folder or "
+                                                      "s3:// prefix), matched against the stored PDQ hashes")
     from xclip_search.cli import add_commands
 
     add_commands(sub)  # search, relabel, build-index
+    from moderation.hash_cli import add_command as add_hash
+
+    add_hash(sub)  # hash: videos -> .vpdq
     return p
 
 

@@ -32,6 +32,7 @@ from jobs.config import DecoderConfig
 from jobs.reader import stat_source
 from xclip_core.video.errors import MEDIA_ERRORS, short
 from schemas import STATUS_FAILED, STATUS_OK
+from schemas.moderation import pdq_stream_values
 from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, KIND_VIDEO, THUMBNAIL, decoded_schema
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
     if gpu_decode.route_to_nvdec(row, cfg):  # the GPU encoder actor decodes this one
         yield gpu_decode.passthrough_table(row, cfg)
         return
-    pending, n, emitted = [], 0, 0
+    pending, n, emitted, hashes = [], 0, 0, {}
     try:
         stream = iter_clips(row["uri"], cfg)
         for clip in stream:
@@ -122,6 +123,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
                 pending = []
         result = stream.result
         st, reason, meta = result.status, result.reason, result.meta
+        hashes = pdq_stream_values(result.frame_hashes)  # per-second PDQ (xclip_core.video.frame_hash)
     except MEDIA_ERRORS as e:  # iter_clips turns these into results; kept as a last guard
         st, reason, meta = STATUS_FAILED, f"decode error: {short(e)}", None
     if st == STATUS_OK and n == 0:
@@ -133,7 +135,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
         emitted += len(pending)
     # an ok video keeps its "partial: ..." reason (counted as partial in the manifest)
     yield status(status=st, error=reason if st == STATUS_OK else (reason or st), num_segments=emitted,
-                 decode_backend=cfg.backend, **_meta_fields(meta))
+                 decode_backend=cfg.backend, **_meta_fields(meta), **(hashes if st == STATUS_OK else {}))
 
 
 def decode_batch(batch: pa.Table, *, cfg, thumbnails: bool = False) -> Iterator[pa.Table]:

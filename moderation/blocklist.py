@@ -260,3 +260,14 @@ def load_blocklist(uri: str, cfg: MatchConfig = MatchConfig()) -> Blocklist:
     bl = Blocklist(load_items(uri), cfg)
     log.info("blocklist %s: %d items, %d hashes (%s index)", uri, len(bl), bl.num_hashes, bl.index.kind)
     return bl
+
+
+def frame_hashes_from_lists(times, hashes, mirror, quality):
+    """Stored lists (``frame_pdq`` rows, status rows' ``pdq_*``) -> ``FrameHashes``."""
+    from xclip_core.video.frame_hash import FrameHashes
+
+    def mat(hs):
+        return np.frombuffer(b"".join(hs), np.uint8).reshape(len(hs), 32) if hs else np.zeros((0, 32), np.uint8)
+
+    return FrameHashes(np.asarray(times, np.float64), np.zeros(len(times), np.int64), mat(hashes), mat(mirror),
+                       np.asarray(quality, np.int16))

@@ -17,8 +17,8 @@ def moderate_main(args, fail) -> int:
     except ModerateError as e:
         return fail(EXIT_OUTPUT, str(e))
     print(result.format())
-    if result.unhashed:
-        print(f"blocklist: {result.unhashed} ok videos have no stored frame hashes (index them with --blocklist)")
+    if args.blocklist:
+        print(f"blocklist {args.blocklist}: {result.matched} videos matched")
     if result.review_items is not None:
         print(f"review queue: {result.review_items} items -> {args.review_out}")
     return EXIT_OK

@@ -1,0 +1,60 @@
+"""``xclip-index hash --out DIR URI...``: per-second PDQ of videos as vPDQ files.
+
+Writes ``DIR/<stem>.vpdq`` (local or ``s3://``) for each video (a URI may be a file, a folder
+or an ``s3://`` prefix, listed like ``run --input``), in the vPDQ text format that
+ThreatExchange's tools read (``moderation.vpdq``): the same hashes the indexing job stores
+(``xclip_core.video.frame_hash``: the first frame at or after each second, whole frame, bars
+trimmed). Such files can be shared, or passed back as ``--blocklist``.
+
+Exit status: 0 all written; 2 bad arguments (nothing listed, a repeated stem); 4 a video could
+not be hashed or a file not written (one ``xclip-index: error:`` line; files already written stay).
+"""
+from __future__ import annotations
+
+import sys
+
+EXIT_OK, EXIT_ARGS, EXIT_FAILED = 0, 2, 4
+
+
+def add_command(sub) -> None:
+    h = sub.add_parser("hash", help="write per-second PDQ hashes of videos as DIR/<stem>.vpdq (vPDQ format)")
+    h.add_argument("uris", nargs="+", metavar="URI", help="videos, folders or s3:// prefixes")
+    h.add_argument("--out", required=True, metavar="DIR", help="output folder or s3:// prefix")
+    h.set_defaults(func=hash_main)
+
+
+def _fail(code: int, msg: str) -> int:
+    print(f"xclip-index: error: {msg}", file=sys.stderr)
+    return code
+
+
+def hash_main(args) -> int:
+    from jobs.config import ConfigError, ReaderConfig
+    from jobs.reader import InputError, list_inputs
+    from moderation.item_hash import ItemHashError, video_hashes
+    from moderation.vpdq import write_vpdq
+    from xclip_core import storage
+
+    try:
+        listed = list_inputs(ReaderConfig(inputs=tuple(args.uris))).to_pylist()
+    except (ConfigError, InputError) as e:
+        return _fail(EXIT_ARGS, str(e))
+    if not listed:
+        return _fail(EXIT_ARGS, f"no videos found in {' '.join(args.uris)}")
+    stems = [r["uri"].rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] for r in listed]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        return _fail(EXIT_ARGS, f"two videos would write the same DIR/<stem>.vpdq: {', '.join(dup[:5])}; "
+                                "hash them into different --out folders")
+    for r, stem in zip(listed, stems):
+        try:
+            if r.get("status") == "failed":
+                raise ItemHashError(f"{r['uri']}: {r.get('error')}")
+            fh = video_hashes(r["uri"])
+            out = write_vpdq(storage.join(args.out, stem + ".vpdq"), fh)
+        except ItemHashError as e:
+            return _fail(EXIT_FAILED, f"hash: {e}")
+        except OSError as e:
+            return _fail(EXIT_FAILED, f"hash: cannot write {args.out}: {type(e).__name__}: {e}")
+        print(f"{r['uri']}: {len(fh)} hashes -> {out}")
+    return EXIT_OK
