@@ -246,12 +246,18 @@ def test_blocklist_blocks_the_copy_only_and_stores_frame_hashes(policy_run, setu
     assert [f["category"] for f in hits["copy.webm"]] == ["blocklist:bad1.mp4"]
     assert rows[str(root / "copy.webm")]["decision"] == "block"
     f = hits["copy.webm"][0]
-    assert f["start_s"] == 0.0 and f["end_s"] >= 6.0 and 0.5 <= f["confidence"] <= 1.0
+    assert f["start_s"] == 0.0 and f["end_s"] >= 6.0 and 0.8 <= f["confidence"] <= 1.0
+    (ev,) = rows[str(root / "copy.webm")]["evidence"]
+    assert ev["item_id"] == "bad1.mp4" and ev["category"] == "blocklist:bad1.mp4" and ev["mode"] == "direct"
+    assert ev["best_distance"] <= ev["median_distance"] <= 31 and ev["matched_s"] >= 6
+    assert 0.0 <= ev["item_start_s"] <= 1.0 and ev["item_end_s"] >= 7.0  # the copy starts 0.4 s into the item
     assert all(not hits[n] for n in OK if n != "copy.webm"), hits
-    hashes = _by_uri(read_lance(output, "frame_hashes").to_pylist())
-    assert set(hashes) == {str(root / n) for n in OK} and summary.tables[MODERATION_TABLE]["frame_hashes"]["rows"] == 5
+    assert all(rows[str(root / n)]["evidence"] is None for n in OK if n != "copy.webm")
+    hashes = _by_uri(read_lance(output, "frame_pdq").to_pylist())  # every ok video, blocklist or not
+    assert set(hashes) == {str(root / n) for n in OK} and summary.tables["frame_pdq"]["rows"] == 5
     long_h = hashes[str(root / "long.mp4")]
-    assert long_h["times"] == [float(t) for t in range(20)] and all(len(h) == 32 for h in long_h["hashes"])
+    assert [int(t) for t in long_h["times"]] == list(range(20)) and all(len(h) == 32 for h in long_h["hashes"])
+    assert len(long_h["mirror"]) == len(long_h["quality"]) == 20
 
 
 # ------------------------------------------------------------------ moderate (no decoding)

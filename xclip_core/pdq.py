@@ -129,12 +129,11 @@ def pdq_dihedral(rgb: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def pdq_with_mirror(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(hash, hash of the left-right mirror, quality) from one DCT."""
-    c, q = dct16(rgb)
-    if not c.any():
-        z = np.zeros(HASH_BYTES, np.uint8)
-        return z, z, q
-    return _bits(c), _bits(_dihedral(c)[MIRROR]), q
+    """(hash, hash of the left-right mirrored frame, quality). The mirror is hashed as a frame,
+    not derived from the DCT: the reference's decimation grid is not symmetric, so its
+    ``flipy`` dihedral hash is 2-35 bits from the mirrored frame's hash on small frames."""
+    h, q = pdq(rgb)
+    return h, pdq(rgb[:, ::-1])[0], q
 
 
 def trim_bars(rgb: np.ndarray, *, level: float = 24.0, min_keep: float = 0.25) -> np.ndarray:
