@@ -2,7 +2,7 @@
 
 A blocklist (``--blocklist URI``) is a file, a folder or an ``s3://`` prefix holding any mix of
   * videos: one item each (id = file name), hashed by ``moderation.item_hash.item_hashes``
-    (every 0.25 s, bars trimmed, 7 centre-crop levels up to 9% per side, 8 dihedral hashes);
+    (every 0.1 s, bars trimmed, 8 dihedral orientations, 6 centre-crop levels up to 9% per side);
   * ``.vpdq`` files: one item each (id = the file stem), vPDQ text format (``moderation.vpdq``);
   * ``.pdq`` files: image hashes, one item per line (id = the line's ``,id``), matched against
     single frames.
@@ -14,9 +14,10 @@ second, with PDQ quality):
   1. frames with quality < ``min_quality`` (50, as vPDQ) are skipped, on both sides;
   2. every list hash within ``max_distance`` (31, PDQ's own threshold) of an upload hash or its
      mirror is found with ``moderation.hash_index.HashIndex`` (no scan in Python);
-  3. per item, each upload second keeps its closest hit; consecutive matched seconds (gaps up
-     to ``max_gap_s``) whose item time advances with the upload's (offset within
-     ``max_offset_drift_s``) form a segment;
+  3. per item and alignment (item time - upload time, within ``max_offset_drift_s``), each
+     upload second keeps its closest hit; matched seconds form a segment while at most
+     ``max_gap_s`` good-quality seconds in a row do not match (low-quality seconds are unknown,
+     not a mismatch: they neither break nor count);
   4. a segment is a match when it is at least ``min_seconds`` long (default 3) or covers at
      least ``min_item_share`` of the item's seconds (a short item inside a long upload);
      an image hash (``.pdq``) matches on one frame.
@@ -49,7 +50,7 @@ class MatchConfig:
     min_quality: int = QUALITY_MIN
     min_seconds: float = 3.0
     min_item_share: float = 0.5
-    max_gap_s: float = 2.0
+    max_gap_s: int = 2           # unmatched good-quality seconds a segment may span
     max_offset_drift_s: float = 1.5
     index_kind: str = "auto"
 
@@ -141,47 +142,57 @@ class Blocklist:
 
     def _item_matches(self, item: Item, times, q, rows, dist, mirrored) -> list[Match]:
         cfg = self.cfg
-        best: dict[int, tuple] = {}  # upload frame -> (distance, item row, mirrored)
-        for qi, r, d, m in zip(q.tolist(), rows.tolist(), dist.tolist(), mirrored.tolist()):
-            if qi not in best or d < best[qi][0]:
-                best[qi] = (d, r, m)
-        frames = sorted(best)
         if item.kind == IMAGE:
-            d = [best[f][0] for f in frames]
-            k = frames[int(np.argmin(d))]
-            return [self._make(item, [k], times, best, 1.0)]
-        segments, cur = [], [frames[0]]
-        for f in frames[1:]:
-            prev = cur[-1]
-            off_prev = item.times[best[prev][1]] - times[prev]
-            off = item.times[best[f][1]] - times[f]
-            if times[f] - times[prev] <= cfg.max_gap_s + 1e-6 and abs(off - off_prev) <= cfg.max_offset_drift_s:
-                cur.append(f)
-            else:
-                segments.append(cur)
-                cur = [f]
-        segments.append(cur)
-        out = []
-        for seg in segments:
-            matched_s = float(len(seg))
-            item_secs = len(np.unique(np.floor(item.times[[best[f][1] for f in seg]] + 1e-6)))
-            share = min(1.0, item_secs / item.seconds)
-            if matched_s >= cfg.min_seconds or share >= cfg.min_item_share:
-                out.append(self._make(item, seg, times, best, share))
+            k = int(np.argmin(dist))
+            return [self._make(item, [int(q[k])], times, {int(q[k]): (int(dist[k]), int(rows[k]), bool(mirrored[k]))},
+                               1.0)]
+        # candidate alignments: each hit's offset (item time - upload time); a segment is a run of
+        # upload seconds with a hit within max_offset_drift_s of one alignment
+        offsets = item.times[rows] - times[q]
+        found = []
+        for key in np.unique(np.round(offsets)):
+            sel = np.abs(offsets - key) <= cfg.max_offset_drift_s
+            best: dict[int, tuple] = {}  # upload frame -> (distance, item row, mirrored)
+            for qi, r, d, m in zip(q[sel].tolist(), rows[sel].tolist(), dist[sel].tolist(), mirrored[sel].tolist()):
+                if qi not in best or (d, m) < best[qi][::2]:
+                    best[qi] = (d, r, m)
+            frames = sorted(best)
+            runs, cur = [], [frames[0]]
+            for f in frames[1:]:
+                if f - cur[-1] - 1 <= cfg.max_gap_s:  # f indexes good-quality frames only
+                    cur.append(f)
+                else:
+                    runs.append(cur)
+                    cur = [f]
+            runs.append(cur)
+            for run in runs:
+                item_secs = len(np.unique(np.floor(item.times[[best[f][1] for f in run]] + 1e-6)))
+                share = min(1.0, item_secs / item.seconds)
+                if len(run) >= cfg.min_seconds or share >= cfg.min_item_share:
+                    found.append(self._make(item, run, times, best, share))
+        out: list[Match] = []  # overlapping candidates (neighbouring alignments): the longest wins
+        for m in sorted(found, key=lambda m: (-m.matched_s, m.median_distance)):
+            if all(m.end_s <= o.start_s or m.start_s >= o.end_s for o in out):
+                out.append(m)
         return out
 
     @staticmethod
     def _make(item: Item, seg, times, best, share) -> Match:
         d = np.asarray([best[f][0] for f in seg])
         rows = [best[f][1] for f in seg]
-        k = int(np.argmin(d))
-        mode_idx = item.mode_of[rows[k]] if item.mode_of is not None else 0
-        mode = item.modes[mode_idx]
-        if best[seg[k]][2]:
-            mode = "mirror" if mode == "direct" else f"{mode}+mirror"
+        modes = [_mode(item, r, best[f][2]) for f, r in zip(seg, rows)]
+        mode = max(sorted(set(modes)), key=modes.count)  # the most common over the segment
         it = item.times[rows]
         return Match(item.id, float(times[seg[0]]), float(times[seg[-1]]) + 1.0, float(it.min()), float(it.max()) + 1.0,
                      int(d.min()), float(np.median(d)), float(len(seg)), float(share), mode)
+
+
+def _mode(item: Item, row: int, mirrored: bool) -> str:
+    """How an item hash matched; the upload's mirror hash on the item's mirror is ``direct``."""
+    mode = item.modes[item.mode_of[row]] if item.mode_of is not None else "direct"
+    if not mirrored:
+        return mode
+    return {"direct": "mirror", "dihedral:flipy": "direct"}.get(mode, f"{mode}+mirror")
 
 
 def _video_item(uri: str) -> Item:

@@ -6,11 +6,15 @@ as the decode stage does for uploads (``xclip_core.video.frame_hash.SecondHasher
 
 ``item_hashes(uri, every_s, crop_levels)`` is a blocklist item's side, denser and wider so
 that an upload's one-per-second hashes find a partner whatever it did to the video:
-  * every ``every_s`` seconds (0.25 by default: an upload trimmed by a fraction of a second, or
-    at another frame rate, still has an item frame within 1/8 s of each of its frames);
-  * bars trimmed, then at each centre-crop level (fraction cut per side; 0 = the whole frame);
-  * the 8 dihedral hashes of each (mirror, rotations, transposes) from one DCT.
-Rows: (time, frame number, level index, dihedral index, hash, quality).
+  * every ``every_s`` seconds (0.1 by default: an upload trimmed by a fraction of a second, or
+    at another frame rate, still has an item frame within 1/20 s of each of its frames; at
+    0.25 s, fast motion put 36 bits between an upload frame and the nearest item frame);
+  * bars trimmed; the whole frame in its 8 dihedral orientations (rotations, flips,
+    transposes), each hashed as a frame (the reference's DCT-derived dihedral hashes are up to
+    ~35 bits from the rotated frame's hash on small frames, ``tests/test_xclip_core_pdq.py``);
+  * the frame at each centre-crop level (fraction cut per side), upright only (a mirrored crop
+    is found through the upload's own mirror hash).
+Rows: (time, level index, dihedral index, hash, quality).
 """
 from __future__ import annotations
 
@@ -19,10 +23,13 @@ from typing import Iterator
 
 import numpy as np
 
-from xclip_core.pdq import DIHEDRAL, HASH_BYTES, _bits, _dihedral, centre_crop, dct16, trim_bars
+from xclip_core.pdq import DIHEDRAL, centre_crop, pdq, trim_bars
 from xclip_core.video.frame_hash import FrameHashes, SecondHasher, frame_rgb
 
 CROP_LEVELS = (0.0, 0.015, 0.03, 0.045, 0.06, 0.075, 0.09)
+DIHEDRAL_OPS = (  # xclip_core.pdq.DIHEDRAL order, as frame transforms
+    lambda a: a, lambda a: np.rot90(a, 1), lambda a: np.rot90(a, 2), lambda a: np.rot90(a, 3),
+    lambda a: a[::-1], lambda a: a[:, ::-1], lambda a: a.transpose(1, 0, 2), lambda a: np.rot90(a, 2).transpose(1, 0, 2))
 
 
 class ItemHashError(ValueError):
@@ -77,7 +84,7 @@ def video_hashes(uri: str, every_s: float = 1.0) -> FrameHashes:
     return fh
 
 
-def item_hashes(uri: str, every_s: float = 0.25, crop_levels=CROP_LEVELS) -> ItemHashes:
+def item_hashes(uri: str, every_s: float = 0.1, crop_levels=CROP_LEVELS) -> ItemHashes:
     rows = []
     nxt = 0.0
     for t, n, frame in iter_frames(uri):
@@ -86,9 +93,11 @@ def item_hashes(uri: str, every_s: float = 0.25, crop_levels=CROP_LEVELS) -> Ite
         nxt = (np.floor(t / every_s + 1e-6) + 1) * every_s
         rgb = trim_bars(frame_rgb(frame))
         for li, frac in enumerate(crop_levels):
-            c, q = dct16(centre_crop(rgb, frac))
-            for di, x in enumerate(_dihedral(c)):
-                rows.append((t, li, di, _bits(x) if c.any() else np.zeros(HASH_BYTES, np.uint8), q))
+            if frac > 0:
+                rows.append((t, li, 0, *pdq(centre_crop(rgb, frac))))
+                continue
+            for di, f in enumerate(DIHEDRAL_OPS):
+                rows.append((t, li, di, *pdq(f(rgb))))
     if not rows:
         raise ItemHashError(f"{uri}: no frames decoded")
     t, li, di, h, q = zip(*rows)
