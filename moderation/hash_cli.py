@@ -1,10 +1,13 @@
-"""``xclip-index hash --out DIR URI...``: per-second PDQ of videos as vPDQ files.
+"""``xclip-index hash --out DIR [--every-s S] URI...``: PDQ of videos as vPDQ files.
 
 Writes ``DIR/<stem>.vpdq`` (local or ``s3://``) for each video (a URI may be a file, a folder
 or an ``s3://`` prefix, listed like ``run --input``), in the vPDQ text format that
-ThreatExchange's tools read (``moderation.vpdq``): the same hashes the indexing job stores
-(``xclip_core.video.frame_hash``: the first frame at or after each second, whole frame, bars
-trimmed). Such files can be shared, or passed back as ``--blocklist``.
+ThreatExchange's tools read (``moderation.vpdq``): whole frames, bars trimmed
+(``xclip_core.video.frame_hash``). By default every frame is hashed, as the vPDQ tool does: a
+list item needs dense hashes, since an upload's one-per-second hashes may fall anywhere between
+two of its frames (one hash per second on both sides missed a copy trimmed by 0.4 s of fast
+motion). ``--every-s 1`` writes the first frame at or after each second (what the index stores).
+Such files can be shared, or passed back as ``--blocklist``.
 
 Exit status: 0 all written; 2 bad arguments (nothing listed, a repeated stem); 4 a video could
 not be hashed or a file not written (one ``xclip-index: error:`` line; files already written stay).
@@ -20,6 +23,8 @@ def add_command(sub) -> None:
     h = sub.add_parser("hash", help="write per-second PDQ hashes of videos as DIR/<stem>.vpdq (vPDQ format)")
     h.add_argument("uris", nargs="+", metavar="URI", help="videos, folders or s3:// prefixes")
     h.add_argument("--out", required=True, metavar="DIR", help="output folder or s3:// prefix")
+    h.add_argument("--every-s", type=float, default=0.0, metavar="S",
+                   help="hash the first frame at or after every S seconds (default 0: every frame)")
     h.set_defaults(func=hash_main)
 
 
@@ -39,6 +44,8 @@ def hash_main(args) -> int:
         listed = list_inputs(ReaderConfig(inputs=tuple(args.uris))).to_pylist()
     except (ConfigError, InputError) as e:
         return _fail(EXIT_ARGS, str(e))
+    if args.every_s < 0:
+        return _fail(EXIT_ARGS, f"--every-s: must be >= 0 (0: every frame), got {args.every_s:g}")
     if not listed:
         return _fail(EXIT_ARGS, f"no videos found in {' '.join(args.uris)}")
     stems = [r["uri"].rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] for r in listed]
@@ -50,7 +57,7 @@ def hash_main(args) -> int:
         try:
             if r.get("status") == "failed":
                 raise ItemHashError(f"{r['uri']}: {r.get('error')}")
-            fh = video_hashes(r["uri"])
+            fh = video_hashes(r["uri"], every_s=args.every_s)
             out = write_vpdq(storage.join(args.out, stem + ".vpdq"), fh)
         except ItemHashError as e:
             return _fail(EXIT_FAILED, f"hash: {e}")

@@ -1,8 +1,8 @@
 """Hashing whole videos outside the indexing job: blocklist items and ``xclip-index hash``.
 
-``video_hashes(uri)`` decodes every frame (PyAV) and keeps one per second by timestamp, exactly
-as the decode stage does for uploads (``xclip_core.video.frame_hash.SecondHasher``): what
-``xclip-index hash`` writes as ``.vpdq``.
+``video_hashes(uri, every_s)`` decodes every frame (PyAV) and hashes one per ``every_s`` seconds
+by timestamp as the decode stage does for uploads (``xclip_core.video.frame_hash.SecondHasher``),
+or every frame with ``every_s = 0``: what ``xclip-index hash`` writes as ``.vpdq``.
 
 ``item_hashes(uri, every_s, crop_levels)`` is a blocklist item's side, denser and wider so
 that an upload's one-per-second hashes find a partner whatever it did to the video:

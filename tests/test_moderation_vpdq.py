@@ -41,7 +41,7 @@ def test_hash_command_writes_vpdq_files_equal_to_reference(videos, s3_server, s3
     from jobs.cli import main
 
     out = f"s3://{s3_bucket}/shared/"
-    assert main(["hash", "--out", out, videos["bad1"], str(videos["root"] / "src2")]) == 0
+    assert main(["hash", "--out", out, "--every-s", "1", videos["bad1"], str(videos["root"] / "src2")]) == 0
     text = storage.read_bytes(out + "bad1.vpdq").decode()
     lines = [LINE.match(ln) for ln in text.splitlines()]
     assert len(lines) == 8 and all(lines), text[:200]
@@ -52,6 +52,10 @@ def test_hash_command_writes_vpdq_files_equal_to_reference(videos, s3_server, s3
         rh, rq = ref[frame]
         assert hx == bytes(np.packbits(np.asarray(rh, np.uint8))).hex() and q == rq
     assert storage.exists(out + "bad2.vpdq") and len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["hash", "--out", out, videos["bad1"]]) == 0  # default: every frame, as the vPDQ tool
+    lines = [LINE.match(ln) for ln in storage.read_bytes(out + "bad1.vpdq").decode().splitlines()]
+    assert [int(m[1]) for m in lines] == list(range(80)) and [float(m[4]) for m in lines] == [k / 10 for k in range(80)]
+    assert all(m[2] == bytes(np.packbits(np.asarray(ref[k][0], np.uint8))).hex() for k, m in enumerate(lines))
     # errors: one line, non-zero
     assert main(["hash", "--out", out, str(videos["root"] / "missing.mp4")]) == 4
     err = capsys.readouterr().err

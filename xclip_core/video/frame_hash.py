@@ -58,6 +58,7 @@ def hash_rgb(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 class SecondHasher:
     def __init__(self, every_s: float = 1.0, max_side: int = 512):
+        """``every_s`` = 0: every frame offered."""
         self.every_s, self.max_side = float(every_s), int(max_side)
         self._next = 0.0
         self._rows: list[tuple] = []
@@ -68,7 +69,8 @@ class SecondHasher:
             return
         h, m, q = hash_rgb(frame_rgb(frame, self.max_side))
         self._rows.append((t, frame_number, h, m, q))
-        self._next = (math.floor(t / self.every_s + 1e-6) + 1) * self.every_s
+        if self.every_s > 0:
+            self._next = (math.floor(t / self.every_s + 1e-6) + 1) * self.every_s
 
     def result(self) -> FrameHashes:
         if not self._rows:
