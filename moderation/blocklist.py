@@ -18,9 +18,11 @@ second, with PDQ quality):
      upload second keeps its closest hit; matched seconds form a segment while at most
      ``max_gap_s`` good-quality seconds in a row do not match (low-quality seconds are unknown,
      not a mismatch: they neither break nor count);
-  4. a segment is a match when it is at least ``min_seconds`` long (default 3) or covers at
-     least ``min_item_share`` of the item's seconds (a short item inside a long upload);
-     an image hash (``.pdq``) matches on one frame.
+  4. a segment is a match when it is at least ``min_seconds`` long (default 3), or covers at
+     least ``min_item_share`` of the item's seconds (a short item inside a long upload), or at
+     least ``min_upload_share`` of the upload's good-quality seconds with 2 or more matched (an
+     upload that is a short excerpt of a long item); an image hash (``.pdq``) matches on one
+     frame.
 A match carries the evidence: item id, upload range, item range, best and median Hamming
 distance, matched seconds, and the mode (``direct``, ``mirror``, ``dihedral:<name>``,
 ``crop:<pct>%``...).
@@ -50,6 +52,7 @@ class MatchConfig:
     min_quality: int = QUALITY_MIN
     min_seconds: float = 3.0
     min_item_share: float = 0.5
+    min_upload_share: float = 0.8
     max_gap_s: int = 2           # unmatched good-quality seconds a segment may span
     max_offset_drift_s: float = 1.5
     index_kind: str = "auto"
@@ -61,8 +64,9 @@ class MatchConfig:
             raise ValueError(f"min_quality: must be in [0, 100], got {self.min_quality}")
         if self.min_seconds <= 0:
             raise ValueError(f"min_seconds: must be > 0, got {self.min_seconds}")
-        if not 0 < self.min_item_share <= 1:
-            raise ValueError(f"min_item_share: must be in (0, 1], got {self.min_item_share}")
+        for name in ("min_item_share", "min_upload_share"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name}: must be in (0, 1], got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +172,9 @@ class Blocklist:
             for run in runs:
                 item_secs = len(np.unique(np.floor(item.times[[best[f][1] for f in run]] + 1e-6)))
                 share = min(1.0, item_secs / item.seconds)
-                if len(run) >= cfg.min_seconds or share >= cfg.min_item_share:
+                upload_share = len(run) / len(times)
+                if len(run) >= cfg.min_seconds or share >= cfg.min_item_share or \
+                        (len(run) >= 2 and upload_share >= cfg.min_upload_share):
                     found.append(self._make(item, run, times, best, share))
         out: list[Match] = []  # overlapping candidates (neighbouring alignments): the longest wins
         for m in sorted(found, key=lambda m: (-m.matched_s, m.median_distance)):

@@ -135,6 +135,10 @@ def test_segments_by_min_seconds_or_item_share():
     up[5:7] = long_item[10:12]
     assert bl.match(_fh(up)) == []
     assert [m.item_id for m in Blocklist(bl.items, MatchConfig(min_seconds=2)).match(_fh(up))] == ["long"]
+    # an upload that is nothing but those 2 s (an excerpt): flagged by its own share
+    (m,) = bl.match(_fh(_noisy(long_item[10:12], 8)))
+    assert (m.item_id, m.start_s, m.end_s, m.item_start_s, m.matched_s) == ("long", 0, 2, 10, 2)
+    assert bl.match(_fh(_noisy(long_item[10:11], 8))) == []  # but one matching second is not enough
     # the whole 2 s short item inside the 30 s upload: flagged by its share (vPDQ's 80%-of-both would not)
     up = other.copy()
     up[20:22] = short_item
