@@ -49,9 +49,10 @@ def test_dihedral_hashes_equal_the_reference():
 def test_mirror_hash_is_the_mirrored_frames_hash():
     far = []
     for img in list(_frames())[:9]:
-        h, m, _ = pdq.pdq_with_mirror(img)
+        h, m, q = pdq.pdq_with_mirror(img)
         flipped, _ = _ref(img[:, ::-1])
         assert _d(m, flipped) <= 2 and _d(h, flipped) > 90
+        assert (pdq.to_hex(h), q) == (pdq.to_hex(_ref(img)[0]), _ref(img)[1])  # the frame's own quality
         hs, _ = pdq.pdq_dihedral(img)  # the reference's flipy, derived from the DCT: near, not equal
         far.append(_d(hs[pdq.MIRROR], flipped))
     assert max(far) <= 48 and min(far) < max(far)
@@ -69,6 +70,8 @@ def test_bars_are_trimmed_before_hashing(box):
         assert trimmed.shape == img.shape
         ref_content, _ = _ref(img)
         assert _d(pdq.pdq(trimmed)[0], ref_content) == 0
+        h, m, q = pdq.pdq_with_mirror(canvas, trim=True)  # the decode hook's path
+        assert _d(h, ref_content) == 0 and _d(m, _ref(img[:, ::-1])[0]) == 0 and q == _ref(img)[1]
         assert _d(_ref(canvas)[0], ref_content) > pdq.MATCH_DISTANCE  # untrimmed, PDQ misses it
 
 

@@ -78,7 +78,10 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 def dct16(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     """uint8 RGB [H, W, 3] -> (16 x 16 DCT coefficients, quality 0..100)."""
-    y = luma(rgb)
+    return _dct16_luma(luma(rgb))
+
+
+def _dct16_luma(y: np.ndarray) -> tuple[np.ndarray, int]:
     if y.shape[0] < _MIN_DIM or y.shape[1] < _MIN_DIM:
         return np.zeros((16, 16)), 0
     (ri, rw), (ci, cw) = _downsample(y.shape[0]), _downsample(y.shape[1])
@@ -89,8 +92,7 @@ def dct16(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     dh = np.trunc((a[:, :-1] - a[:, 1:]) * 100 / 255)
     quality = min(int(np.abs(dv).sum() + np.abs(dh).sum()) // 90, 100)
     d = _dct()
-    t = (d[:, :, None] * a[None, :, :]).sum(axis=1)   # [16, 64]
-    return (t[:, None, :] * d[None, :, :]).sum(axis=2), quality
+    return d @ a @ d.T, quality  # 16 x 64 x 64: below BLAS's threading sizes
 
 
 def _bits(c: np.ndarray) -> np.ndarray:
@@ -128,19 +130,31 @@ def pdq_dihedral(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     return np.stack([_bits(x) for x in _dihedral(c)]), q
 
 
-def pdq_with_mirror(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(hash, hash of the left-right mirrored frame, quality). The mirror is hashed as a frame,
-    not derived from the DCT: the reference's decimation grid is not symmetric, so its
-    ``flipy`` dihedral hash is 2-35 bits from the mirrored frame's hash on small frames."""
-    h, q = pdq(rgb)
-    return h, pdq(rgb[:, ::-1])[0], q
+def pdq_with_mirror(rgb: np.ndarray, *, trim: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """(hash, hash of the left-right mirrored frame, quality), bars trimmed first with ``trim``
+    (one luminance plane for all three). The mirror is hashed as a frame, not derived from the
+    DCT: the reference's decimation grid is not symmetric, so its ``flipy`` dihedral hash is
+    2-35 bits from the mirrored frame's hash on small frames."""
+    y = luma(rgb)
+    if trim:
+        r0, r1, c0, c1 = _bar_box(y)
+        y = y[r0:r1, c0:c1]
+    out = []
+    for plane in (y, y[:, ::-1]):
+        c, q = _dct16_luma(plane)
+        out.append((_bits(c) if q or c.any() else np.zeros(HASH_BYTES, np.uint8), q))
+    return out[0][0], out[1][0], out[0][1]  # the frame's quality, not the mirror's
 
 
 def trim_bars(rgb: np.ndarray, *, level: float = 24.0, min_keep: float = 0.25) -> np.ndarray:
     """Cut letterbox/pillarbox bars: border rows/columns with at most 2% of their pixels at
     luminance ``level`` or above (near-black). Nothing is cut when that would leave under ``min_keep``
     of a side (a dark frame is not all bars)."""
-    y = luma(rgb[:, :, :3]) if rgb.ndim == 3 else np.asarray(rgb, np.float64)
+    r0, r1, c0, c1 = _bar_box(luma(rgb), level=level, min_keep=min_keep)
+    return rgb[r0:r1, c0:c1]
+
+
+def _bar_box(y: np.ndarray, *, level: float = 24.0, min_keep: float = 0.25) -> tuple[int, int, int, int]:
     h, w = y.shape
 
     def span(profile: np.ndarray, n: int) -> tuple[int, int]:
@@ -153,7 +167,7 @@ def trim_bars(rgb: np.ndarray, *, level: float = 24.0, min_keep: float = 0.25) -
     bright = y >= level
     r0, r1 = span(bright.mean(axis=1) > 0.02, h)       # over 2% of a row bright: content
     c0, c1 = span(bright[r0:r1].mean(axis=0) > 0.02, w)
-    return rgb[r0:r1, c0:c1]
+    return r0, r1, c0, c1
 
 
 def centre_crop(rgb: np.ndarray, frac: float) -> np.ndarray:
