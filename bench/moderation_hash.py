@@ -13,7 +13,6 @@ bytes on disk per video-second).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 import tempfile

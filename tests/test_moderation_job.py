@@ -253,6 +253,10 @@ def test_blocklist_blocks_the_copy_only_and_stores_frame_hashes(policy_run, setu
     assert 0.0 <= ev["item_start_s"] <= 1.0 and ev["item_end_s"] >= 7.0  # the copy starts 0.4 s into the item
     assert all(not hits[n] for n in OK if n != "copy.webm"), hits
     assert all(rows[str(root / n)]["evidence"] is None for n in OK if n != "copy.webm")
+    from pathlib import Path
+
+    report = Path(output, "runs", "mod-1-moderation.html").read_text()  # reviewers see the evidence
+    assert report.count('class="evidence"') == 1 and "known item bad1.mp4 (direct)" in report
     hashes = _by_uri(read_lance(output, "frame_pdq").to_pylist())  # every ok video, blocklist or not
     assert set(hashes) == {str(root / n) for n in OK} and summary.tables["frame_pdq"]["rows"] == 5
     long_h = hashes[str(root / "long.mp4")]
