@@ -30,6 +30,9 @@ setup:
     torch_spec="${TORCH_SPEC:-$(grep -E '^torch==' "$lock")}"
     "{{py}}" -c "import torch" 2>/dev/null || "{{py}}" -m pip install -q -c "$lock" "$torch_spec"
     "{{py}}" -m pip install -q -c "$lock" -e '.[dev]'
+    # the reference PDQ for tests/test_xclip_core_pdq.py: an sdist only, built against the Cython
+    # and numpy installed above (pip's isolated build env would fetch its own)
+    "{{py}}" -c "import pdqhash" 2>/dev/null || "{{py}}" -m pip install -q --no-build-isolation "pdqhash==0.2.8"
     echo "$want" > "$stamp"
 
 # Rewrite the running .venv's lock from what is installed (after upgrading and a green `just test`).

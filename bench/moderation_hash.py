@@ -1,14 +1,20 @@
-"""Frame-hash cost against decode time, side by side on the same videos and frames.
+"""Cost of always storing per-second PDQ: the decode hook, side by side with the same decode
+without it, and the ``frame_pdq`` write.
 
-    python bench/moderation_hash.py [--crop 224] [--videos 4] [--seconds 20]
+    python bench/moderation_hash.py [--clips DIR] [--reps 5] [--videos 200]
 
-Decodes generated 640x480 H.264 videos with the job's decoder (fixed 2 s windows, 8 frames per
-clip, crop ``--crop``), then hashes exactly the frames it produced (``moderation.hashing``).
-Prints both times and the ratio hash / decode.
+Decode: ``decode_video`` with the job's geometry (crop 224, 8 frames per 2 s window, every
+window) on the sample clips of ``bench/blocklist.py`` (``--clips``) and on generated 640x480 and
+1280x720 H.264; each video is decoded ``--reps`` times with the hook and ``--reps`` times with
+it replaced by a no-op, interleaved; best of each, process CPU time. Write: ``FramePdqSink`` on
+``--videos`` synthetic 60 s videos into a fresh local index (seconds per 1000 video-minutes,
+bytes on disk per video-second).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,39 +22,86 @@ from pathlib import Path
 import numpy as np
 
 
+class _NoHash:
+    def __init__(self, *a, **k):
+        pass
+
+    def offer(self, *a, **k):
+        pass
+
+    def result(self):
+        return None
+
+
+def _cpu(fn):
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def decode_cost(paths, reps):
+    import xclip_core.video.decode as dec
+    from xclip_core.video import DecodeConfig, decode_video
+
+    cfg = DecodeConfig(crop_size=224, shortest_edge=224, frames_per_clip=8, max_clips_per_video=None)
+    real = dec.SecondHasher
+    for p in paths:
+        on, off = [], []
+        for _ in range(reps):
+            dec.SecondHasher = real
+            on.append(_cpu(lambda: decode_video(str(p), cfg)))
+            dec.SecondHasher = _NoHash
+            off.append(_cpu(lambda: decode_video(str(p), cfg)))
+        dec.SecondHasher = real
+        r = decode_video(str(p), cfg)
+        print(f"| {Path(p).name} | {r.meta.width}x{r.meta.height} | {r.meta.duration_s:.1f} | {min(off):.3f} | "
+              f"{min(on):.3f} | {min(on) / min(off):.3f} | {len(r.frame_hashes)} |", flush=True)
+
+
+def write_cost(n_videos):
+    from moderation.store import FramePdqSink
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as out:
+        sink = FramePdqSink(out, "bench", flush_every=1000)
+        rows = []
+        for i in range(n_videos):
+            h = rng.integers(0, 256, (60, 32), dtype=np.uint8)
+            rows.append({"kind": "video", "video_id": f"v{i}", "uri": f"s3://b/v{i}.mp4", "status": "ok",
+                         "pdq_times": [float(t) for t in range(60)], "pdq_frame_numbers": list(range(0, 1800, 30)),
+                         "pdq_hashes": [bytes(x) for x in h], "pdq_mirror": [bytes(x) for x in h[::-1]],
+                         "pdq_quality": [90] * 60})
+        from schemas.stream import decoded_schema
+
+        batch = pa.Table.from_pylist(rows, schema=decoded_schema())
+        t0 = time.perf_counter()
+        sink.add(batch)
+        sink.close()
+        took = time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
+    print(f"frame_pdq write: {n_videos} videos x 60 s in {took:.2f} s ({1000 * took / n_videos:.1f} s per 1000 "
+          f"video-minutes); {size / (n_videos * 60):.0f} bytes on disk per video-second")
+
+
 def main() -> None:
-    from jobs.config import DecoderConfig
-    from jobs.decoder import decode_config
-    from moderation.hashing import frame_hashes
-    from xclip_core.video import decode_video
     from xclip_core.video.synth import write_video
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--crop", type=int, default=224)
-    ap.add_argument("--videos", type=int, default=4)
-    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--clips", default=os.path.expanduser("~/.cache/xclip-index-bench/clips"))
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--videos", type=int, default=200)
     a = ap.parse_args()
-    dcfg = decode_config(DecoderConfig.from_settings(max_clips_per_video=None), frames_per_clip=8, crop_size=a.crop,
-                         shortest_edge=a.crop)
-    decode_s = hash_s = 0.0
-    frames = 0
+    paths = sorted(Path(a.clips).rglob("*.mp4"))
+    paths = [p for p in paths if p.parent.name in ("data", "videos") and "muted" not in p.name]
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(a.videos):
-            path = Path(tmp) / f"v{i}.mp4"
-            write_video(path, num_frames=30 * a.seconds, width=640, height=480, fps=30)
-            t0 = time.perf_counter()
-            result = decode_video(str(path), dcfg)
-            decode_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for c in result.clips:
-                frame_hashes(c.frames)
-            hash_s += time.perf_counter() - t0
-            frames += sum(len(c.frames) for c in result.clips)
-    print(f"{a.videos} videos x {a.seconds} s (640x480 H.264), crop {a.crop}: {frames} sampled frames; "
-          f"decode {decode_s:.2f} s, hash {hash_s:.3f} s ({1e3 * hash_s / max(frames, 1):.2f} ms/frame); "
-          f"hash / decode = {hash_s / decode_s:.3f}")
-    assert np.isfinite(hash_s)
+        for w, h in ((640, 480), (1280, 720)):
+            paths.append(write_video(Path(tmp) / f"gen{w}x{h}.mp4", num_frames=300, width=w, height=h, fps=30))
+        print("| video | size | seconds | decode CPU s, no hook | with PDQ hook | ratio | hashes |\n|---|---|---|---|---|---|---|")
+        decode_cost(paths, a.reps)
+    write_cost(a.videos)
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()

@@ -177,7 +177,7 @@ class EncoderConfig:
     compile: bool | None = None  # torch.compile the encoder step; None = on for CUDA, off for CPU
     store_prompt_features: bool = False  # also output each clip's visual tokens (prompt_features table)
     policy: str | None = None    # moderation policy YAML (moderation.policy); scores every window
-    blocklist: str | None = None  # known-bad videos (folder, s3:// prefix or .json hashes); needs policy
+    blocklist: str | None = None  # known-bad videos, .vpdq, .pdq (file, folder or s3:// prefix); needs policy
     max_gpu_actors: int = 0      # GPU actors the pool may grow to, GPUs an autoscaler must start included
     gpu_clips_per_s: float = 5000.0  # planner: clips/s one GPU encodes (measured H200, bf16; docs/planner.md)
 

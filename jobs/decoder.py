@@ -32,6 +32,7 @@ from jobs.decoded_rows import _clip_row, _meta_fields, _status_row
 from jobs.reader import stat_source
 from xclip_core.video.errors import MEDIA_ERRORS, short
 from schemas import STATUS_FAILED, STATUS_OK
+from schemas.moderation import pdq_stream_values
 from schemas.stream import decoded_schema
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
     if gpu_decode.route_to_nvdec(row, cfg):  # the GPU encoder actor decodes this one
         yield gpu_decode.passthrough_table(row, cfg)
         return
-    pending, n, emitted = [], 0, 0
+    pending, n, emitted, hashes = [], 0, 0, {}
     try:
         stream = iter_clips(row["uri"], cfg)
         for clip in stream:
@@ -96,6 +97,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
         result = stream.result
         st, reason, meta = result.status, result.reason, result.meta
         shots = result.shots
+        hashes = pdq_stream_values(result.frame_hashes)  # per-second PDQ (xclip_core.video.frame_hash)
     except MEDIA_ERRORS as e:  # iter_clips turns these into results; kept as a last guard
         st, reason, meta, shots = STATUS_FAILED, f"decode error: {short(e)}", None, None
     if st == STATUS_OK and n == 0:
@@ -108,7 +110,7 @@ def decode_one(row: dict, cfg, *, clips_per_table: int = 8, thumbnails: bool = F
     # an ok video keeps its "partial: ..." reason (counted as partial in the manifest)
     yield status(status=st, error=reason if st == STATUS_OK else (reason or st), num_segments=emitted,
                  decode_backend=cfg.backend, shots=_shot_rows(shots) if st == STATUS_OK else None,
-                 **_meta_fields(meta))
+                 **_meta_fields(meta), **(hashes if st == STATUS_OK else {}))
 
 
 def _shot_rows(shots) -> list[dict] | None:

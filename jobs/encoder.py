@@ -14,8 +14,6 @@ preprocessing config once, and encodes the label prompts once
                from stored features reproduces them: ``xclip_search.relabel``)
     policy_probs  only with ``policy_prompts`` (a moderation policy's classes): exact softmax
                over them, scored by a second ``ClipScorer`` on the same visual tokens
-    frame_hashes  only with ``hash_frames``: a perceptual hash per sampled frame
-               (``moderation.hashing``, on the CPU, from the frames already here)
 
 Status rows pass through untouched. Frames arrive as uint8 ``[T, S, S, 3]``;
 scaling and normalisation (``xclip_core.preprocess``) run here, on the
@@ -42,7 +40,7 @@ from jobs.finite import NONFINITE, nonfinite_rows
 from jobs.gpu_defaults import resolve_encoder
 from xclip_store.retry import PROGRAMMING_ERRORS
 from schemas.output import vectors
-from schemas.stream import FRAME_HASHES, FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, VISUAL_TOKENS, encoded_schema
+from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, VISUAL_TOKENS, encoded_schema
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +125,11 @@ class Encoder:
 
     def __init__(self, cfg: EncoderConfig, *, labels: tuple[str, ...] | None = None,
                  num_threads: int | None = None, prompts: tuple[tuple[str, ...], ...] | None = None,
-                 policy_prompts: list[list[str]] | None = None, hash_frames: bool = False):
+                 policy_prompts: list[list[str]] | None = None):
         """``labels`` / ``prompts``: the label names and their prompt texts as the driver loaded
         them (a label file on the driver's disk need not exist on worker nodes); default:
         ``load_labels(cfg.labels)``. Without ``prompts``, each label is ``cfg.prompt_template``'d.
-        ``policy_prompts``: a moderation policy's classes (``moderation.policy``); ``hash_frames``:
-        perceptual frame hashes for blocklist matching (``moderation.hashing``)."""
+        ``policy_prompts``: a moderation policy's classes (``moderation.policy``)."""
         import torch
 
         from xclip_core.labels import load_labels
@@ -172,9 +169,8 @@ class Encoder:
         self.dim = int(self.model.config.projection_dim)
         self.num_labels = len(labels)
         self.num_tokens = int(self.model.config.vision_config.num_patches) if cfg.store_prompt_features else 0
-        self.hash_frames = hash_frames
         self.schema = encoded_schema(self.dim, self.num_labels, num_tokens=self.num_tokens,
-                                     num_policy_classes=self.num_policy_classes, frame_hashes=hash_frames)
+                                     num_policy_classes=self.num_policy_classes)
         self.load_s = time.perf_counter() - t0
         log.info("encoder ready on %s (%s) in %.1fs", self.device, cfg.precision, self.load_s)
 
@@ -244,7 +240,6 @@ class Encoder:
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, self.num_labels), np.float32)
         policy = np.zeros((n, self.num_policy_classes), np.float32)
-        hashes = [None] * n
         valid = np.zeros(n, bool)
         tokens = np.zeros((n, self.num_tokens * self.dim), np.float16) if self.num_tokens else None
         errors = batch.column("error").to_pylist()
@@ -277,12 +272,6 @@ class Encoder:
             bad = nonfinite_rows(emb, probs) & valid  # e.g. a half-precision overflow on this input
             for i in np.flatnonzero(bad):
                 errors[i], valid[i] = f"encode failed: {NONFINITE}", False
-            if self.hash_frames and frames is not None:  # outside the try: a bug here fails the run
-                from moderation.hashing import frame_hashes
-
-                for i, f in zip(clip_rows, frames):
-                    f = f if isinstance(f, np.ndarray) else f.cpu().numpy()  # NVDEC frames live on the GPU
-                    hashes[i] = [bytes(h) for h in frame_hashes(f)]
             per_clip = (time.perf_counter() - t0) / len(clip_rows)
             for i in clip_rows:
                 encode_s[i] = per_clip
@@ -297,8 +286,6 @@ class Encoder:
                     pa.array(tokens.reshape(-1)), self.num_tokens * self.dim, mask=pa.array(~valid))
             elif field.name == POLICY_PROBS:
                 cols[field.name] = vectors(policy, self.num_policy_classes, valid)
-            elif field.name == FRAME_HASHES:
-                cols[field.name] = pa.array(hashes, field.type)
             elif field.name == "encode_s":
                 cols[field.name] = pa.array(encode_s, pa.float64())
             elif field.name == "error":

@@ -55,6 +55,7 @@ from jobs.visibility import KeepGood
 from xclip_store.retry import PROGRAMMING_ERRORS, short_error
 from xclip_store.writer import OutputError, Writer
 from moderation.job import ModerationRun
+from moderation.store import FramePdqSink
 from schemas import SEGMENTS_TABLE, STATUSES, VIDEOS_TABLE, RunManifest
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     processing_id=processing_id(info, dcfg, identity_encoder(cfg), outputs=outputs),
                     side_tables=side_tables(cfg, info), output=lease)
     mark_interrupted(writer, run_id)
+    pdq = FramePdqSink(cfg.writer.output, run_id)  # per-second PDQ of every ok video (frame_pdq)
     writer.repair_duplicates()
     listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0
     t0 = time.perf_counter()
@@ -279,6 +281,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                         _add_rows(writer, keep_good.filter(t))
                         report.add_videos(t)
                         breaker.observe(t)
+                    pdq.add(batch)
                     if moderation:
                         moderation.add(batch, video_tables)
                     report.tick(time.perf_counter() - t_pipe, sum(assembler.counts.values()), assembler.num_segments)
@@ -312,6 +315,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     moderation.add_videos(t)
         lease.check()
         tables = writer.close()
+        tables["frame_pdq"] = pdq.close()
         if moderation:
             tables["moderation"] = moderation.close(writer)
         seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,

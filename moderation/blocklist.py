@@ -1,151 +1,290 @@
-"""Known-bad video matching in the spirit of vPDQ: per-second frame hashes
-(``moderation.hashing``) of an upload against those of each blocklist item.
+"""Known-bad matching with PDQ / vPDQ: an upload's per-second frame hashes against a blocklist.
 
-A blocklist (``--blocklist URI``) is either
-  * a folder or ``s3://`` prefix of known-bad videos (listed like job inputs, decoded and
-    hashed on the driver with the job's decode settings), or
-  * a hash file (``.json``), e.g. written by ``write_hash_file``::
+A blocklist (``--blocklist URI``) is a file, a folder or an ``s3://`` prefix holding any mix of
+  * videos: one item each (id = file name), hashed by ``moderation.item_hash.item_hashes``
+    (every 0.1 s, bars trimmed, 8 dihedral orientations, 6 centre-crop levels up to 9% per side);
+  * ``.vpdq`` files: one item each (id = the file stem), vPDQ text format (``moderation.vpdq``);
+  * ``.pdq`` files: image hashes, one item per line (id = the line's ``,id``), matched against
+    single frames.
+The old ``.json`` hash files (``xclip-index/frame-hashes-1``) held a PDQ-like hash that PDQ
+does not reproduce: they are refused with the fix (re-hash the videos to ``.vpdq``).
 
-        {"format": "xclip-index/frame-hashes-1",
-         "items": [{"id": "case-123", "uri": "optional", "times": [0.0, 1.0, ...],
-                    "hashes": ["<64 hex digits>", ...]}]}
-
-Match (``match``): with ``d(q, i)`` the Hamming distance between an upload hash ``q`` and an
-item hash ``i``, the upload's share is the fraction of its per-second hashes with some item hash
-within ``max_distance``; the item's share is the fraction of its seconds (item times rounded to
-the second; items decoded from videos keep every sampled frame) with a frame within
-``max_distance`` of some upload hash. Both shares >=
-``min_share`` -> a match: the upload is ``block``ed, with the item id and the time range of the
-upload's matching seconds (first to last, + 1 s). Both ways, so a short upload that is a part
-of a long item matches only when it covers ``min_share`` of the item, and a long upload that
-contains a short item only when the item is ``min_share`` of it.
+Match (``Blocklist.match``), per upload (``FrameHashes``: one hash and one mirror hash per
+second, with PDQ quality):
+  1. frames with quality < ``min_quality`` (50, as vPDQ) are skipped, on both sides;
+  2. every list hash within ``max_distance`` (31, PDQ's own threshold) of an upload hash or its
+     mirror is found with ``moderation.hash_index.HashIndex`` (no scan in Python);
+  3. per item and alignment (item time - upload time, within ``max_offset_drift_s``), each
+     upload second keeps its closest hit; matched seconds form a segment while at most
+     ``max_gap_s`` good-quality seconds in a row do not match (low-quality seconds are unknown,
+     not a mismatch: they neither break nor count);
+  4. a segment is a match when it is at least ``min_seconds`` long (default 3), or covers at
+     least ``min_item_share`` of the item's seconds (a short item inside a long upload), or at
+     least ``min_upload_share`` of the upload's good-quality seconds with 2 or more matched (an
+     upload that is a short excerpt of a long item); an image hash (``.pdq``) matches on one
+     frame.
+A match carries the evidence: item id, upload range, item range, best and median Hamming
+distance, matched seconds, and the mode (``direct``, ``mirror``, ``dihedral:<name>``,
+``crop:<pct>%``...).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 
-from moderation.hashing import HASH_BYTES, from_hex, hamming, per_second, to_hex
+from xclip_core.pdq import MATCH_DISTANCE, QUALITY_MIN
 
-HASH_FILE_FORMAT = "xclip-index/frame-hashes-1"
+log = logging.getLogger(__name__)
+VIDEO, VPDQ, IMAGE = "video", "vpdq", "image"
+LEGACY_JSON = "xclip-index/frame-hashes-1"
 
 
 class BlocklistError(ValueError):
-    """The blocklist cannot be read; the message names it."""
+    """The blocklist cannot be read; the message names it and says the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
 class MatchConfig:
-    max_distance: int = 64      # of 256 bits; measured, see module doc
-    min_share: float = 0.5      # both ways
+    max_distance: int = MATCH_DISTANCE
+    min_quality: int = QUALITY_MIN
+    min_seconds: float = 3.0
+    min_item_share: float = 0.5
+    min_upload_share: float = 0.8
+    max_gap_s: int = 2           # unmatched good-quality seconds a segment may span
+    max_offset_drift_s: float = 1.5
+    index_kind: str = "auto"
 
     def __post_init__(self):
-        if not 0 <= self.max_distance <= 256:
-            raise ValueError(f"max_distance: must be in [0, 256], got {self.max_distance}")
-        if not 0 < self.min_share <= 1:
-            raise ValueError(f"min_share: must be in (0, 1], got {self.min_share}")
+        if not 0 <= self.max_distance <= 64:
+            raise ValueError(f"max_distance: must be in [0, 64] bits, got {self.max_distance}")
+        if not 0 <= self.min_quality <= 100:
+            raise ValueError(f"min_quality: must be in [0, 100], got {self.min_quality}")
+        if self.min_seconds <= 0:
+            raise ValueError(f"min_seconds: must be > 0, got {self.min_seconds}")
+        for name in ("min_item_share", "min_upload_share"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name}: must be in (0, 1], got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Item:
+    """One list entry. ``modes[k]`` names how hash k was made (see ``item_hash.mode_name``)."""
     id: str
-    times: np.ndarray       # [N] seconds
-    hashes: np.ndarray      # [N, 32] uint8
+    kind: str                 # video | vpdq | image
+    times: np.ndarray         # [N] item seconds
+    hashes: np.ndarray        # [N, 32]
+    quality: np.ndarray       # [N]
+    modes: tuple = ("direct",)
+    mode_of: np.ndarray | None = None   # [N] index into modes (None: all "direct")
     uri: str | None = None
+
+    @property
+    def seconds(self) -> int:
+        """Distinct whole seconds with a hashable frame (the denominator of the item share)."""
+        return max(1, len(np.unique(np.floor(self.times[self.quality >= QUALITY_MIN] + 1e-6))))
 
 
 @dataclasses.dataclass(frozen=True)
 class Match:
     item_id: str
-    share_query: float
-    share_item: float
-    start_s: float
+    start_s: float            # upload range
     end_s: float
+    item_start_s: float       # item range
+    item_end_s: float
+    best_distance: int
+    median_distance: float
+    matched_s: float          # upload seconds matched
+    item_share: float         # of the item's seconds
+    mode: str
+
+    def evidence(self) -> dict:
+        return dataclasses.asdict(self)
 
 
-def match(times: np.ndarray, hashes: np.ndarray, items: list[Item], cfg: MatchConfig = MatchConfig()) -> list[Match]:
-    """Matches of one upload's per-second hashes against every item (see module doc)."""
-    hashes = np.asarray(hashes, np.uint8).reshape(-1, HASH_BYTES)
-    out = []
-    if not len(hashes):
+class Blocklist:
+    """Items plus one hash index over all their (good-quality) hashes."""
+
+    def __init__(self, items: list[Item], cfg: MatchConfig = MatchConfig()):
+        from moderation.hash_index import HashIndex
+
+        self.items, self.cfg = list(items), cfg
+        keep = [np.flatnonzero(it.quality >= cfg.min_quality) for it in self.items]
+        self.item_of = np.concatenate([np.full(len(k), i, np.int32) for i, k in enumerate(keep)] or [np.zeros(0, np.int32)])
+        self.row_of = np.concatenate(keep or [np.zeros(0, np.int64)]).astype(np.int64)
+        hashes = [it.hashes[k] for it, k in zip(self.items, keep)]
+        self.index = HashIndex(np.concatenate(hashes) if hashes else np.zeros((0, 32), np.uint8),
+                               kind=cfg.index_kind, max_radius=cfg.max_distance)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def num_hashes(self) -> int:
+        return self.index.size
+
+    def match(self, fh) -> list[Match]:
+        """Matches of one upload (``times``, ``hashes``, ``mirror``, ``quality``; see module doc)."""
+        cfg = self.cfg
+        ok = np.flatnonzero(np.asarray(fh.quality) >= cfg.min_quality)
+        if not len(ok) or not self.index.size:
+            return []
+        times = np.asarray(fh.times, np.float64)[ok]
+        queries = np.concatenate([np.asarray(fh.hashes)[ok], np.asarray(fh.mirror)[ok]])
+        q, lst, dist = self.index.search(queries, cfg.max_distance)
+        mirrored = q >= len(ok)
+        q = q % len(ok)
+        out = []
+        items = self.item_of[lst]
+        for i in np.unique(items):
+            sel = items == i
+            out.extend(self._item_matches(self.items[i], times, q[sel], self.row_of[lst[sel]], dist[sel],
+                                          mirrored[sel]))
+        return sorted(out, key=lambda m: (m.start_s, m.item_id))
+
+    def _item_matches(self, item: Item, times, q, rows, dist, mirrored) -> list[Match]:
+        cfg = self.cfg
+        if item.kind == IMAGE:
+            k = int(np.argmin(dist))
+            return [self._make(item, [int(q[k])], times, {int(q[k]): (int(dist[k]), int(rows[k]), bool(mirrored[k]))},
+                               1.0)]
+        # candidate alignments: each hit's offset (item time - upload time); a segment is a run of
+        # upload seconds with a hit within max_offset_drift_s of one alignment
+        offsets = item.times[rows] - times[q]
+        found = []
+        for key in np.unique(np.round(offsets)):
+            sel = np.abs(offsets - key) <= cfg.max_offset_drift_s
+            best: dict[int, tuple] = {}  # upload frame -> (distance, item row, mirrored)
+            for qi, r, d, m in zip(q[sel].tolist(), rows[sel].tolist(), dist[sel].tolist(), mirrored[sel].tolist()):
+                if qi not in best or (d, m) < best[qi][::2]:
+                    best[qi] = (d, r, m)
+            frames = sorted(best)
+            runs, cur = [], [frames[0]]
+            for f in frames[1:]:
+                if f - cur[-1] - 1 <= cfg.max_gap_s:  # f indexes good-quality frames only
+                    cur.append(f)
+                else:
+                    runs.append(cur)
+                    cur = [f]
+            runs.append(cur)
+            for run in runs:
+                item_secs = len(np.unique(np.floor(item.times[[best[f][1] for f in run]] + 1e-6)))
+                share = min(1.0, item_secs / item.seconds)
+                upload_share = len(run) / len(times)
+                if len(run) >= cfg.min_seconds or share >= cfg.min_item_share or \
+                        (len(run) >= 2 and upload_share >= cfg.min_upload_share):
+                    found.append(self._make(item, run, times, best, share))
+        out: list[Match] = []  # overlapping candidates (neighbouring alignments): the longest wins
+        for m in sorted(found, key=lambda m: (-m.matched_s, m.median_distance)):
+            if all(m.end_s <= o.start_s or m.start_s >= o.end_s for o in out):
+                out.append(m)
         return out
-    for item in items:
-        if not len(item.hashes):
-            continue
-        close = hamming(hashes, item.hashes) <= cfg.max_distance  # [Nq, Ni]
-        q_hit, i_hit = close.any(axis=1), close.any(axis=0)
-        # an item may carry more than one hash per second: its share counts seconds
-        sec = np.round(np.asarray(item.times, np.float64)).astype(np.int64)
-        share_q, share_i = float(q_hit.mean()), len(np.unique(sec[i_hit])) / len(np.unique(sec))
-        if share_q >= cfg.min_share and share_i >= cfg.min_share:
-            t = np.asarray(times, np.float64)[q_hit]
-            out.append(Match(item.id, share_q, share_i, float(t.min()), float(t.max()) + 1.0))
-    return sorted(out, key=lambda m: -min(m.share_query, m.share_item))
+
+    @staticmethod
+    def _make(item: Item, seg, times, best, share) -> Match:
+        d = np.asarray([best[f][0] for f in seg])
+        rows = [best[f][1] for f in seg]
+        modes = [_mode(item, r, best[f][2]) for f, r in zip(seg, rows)]
+        mode = max(sorted(set(modes)), key=modes.count)  # the most common over the segment
+        it = item.times[rows]
+        return Match(item.id, float(times[seg[0]]), float(times[seg[-1]]) + 1.0, float(it.min()), float(it.max()) + 1.0,
+                     int(d.min()), float(np.median(d)), float(len(seg)), float(share), mode)
 
 
-def hash_video(uri: str, dcfg, *, every_frame: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``uri`` with ``dcfg`` (the job's decode settings) -> per-second (times, hashes);
-    ``every_frame``: the hashes of all sampled frames instead (blocklist items: denser in time,
-    so an upload trimmed at a fraction of a second still finds a frame near each of its seconds)."""
-    from moderation.hashing import frame_hashes
-    from xclip_core.video import decode_video
-
-    result = decode_video(uri, dcfg)
-    if result.status != "ok" or not result.clips:
-        raise BlocklistError(f"blocklist video {uri}: cannot decode ({result.reason or result.status})")
-    ts = np.concatenate([np.asarray(c.timestamps, np.float64) for c in result.clips])
-    hs = np.concatenate([frame_hashes(c.frames) for c in result.clips])
-    if every_frame:
-        order = np.argsort(ts, kind="stable")
-        return ts[order], hs[order]
-    duration = result.meta.duration_s if result.meta is not None else None
-    return per_second(ts, hs, duration)
+def _mode(item: Item, row: int, mirrored: bool) -> str:
+    """How an item hash matched; the upload's mirror hash on the item's mirror is ``direct``."""
+    mode = item.modes[item.mode_of[row]] if item.mode_of is not None else "direct"
+    if not mirrored:
+        return mode
+    return {"direct": "mirror", "dihedral:flipy": "direct"}.get(mode, f"{mode}+mirror")
 
 
-def load_blocklist(uri: str, dcfg) -> list[Item]:
-    """A hash file (``.json``) or a folder / prefix of videos -> items (see module doc)."""
+def _video_item(uri: str) -> Item:
+    from moderation.item_hash import CROP_LEVELS, ItemHashError, item_hashes, mode_name
+
+    try:
+        ih = item_hashes(uri)
+    except ItemHashError as e:
+        raise BlocklistError(f"--blocklist: video {e}") from None
+    modes = tuple(mode_name(lv, d) for lv in CROP_LEVELS for d in range(8))
+    mode_of = (ih.levels.astype(np.int64) * 8 + ih.dihedral).astype(np.int32)
+    return Item(uri.rstrip("/").rsplit("/", 1)[-1], VIDEO, ih.times, ih.hashes, ih.quality, modes, mode_of, uri)
+
+
+def _stem(uri: str) -> str:
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _file_items(uri: str) -> list[Item]:
+    from moderation.vpdq import HashFileError, parse_pdq_list, parse_vpdq
     from xclip_core import storage
 
-    if uri.lower().endswith(".json"):
-        try:
-            doc = json.loads(storage.read_bytes(uri).decode("utf-8"))
-        except (OSError, FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BlocklistError(f"--blocklist {uri}: cannot read the hash file ({type(e).__name__}: {e})") from None
-        if not isinstance(doc, dict) or doc.get("format") != HASH_FILE_FORMAT:
-            raise BlocklistError(f"--blocklist {uri}: expected a JSON object with format {HASH_FILE_FORMAT!r}")
-        items = []
-        for k, it in enumerate(doc.get("items") or []):
-            try:
-                hs = np.stack([from_hex(h) for h in it["hashes"]]) if it["hashes"] else np.zeros((0, HASH_BYTES))
-                times = np.asarray(it.get("times") or np.arange(len(hs)), np.float64)
-                if len(times) != len(hs):
-                    raise ValueError(f"{len(times)} times for {len(hs)} hashes")
-                items.append(Item(str(it["id"]), times, hs.astype(np.uint8), it.get("uri")))
-            except (KeyError, TypeError, ValueError) as e:
-                raise BlocklistError(f"--blocklist {uri}: items[{k}]: {type(e).__name__}: {e}") from None
-        return items
-    from jobs.config import ReaderConfig
+    low = uri.lower()
+    try:
+        text = storage.read_bytes(uri).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BlocklistError(f"--blocklist {uri}: cannot read ({type(e).__name__}: {e})") from None
+    try:
+        if low.endswith(".vpdq"):
+            v = parse_vpdq(text, uri)
+            return [Item(_stem(uri), VPDQ, v.times, v.hashes, v.quality, uri=uri)]
+        if low.endswith(".pdq"):
+            return [Item(ident, IMAGE, np.zeros(1), h[None], np.full(1, 100, np.int16), uri=uri)
+                    for ident, h in parse_pdq_list(text, uri)]
+    except HashFileError as e:
+        raise BlocklistError(f"--blocklist {e}") from None
+    try:
+        fmt = json.loads(text).get("format")
+    except (json.JSONDecodeError, AttributeError):
+        fmt = None
+    if fmt == LEGACY_JSON:
+        raise BlocklistError(f"--blocklist {uri}: a {LEGACY_JSON} file holds the old PDQ-like hashes, which "
+                             "PDQ does not reproduce; re-hash the videos: xclip-index hash --out DIR VIDEO...")
+    raise BlocklistError(f"--blocklist {uri}: expected videos, .vpdq or .pdq files")
+
+
+def load_items(uri: str) -> list[Item]:
+    """A file, folder or s3:// prefix of videos, .vpdq and .pdq files -> items (see module doc)."""
+    from jobs.config import ConfigError, ReaderConfig
+    from jobs.config import VIDEO_EXTENSIONS
     from jobs.reader import list_inputs
 
-    listed = list_inputs(ReaderConfig(inputs=(uri,))).to_pylist()
+    if uri.lower().endswith((".vpdq", ".pdq", ".json")):
+        return _file_items(uri)
+    try:
+        listed = list_inputs(ReaderConfig(inputs=(uri,), extensions=VIDEO_EXTENSIONS + ("vpdq", "pdq"))).to_pylist()
+    except ConfigError as e:
+        raise BlocklistError(str(e).replace("--input", "--blocklist")) from None
     if not listed:
-        raise BlocklistError(f"--blocklist {uri}: no videos found (a folder, s3:// prefix or .json hash file)")
-    items = []
+        raise BlocklistError(f"--blocklist {uri}: no videos, .vpdq or .pdq files found")
+    items: list[Item] = []
     for r in listed:
         if r.get("status") == "failed":
             raise BlocklistError(f"--blocklist {uri}: {r['uri']}: {r.get('error')}")
-        times, hs = hash_video(r["uri"], dcfg, every_frame=True)
-        items.append(Item(r["uri"].rstrip("/").rsplit("/", 1)[-1], times, hs, r["uri"]))
+        u = r["uri"]
+        items.extend(_file_items(u) if u.lower().endswith((".vpdq", ".pdq")) else [_video_item(u)])
+    ids = [it.id for it in items]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise BlocklistError(f"--blocklist {uri}: item ids must be unique; repeated: {', '.join(dup[:5])}")
     return items
 
 
-def write_hash_file(uri: str, items: list[Item]) -> str:
-    """Write items as a hash file (local or ``s3://``)."""
-    from moderation.store import write_text
+def load_blocklist(uri: str, cfg: MatchConfig = MatchConfig()) -> Blocklist:
+    bl = Blocklist(load_items(uri), cfg)
+    log.info("blocklist %s: %d items, %d hashes (%s index)", uri, len(bl), bl.num_hashes, bl.index.kind)
+    return bl
 
-    doc = {"format": HASH_FILE_FORMAT, "items": [
-        {"id": it.id, "uri": it.uri, "times": [float(t) for t in it.times], "hashes": [to_hex(h) for h in it.hashes]}
-        for it in items]}
-    return write_text(uri, json.dumps(doc))
+
+def frame_hashes_from_lists(times, hashes, mirror, quality):
+    """Stored lists (``frame_pdq`` rows, status rows' ``pdq_*``) -> ``FrameHashes``."""
+    from xclip_core.video.frame_hash import FrameHashes
+
+    def mat(hs):
+        return np.frombuffer(b"".join(hs), np.uint8).reshape(len(hs), 32) if hs else np.zeros((0, 32), np.uint8)
+
+    return FrameHashes(np.asarray(times, np.float64), np.zeros(len(times), np.int64), mat(hashes), mat(mirror),
+                       np.asarray(quality, np.int16))

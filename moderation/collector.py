@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pyarrow as pa
 
 from jobs.assembler import _matrix
 from moderation.decide import Clip, Decision, decide, with_matches
 from moderation.policy import Policy
-from schemas.moderation import frame_hashes_schema, moderation_schema
+from schemas.moderation import EVIDENCE_TYPE, moderation_schema
 from schemas.output import STATUS_OK, from_columns
-from schemas.stream import FRAME_HASHES, KIND_CLIP, POLICY_PROBS
+from schemas.stream import KIND_CLIP, KIND_VIDEO, POLICY_PROBS
+
+EVIDENCE_KEYS = [f.name for f in EVIDENCE_TYPE]
 
 
 def decision_row(d: Decision, *, video_id: str, uri: str, policy: Policy, model_id: str, run_id: str,
@@ -28,6 +29,7 @@ def decision_row(d: Decision, *, video_id: str, uri: str, policy: Policy, model_
             "flags": [f.to_dict() for f in d.flags], "policy_hash": policy.policy_hash, "model_id": model_id,
             "run_id": run_id, "coverage": float(d.coverage), "error": d.error,
             "decided_at": dt.datetime.now(dt.timezone.utc), "score_mode": score_mode,
+            "evidence": [{k: e[k] for k in EVIDENCE_KEYS} for e in d.evidence] or None,
             "peaks": dict(d.peaks)}  # not a column: for the report
 
 
@@ -47,11 +49,11 @@ def video_decision(policy: Policy, clips: list[Clip], video: dict) -> Decision:
 class DecisionCollector:
     def __init__(self, policy: Policy, *, model_id: str, run_id: str, score_mode: str = "exact",
                  blocklist=None):
-        """``blocklist``: ``moderation.blocklist.Item`` list; the batches then carry frame hashes."""
+        """``blocklist``: a ``moderation.blocklist.Blocklist``, matched against the per-second PDQ
+        the decoder put on each video's status row."""
         self.policy = policy
         self.blocklist = blocklist
-        self._hashes: dict[str, list] = {}  # video_id -> [(timestamps, hashes)] per clip
-        self.hash_rows: list[dict] = []
+        self._hashes: dict[str, object] = {}  # video_id -> PDQ lists (until its videos row arrives)
         self.model_id = model_id
         self.run_id = run_id
         self.score_mode = score_mode
@@ -61,6 +63,8 @@ class DecisionCollector:
 
     def add_clips(self, batch: pa.Table) -> None:
         kinds = batch.column("kind").to_pylist()
+        if self.blocklist is not None:
+            self._keep_hashes(batch, kinds)
         idx = [i for i, k in enumerate(kinds) if k == KIND_CLIP]
         if not idx:
             return
@@ -68,15 +72,24 @@ class DecisionCollector:
         col = clips.column(POLICY_PROBS).combine_chunks()
         probs = _matrix(col, self.policy.num_classes)
         valid = col.is_valid().to_pylist()
-        hashes = clips.column(FRAME_HASHES).to_pylist() if self.blocklist is not None else None
-        stamps = clips.column("frame_timestamps").to_pylist() if hashes is not None else None
         for j, (vid, seg, s, e) in enumerate(zip(*(clips.column(n).to_pylist()
                                                    for n in ("video_id", "segment_index", "start_s", "end_s")))):
             if vid in self._decided or not valid[j]:  # null probs: the encoder failed; the video row says so
                 continue
             self._clips.setdefault(vid, {})[seg] = Clip(s, e, probs[j].copy())
-            if hashes is not None and hashes[j]:
-                self._hashes.setdefault(vid, []).append((stamps[j], hashes[j]))
+
+    def _keep_hashes(self, batch: pa.Table, kinds: list) -> None:
+        from moderation.blocklist import frame_hashes_from_lists
+
+        idx = [i for i, k in enumerate(kinds) if k == KIND_VIDEO]
+        if not idx or "pdq_hashes" not in batch.column_names:
+            return
+        rows = batch.take(pa.array(idx)).select(["video_id", "pdq_times", "pdq_hashes", "pdq_mirror",
+                                                 "pdq_quality"]).to_pylist()
+        for r in rows:
+            if r["pdq_hashes"]:
+                self._hashes[r["video_id"]] = frame_hashes_from_lists(r["pdq_times"], r["pdq_hashes"],
+                                                                      r["pdq_mirror"], r["pdq_quality"])
 
     def add_videos(self, videos: pa.Table) -> None:
         for v in videos.select(["video_id", "uri", "status", "error", "duration_s"]).to_pylist():
@@ -91,24 +104,12 @@ class DecisionCollector:
                                           score_mode=self.score_mode if d.decision != "error" else None))
 
     def _match(self, v: dict, d: Decision) -> Decision:
-        """Known-bad matching of an ok video's per-second hashes (also kept for ``frame_hashes``)."""
-        parts = self._hashes.pop(v["video_id"], [])
-        if self.blocklist is None or d.decision == "error" or not parts:
+        """Known-bad matching of an ok video's per-second PDQ (``moderation.blocklist``)."""
+        fh = self._hashes.pop(v["video_id"], None)
+        if self.blocklist is None or d.decision == "error" or fh is None:
             return d
-        from moderation.blocklist import match
-        from moderation.hashing import per_second
-
-        ts = np.concatenate([np.asarray(t, np.float64) for t, _ in parts])
-        hs = np.frombuffer(b"".join(h for _, hl in parts for h in hl), np.uint8).reshape(len(ts), -1)
-        times, picked = per_second(ts, hs, v.get("duration_s"))
-        self.hash_rows.append({"video_id": v["video_id"], "uri": v["uri"], "times": times.tolist(),
-                               "hashes": [bytes(h) for h in picked], "run_id": self.run_id,
-                               "indexed_at": dt.datetime.now(dt.timezone.utc)})
-        return with_matches(d, match(times, picked, self.blocklist))
+        return with_matches(d, self.blocklist.match(fh))
 
     def table(self) -> pa.Table:
         return rows_table(self.rows)
 
-    def hashes_table(self) -> pa.Table:
-        schema = frame_hashes_schema()
-        return from_columns({n: [r[n] for r in self.hash_rows] for n in schema.names}, schema, len(self.hash_rows))

@@ -54,6 +54,7 @@ class Decision:
     coverage: float
     error: str | None = None
     peaks: dict = dataclasses.field(default_factory=dict)  # category -> max clip probability
+    evidence: tuple = ()       # per blocklist match: schemas.moderation.EVIDENCE_TYPE dicts
 
 
 def ranges(clips: Sequence[Clip], index: int, threshold: float) -> list[Flag]:
@@ -98,12 +99,14 @@ def coverage(clips: Sequence[Clip], duration_s: float | None) -> float:
 
 def with_matches(d: Decision, matches) -> Decision:
     """Add known-bad matches (``moderation.blocklist.Match``) to a decision: each is a flag
-    ``blocklist:<item id>`` (confidence = the smaller share) and makes the decision ``block``."""
+    ``blocklist:<item id>`` (confidence = 1 - median distance / 256) with its evidence, and makes
+    the decision ``block``."""
     if not matches or d.decision == ERROR:
         return d
-    extra = [Flag(f"blocklist:{m.item_id}", min(m.share_query, m.share_item), m.start_s, m.end_s) for m in matches]
+    extra = [Flag(f"blocklist:{m.item_id}", 1.0 - m.median_distance / 256, m.start_s, m.end_s) for m in matches]
+    evidence = tuple(dict(m.evidence(), category=f"blocklist:{m.item_id}") for m in matches)
     flags = tuple(sorted((*d.flags, *extra), key=lambda f: (f.start_s, f.category)))
-    return dataclasses.replace(d, decision=BLOCK, action=BLOCK, flags=flags)
+    return dataclasses.replace(d, decision=BLOCK, action=BLOCK, flags=flags, evidence=d.evidence + evidence)
 
 
 def decide(policy: Policy, clips: Sequence[Clip], *, duration_s: float | None,

@@ -42,16 +42,15 @@ class ModerationRun:
             from moderation.blocklist import BlocklistError, load_blocklist
 
             try:
-                blocklist = load_blocklist(cfg.encoder.blocklist, dcfg)
+                blocklist = load_blocklist(cfg.encoder.blocklist)
             except BlocklistError as e:
                 raise ConfigError(str(e)) from None
-            log.info("blocklist %s: %d items", cfg.encoder.blocklist, len(blocklist))
         return cls(cfg, policy, model_id=model_id, run_id=run_id, blocklist=blocklist)
 
     @property
     def encoder_kwargs(self) -> dict:
-        """What the encoder actors need: the policy's class prompts; frame hashing under a blocklist."""
-        return {"policy_prompts": self.policy.class_prompts, "hash_frames": self.blocklist is not None}
+        """What the encoder actors need: the policy's class prompts."""
+        return {"policy_prompts": self.policy.class_prompts}
 
     def add(self, batch, video_tables) -> None:
         """An encoded batch and the videos tables the assembler finished with it."""
@@ -65,12 +64,9 @@ class ModerationRun:
     def close(self, writer) -> dict:
         """Write the table, the report and the review queue; returns the manifest's table entry."""
         from moderation.report import render_report
-        from moderation.store import write_decisions, write_frame_hashes, write_review_queue
+        from moderation.store import write_decisions, write_review_queue
 
         out = write_decisions(self.cfg.writer.output, self.run_id, self.collector.table())
-        if self.blocklist is not None:
-            out["frame_hashes"] = write_frame_hashes(self.cfg.writer.output, self.run_id,
-                                                     self.collector.hashes_table())
         rows = self.collector.rows
         out["report"] = writer.write_text(f"runs/{self.run_id}-moderation.html",
                                           render_report(rows, self.policy, output=self.cfg.writer.output,

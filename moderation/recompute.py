@@ -13,8 +13,10 @@ The model is the one named by the index's latest run manifest (``runs/*.json``,
 
 ``result.mode`` says which ran: ``exact``, ``approximate`` or ``mixed``; each row's
 ``score_mode`` says it per video. Videos that are not ``ok`` in ``videos`` get ``error``.
-With ``blocklist``, known-bad matching uses the stored ``frame_hashes`` (written by runs with
-``--blocklist``); ``result.unhashed`` counts ok videos without stored hashes (not matched).
+With ``blocklist``, known-bad matching uses the stored per-second PDQ (``frame_pdq``, written
+by every run), so a new list item finds old uploads without decoding. An index where an ok
+video has no stored hashes (built before ``frame_pdq``, or decoded by decord/NVDEC) is refused
+with one line saying how many and the fix, never a silent allow.
 The rows are upserted into the ``moderation`` table under a new run id.
 """
 from __future__ import annotations
@@ -24,14 +26,14 @@ import json
 
 import numpy as np
 
+from moderation.blocklist import frame_hashes_from_lists
 from moderation.collector import decision_row, rows_table, video_decision
-from moderation.blocklist import match
 from moderation.decide import Clip, with_matches
 from moderation.policy import load_policy
 from moderation.store import write_decisions, write_review_queue
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.manifest import RunManifest
-from schemas.moderation import FRAME_HASHES_TABLE
+from schemas.moderation import FRAME_PDQ_TABLE
 from schemas.output import SEGMENTS_TABLE, VIDEOS_TABLE
 from schemas.sql import sql_list
 from xclip_core import storage
@@ -53,7 +55,7 @@ class ModerateResult:
     table: dict             # write_decisions() result
     rows: list
     review_items: int | None = None
-    unhashed: int = 0
+    matched: int = 0        # videos with a blocklist match
 
     def format(self) -> str:
         c = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
@@ -94,9 +96,15 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
         raise ModerateError(f"--index {index}: no videos/segments tables; is it an xclip-index output?")
     videos_tbl, segments_tbl = db.open_table(VIDEOS_TABLE), db.open_table(SEGMENTS_TABLE)
     features_tbl = db.open_table(PROMPT_FEATURES_TABLE) if PROMPT_FEATURES_TABLE in names else None
-    items = _blocklist(blocklist, manifest) if blocklist else None
-    hashes_tbl = db.open_table(FRAME_HASHES_TABLE) if items is not None and FRAME_HASHES_TABLE in names else None
-    unhashed = 0
+    items = _blocklist(blocklist) if blocklist else None
+    hashes_tbl = None
+    if items is not None:
+        if FRAME_PDQ_TABLE not in names:
+            raise ModerateError(f"--index {index}: no stored frame hashes ({FRAME_PDQ_TABLE} table): it was built "
+                                f"before they were stored; rehash it with xclip-index run --full --output {index}")
+        hashes_tbl = db.open_table(FRAME_PDQ_TABLE)
+        _check_hashed(index, videos_tbl, hashes_tbl)
+    matched = 0
     other = segments_tbl.search().where(f"model_id != '{manifest.model_id}'").select(["model_id"]).limit(1) \
         .to_arrow()
     if other.num_rows:
@@ -142,8 +150,8 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
                 probs.update(zip((s["segment_id"] for s in approx), scorer.probs(emb, None).numpy()))
         stored = {}
         if hashes_tbl is not None:
-            stored = {r["video_id"]: r for r in hashes_tbl.search().where(where).select(["video_id", "times", "hashes"])
-                      .limit(None).to_arrow().to_pylist()}
+            stored = {r["video_id"]: r for r in hashes_tbl.search().where(where)
+                      .select(["video_id", "times", "hashes", "mirror", "quality"]).limit(None).to_arrow().to_pylist()}
         by_video: dict[str, list] = {}
         for s in segs:
             by_video.setdefault(s["video_id"], []).append(s)
@@ -152,11 +160,10 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
             d = video_decision(pol, [Clip(s["start_s"], s["end_s"], probs[s["segment_id"]]) for s in vs], v)
             if items is not None and d.decision != "error":
                 h = stored.get(v["video_id"])
-                if h is None or not h["hashes"]:
-                    unhashed += 1
-                else:
-                    hs = np.frombuffer(b"".join(h["hashes"]), np.uint8).reshape(len(h["hashes"]), -1)
-                    d = with_matches(d, match(np.asarray(h["times"]), hs, items))
+                if h is not None and h["hashes"]:
+                    found = items.match(frame_hashes_from_lists(h["times"], h["hashes"], h["mirror"], h["quality"]))
+                    matched += bool(found)
+                    d = with_matches(d, found)
             kinds = {EXACT if s["segment_id"] in tokens else APPROXIMATE for s in vs}
             mode = None if d.decision == "error" else (kinds.pop() if len(kinds) == 1 else "mixed")
             modes.add(mode)
@@ -170,18 +177,28 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     for r in rows:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
     return ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows, review_items=n_review,
-                          unhashed=unhashed)
+                          matched=matched)
 
 
-def _blocklist(uri: str, manifest: RunManifest):
-    """Blocklist items; videos in it are decoded with the index's own decode settings."""
+def _blocklist(uri: str):
     from moderation.blocklist import BlocklistError, load_blocklist
-    from xclip_core.video import DecodeConfig
 
     try:
-        return load_blocklist(uri, DecodeConfig(**manifest.decode_config))
+        return load_blocklist(uri)
     except BlocklistError as e:
         raise ModerateError(str(e)) from None
+
+
+def _check_hashed(index: str, videos_tbl, hashes_tbl) -> None:
+    """Every ok video must have stored hashes: else one line with the count and the fix."""
+    ok = {r["video_id"] for r in videos_tbl.search().where("status = 'ok'").select(["video_id"]).limit(None)
+          .to_arrow().to_pylist()}
+    hashed = {r["video_id"] for r in hashes_tbl.search().select(["video_id"]).limit(None).to_arrow().to_pylist()}
+    missing = ok - hashed
+    if missing:
+        raise ModerateError(f"--index {index}: {len(missing)} of {len(ok)} ok videos have no stored frame hashes "
+                            f"(indexed before they were stored, or by the decord/NVDEC decoder), so the blocklist "
+                            f"cannot be checked against them; rehash with xclip-index run --full --output {index}")
 
 
 def result_json(result: ModerateResult) -> str:

@@ -57,6 +57,13 @@ def _table(head: list[str], rows: list[list], cls: str) -> str:
     return f'<table class="{cls}"><tr>{th}</tr>{body}</table>'
 
 
+def _evidence(e: dict) -> str:
+    """One blocklist match, for reviewers (``schemas.moderation.EVIDENCE_TYPE``)."""
+    return (f"known item {e['item_id']} ({e['mode']}): upload {e['start_s']:.1f}-{e['end_s']:.1f}s = item "
+            f"{e['item_start_s']:.1f}-{e['item_end_s']:.1f}s, {e['matched_s']:g} s matched, Hamming best "
+            f"{e['best_distance']} / median {e['median_distance']:g} of 256")
+
+
 def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str) -> str:
     """The HTML text of the report for the decision rows of one run."""
     decisions = collections.Counter(r["decision"] for r in rows)
@@ -89,8 +96,9 @@ def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str)
                            for f in i["ranges"])
         img = (f'<img alt="thumbnail" src="data:image/jpeg;base64,{base64.b64encode(thumbs[i["video_id"]]).decode()}">'
                if i["video_id"] in thumbs else "")
+        ev = "".join(f'<br><span class="evidence">{html.escape(_evidence(e))}</span>' for e in i.get("evidence") or [])
         parts.append(f'<li data-decision="{i["decision"]}">{img}<b>{html.escape(i["decision"])}</b> '
-                     f'{html.escape(i["uri"])}: {html.escape(ranges)}</li>')
+                     f'{html.escape(i["uri"])}: {html.escape(ranges)}{ev}</li>')
     parts.append("</ol>")
     style = "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}img{height:60px}"
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Moderation {html.escape(run_id)}</title>"

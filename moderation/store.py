@@ -4,18 +4,21 @@ append-only Parquet log under ``<output>/parquet/moderation/``) and the review q
 Review queue (``--review-out URI``, local or ``s3://``): JSON lines, one per ``block`` or
 ``review`` decision, most severe first: ``block`` before ``review``, then by peak confidence
 (highest first), then URI. Each line: ``video_id, uri, decision, confidence`` (peak over the
-flags) and ``ranges``: the flags ``{category, confidence, start_s, end_s}`` in time order.
+flags), ``ranges``: the flags ``{category, confidence, start_s, end_s}`` in time order, and
+``evidence``: per blocklist match its item id, mode, best/median Hamming distance, matched
+seconds, item share, upload and item ranges (``schemas.moderation.EVIDENCE_TYPE``).
 """
 from __future__ import annotations
 
 import json
 
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 
 from schemas import check_table
-from schemas.moderation import (FRAME_HASHES_TABLE, MODERATION_KEY, MODERATION_TABLE, frame_hashes_schema,
-                                moderation_schema)
+from schemas.moderation import (EVIDENCE_FIELD, FRAME_PDQ_TABLE, MODERATION_KEY, MODERATION_TABLE,
+                                frame_pdq_schema, moderation_schema)
 from xclip_core import storage
 from xclip_store import held
 
@@ -23,22 +26,27 @@ _SEVERITY = {"block": 0, "review": 1}
 
 
 def open_table(output: str, name: str = MODERATION_TABLE, *, create: bool = True):
-    """A moderation LanceDB table (``moderation`` or ``frame_hashes``) under ``output``, created
-    when missing and ``create`` (else None); an existing one must have this schema."""
+    """A moderation LanceDB table (``moderation`` or ``frame_pdq``) under ``output``, created
+    when missing and ``create`` (else None); an existing one must have this schema (a
+    ``moderation`` table from before ``evidence`` gets that column, as nulls)."""
     import lancedb
 
-    schema = {MODERATION_TABLE: moderation_schema, FRAME_HASHES_TABLE: frame_hashes_schema}[name]()
+    schema = {MODERATION_TABLE: moderation_schema, FRAME_PDQ_TABLE: frame_pdq_schema}[name]()
     owner = held(output)  # inside `run` / `moderate`: commits go through the leased output (lease checked)
     if owner is not None:
         if not create and name not in owner.table_names():
             return None
         owner.open_table(name, create_schema=schema)
         tbl = owner.table(name)
+        if name == MODERATION_TABLE and EVIDENCE_FIELD.name not in tbl.schema.names:
+            tbl.add_columns(EVIDENCE_FIELD)
         check_table(tbl.schema.empty_table(), schema)
         return tbl
     db = lancedb.connect(storage.join(output, "lancedb"), storage_options=storage.lancedb_storage_options(output))
     if name in set(db.list_tables().tables):
         tbl = db.open_table(name)
+        if name == MODERATION_TABLE and EVIDENCE_FIELD.name not in tbl.schema.names:
+            tbl.add_columns(EVIDENCE_FIELD)
         check_table(tbl.schema.empty_table(), schema)
         return tbl
     return db.create_table(name, schema=schema, exist_ok=True) if create else None
@@ -59,9 +67,9 @@ def write_decisions(output: str, run_id: str, table: pa.Table) -> dict:
             "parquet": ("s3://" + path) if storage.is_s3(output) else path}
 
 
-def write_frame_hashes(output: str, run_id: str, table: pa.Table) -> dict:
-    """Upsert per-video frame hashes (``schemas.moderation.frame_hashes_schema``) by ``video_id``."""
-    tbl = open_table(output, FRAME_HASHES_TABLE)
+def write_frame_pdq(output: str, table: pa.Table) -> dict:
+    """Upsert per-video PDQ hashes (``schemas.moderation.frame_pdq_schema``) by ``video_id``."""
+    tbl = open_table(output, FRAME_PDQ_TABLE)
     if table.num_rows:
         tbl.merge_insert("video_id").when_matched_update_all().when_not_matched_insert_all().execute(table)
     return {"version": int(tbl.version), "rows": int(tbl.count_rows())}
@@ -75,7 +83,8 @@ def review_queue(rows: list[dict]) -> list[dict]:
             continue
         flags = sorted(r["flags"] or [], key=lambda f: (f["start_s"], f["category"]))
         items.append({"video_id": r["video_id"], "uri": r["uri"], "decision": r["decision"],
-                      "confidence": max((f["confidence"] for f in flags), default=0.0), "ranges": flags})
+                      "confidence": max((f["confidence"] for f in flags), default=0.0), "ranges": flags,
+                      "evidence": r.get("evidence") or []})
     items.sort(key=lambda i: (_SEVERITY[i["decision"]], -i["confidence"], i["uri"]))
     return items
 
@@ -94,3 +103,47 @@ def write_review_queue(uri: str, rows: list[dict]) -> int:
     items = review_queue(rows)
     write_text(uri, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
     return len(items)
+
+
+class FramePdqSink:
+    """Driver side of every run: the ``pdq_*`` lists of the ``ok`` status rows in each batch
+    (``schemas.stream``) go to the ``frame_pdq`` table, ``flush_every`` videos per upsert, so
+    the driver holds at most that many videos' hashes."""
+
+    def __init__(self, output: str, run_id: str, *, flush_every: int = 2000):
+        self.output, self.run_id, self.flush_every = output, run_id, flush_every
+        self.rows: list[dict] = []
+        self.written = 0
+        self.result: dict | None = None
+
+    def add(self, batch: pa.Table) -> None:
+        import datetime as dt
+
+        from schemas.moderation import PDQ_COLUMNS, PDQ_STREAM_PREFIX
+        from schemas.stream import KIND_VIDEO
+
+        if "pdq_hashes" not in batch.column_names:
+            return
+        mask = pa.compute.and_(pa.compute.equal(batch.column("kind"), KIND_VIDEO),
+                               pa.compute.is_valid(batch.column("pdq_hashes")))
+        videos = batch.filter(pa.compute.and_(mask, pa.compute.equal(batch.column("status"), "ok")))
+        now = dt.datetime.now(dt.timezone.utc)
+        for r in videos.select(["video_id", "uri", *(PDQ_STREAM_PREFIX + k for k in PDQ_COLUMNS)]).to_pylist():
+            row = {k: r[PDQ_STREAM_PREFIX + k] for k in PDQ_COLUMNS}
+            self.rows.append(dict(row, video_id=r["video_id"], uri=r["uri"], run_id=self.run_id, indexed_at=now))
+        if len(self.rows) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            from schemas.output import from_columns
+
+            schema = frame_pdq_schema()
+            table = from_columns({n: [r[n] for r in self.rows] for n in schema.names}, schema, len(self.rows))
+            self.result = write_frame_pdq(self.output, table)
+            self.written += len(self.rows)
+            self.rows = []
+
+    def close(self) -> dict:
+        self.flush()
+        return dict(self.result or {"rows": 0}, written=self.written)

@@ -15,17 +15,27 @@ per input video, key ``video_id``; LanceDB (upserted) and Parquet (``parquet/mod
     decided_at   timestamp[us, UTC]
     score_mode   string   ``exact`` (with visual tokens) | ``approximate`` (embeddings only)
 
-Blocklist matches (``--blocklist``) are flags too: category ``blocklist:<item id>``,
-confidence = the smaller of the two match shares, the upload's matching time range.
+    evidence     list<struct<category, item_id, mode, best_distance int32, median_distance float64,
+                 matched_s float64, item_share float64, start_s, end_s, item_start_s, item_end_s>>
+                 one per blocklist match (``moderation.blocklist.Match``); added as nulls to older tables
 
-``frame_hashes`` (written under ``--blocklist``): per-second perceptual hashes of each ``ok``
-video (``moderation.hashing``), key ``video_id``.
-    video_id     string
-    uri          string
-    times        list<float64>              second of each hash (0, 1, 2, ...)
-    hashes       list<fixed_size_binary[32]>  256-bit PDQ-style hash of the sampled frame nearest that second
-    run_id       string
-    indexed_at   timestamp[us, UTC]
+Blocklist matches (``--blocklist``) are flags too: category ``blocklist:<item id>``,
+confidence = 1 - median Hamming distance / 256 (PDQ similarity), the upload's matching range;
+their evidence is in ``evidence``.
+
+``frame_pdq`` (every run, every ``ok`` video decoded by PyAV): per-second PDQ of the whole
+decoded frame, bars trimmed (``xclip_core.video.frame_hash``), key ``video_id``; what
+``xclip-index moderate --blocklist`` matches without decoding. (The older ``frame_hashes`` table
+held a PDQ-like hash of the model's crops; it is no longer written or read.)
+    video_id       string
+    uri            string
+    times          list<float64>              timestamp of each hashed frame (first frame at or after each second)
+    frame_numbers  list<int64>                display index of that frame
+    hashes         list<fixed_size_binary[32]>  PDQ (bytes of the reference hex)
+    mirror         list<fixed_size_binary[32]>  PDQ of the left-right mirror
+    quality        list<int16>                PDQ quality 0..100 (< 50 is not matched)
+    run_id         string
+    indexed_at     timestamp[us, UTC]
 """
 from __future__ import annotations
 
@@ -43,6 +53,21 @@ FLAG_TYPE = pa.struct([
     pa.field("end_s", pa.float64()),
 ])
 
+EVIDENCE_TYPE = pa.struct([
+    pa.field("category", pa.string()),
+    pa.field("item_id", pa.string()),
+    pa.field("mode", pa.string()),
+    pa.field("best_distance", pa.int32()),
+    pa.field("median_distance", pa.float64()),
+    pa.field("matched_s", pa.float64()),
+    pa.field("item_share", pa.float64()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("item_start_s", pa.float64()),
+    pa.field("item_end_s", pa.float64()),
+])
+EVIDENCE_FIELD = pa.field("evidence", pa.list_(EVIDENCE_TYPE))
+
 
 def moderation_schema() -> pa.Schema:
     return _with_meta([
@@ -58,19 +83,33 @@ def moderation_schema() -> pa.Schema:
         pa.field("error", pa.string()),
         pa.field("decided_at", TIMESTAMP, nullable=False),
         pa.field("score_mode", pa.string()),
+        EVIDENCE_FIELD,
     ], MODERATION_TABLE)
 
 
-FRAME_HASHES_TABLE = "frame_hashes"
-FRAME_HASH_TYPE = pa.binary(32)
+FRAME_PDQ_TABLE = "frame_pdq"
+HASH_TYPE = pa.binary(32)
+# the same lists ride on the decoder's status rows (schemas.stream), prefixed
+PDQ_COLUMNS = {"times": pa.list_(pa.float64()), "frame_numbers": pa.list_(pa.int64()),
+               "hashes": pa.list_(HASH_TYPE), "mirror": pa.list_(HASH_TYPE), "quality": pa.list_(pa.int16())}
+PDQ_STREAM_PREFIX = "pdq_"
+PDQ_STREAM_FIELDS = tuple(pa.field(PDQ_STREAM_PREFIX + k, t) for k, t in PDQ_COLUMNS.items())
 
 
-def frame_hashes_schema() -> pa.Schema:
+def frame_pdq_schema() -> pa.Schema:
     return _with_meta([
         pa.field("video_id", pa.string(), nullable=False),
         pa.field("uri", pa.string(), nullable=False),
-        pa.field("times", pa.list_(pa.float64())),
-        pa.field("hashes", pa.list_(FRAME_HASH_TYPE)),
+        *(pa.field(k, t) for k, t in PDQ_COLUMNS.items()),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("indexed_at", TIMESTAMP, nullable=False),
-    ], FRAME_HASHES_TABLE)
+    ], FRAME_PDQ_TABLE)
+
+
+def pdq_stream_values(fh) -> dict:
+    """A ``xclip_core.video.frame_hash.FrameHashes`` as the status row's ``pdq_*`` values."""
+    if fh is None:
+        return {}
+    return {"pdq_times": [float(t) for t in fh.times], "pdq_frame_numbers": [int(n) for n in fh.frame_numbers],
+            "pdq_hashes": [bytes(h) for h in fh.hashes], "pdq_mirror": [bytes(h) for h in fh.mirror],
+            "pdq_quality": [int(q) for q in fh.quality]}

@@ -18,7 +18,9 @@ skipped videos emit only the status row.
                  num_segments (clip rows emitted for the video; a video
                  that failed midway may have emitted some, to be dropped), source_size, source_etag,
                  source_mtime, decode_s (seconds spent on this video),
-                 decode_backend, decode_fallback (``schemas.output``), shots (segments = "shots")
+                 decode_backend, decode_fallback (``schemas.output``), shots (segments = "shots"),
+                 pdq_times, pdq_frame_numbers, pdq_hashes, pdq_mirror, pdq_quality: per-second
+                 PDQ of the whole frame (``schemas.moderation``; null when not hashed)
     nvdec rows (``kind="nvdec"``): video_id, uri, the fingerprint and
                  decode_config (the DecodeConfig as JSON): an
                  input the decode stage left to the GPU encoder actor, which
@@ -36,13 +38,12 @@ skipped videos emit only the status row.
                ``encoded_schema(..., num_tokens=N)``): the clip's ``encode_video().visual_tokens``
     policy_probs fixed_size_list<float32>[C] (only under a moderation policy: softmax over the
                policy's category + neutral classes, exact; ``moderation.policy``)
-    frame_hashes list<fixed_size_binary[32]> (only under a blocklist: a perceptual hash per
-               sampled frame, aligned with frame_timestamps; ``moderation.hashing``)
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.moderation import PDQ_STREAM_FIELDS
 from schemas.output import (DECODE_FIELDS, FINGERPRINT_FIELDS, MEDIA_FIELDS, SHOT_INDEX_FIELD, SHOTS_FIELD,
                             clip_fields, vector_type)
 
@@ -75,6 +76,7 @@ _STATUS = [
     pa.field("decode_s", pa.float64()),
     *DECODE_FIELDS,
     SHOTS_FIELD,                  # segments = "shots": the video's shots
+    *PDQ_STREAM_FIELDS,
 ]
 
 FRAMES = "frames"
@@ -92,14 +94,11 @@ def decoded_schema() -> pa.Schema:
 
 
 POLICY_PROBS = "policy_probs"
-FRAME_HASHES = "frame_hashes"
 
 
-def encoded_schema(dim: int, num_labels: int, *, num_tokens: int = 0, num_policy_classes: int = 0,
-                   frame_hashes: bool = False) -> pa.Schema:
+def encoded_schema(dim: int, num_labels: int, *, num_tokens: int = 0, num_policy_classes: int = 0) -> pa.Schema:
     """Optional columns: ``num_tokens`` > 0 adds ``visual_tokens`` (N = num_tokens patch tokens of
-    dimension ``dim``); ``num_policy_classes`` > 0 adds ``policy_probs``; ``frame_hashes`` adds
-    ``frame_hashes``."""
+    dimension ``dim``); ``num_policy_classes`` > 0 adds ``policy_probs``."""
     tokens = [pa.field(VISUAL_TOKENS, pa.list_(pa.float16(), int(num_tokens) * int(dim)))] if num_tokens else []
     return pa.schema(_COMMON + _STATUS + [
         pa.field("embedding", vector_type(dim)),
@@ -107,5 +106,4 @@ def encoded_schema(dim: int, num_labels: int, *, num_tokens: int = 0, num_policy
         pa.field("encode_s", pa.float64()),
         pa.field(THUMBNAIL, pa.binary()),
     ] + tokens
-      + ([pa.field(POLICY_PROBS, vector_type(num_policy_classes))] if num_policy_classes else [])
-      + ([pa.field(FRAME_HASHES, pa.list_(pa.binary(32)))] if frame_hashes else []))
+      + ([pa.field(POLICY_PROBS, vector_type(num_policy_classes))] if num_policy_classes else []))

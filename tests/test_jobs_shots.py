@@ -126,7 +126,9 @@ def test_shot_rows_are_the_mean_per_shot():
 
 def test_cli_segments_flag_and_config_errors(capsys):
     """``--segments`` reaches the DecodeConfig; an impossible combination is one config error (exit 2)."""
-    from jobs.cli import _parser, config_from_args, main
+    from xclip_cli import main
+    from xclip_cli.cli import parser as _parser
+    from xclip_cli.run import config_from_args
     from jobs.config import ConfigError
 
     base = ["run", "--input", "/v/", "--output", "/o", "--model", "m"]

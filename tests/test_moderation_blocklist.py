@@ -1,133 +1,206 @@
-"""Known-bad matching on generated copies: re-encoded (H.264 low bitrate, VP9, HEVC), resized,
-cropped by a few percent and trimmed copies of blocklisted videos match; unrelated videos do
-not. Precision/recall over every (query, item) pair is printed and bounded."""
+"""Known-bad matching with PDQ (``moderation.blocklist``): copies that were mirrored,
+letterboxed, pillarboxed, centre-cropped by 8% per side, re-encoded in VP9, rotated, played at
+another frame rate, trimmed by a fraction of a second or spliced into other footage match their
+item (with the right mode and ranges); unrelated videos, dark and nearly flat ones included,
+match nothing. Upload hashes come from the decode stage's hook (``decode_video``)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from moderation.blocklist import BlocklistError, Item, MatchConfig, load_blocklist, match, write_hash_file
-from moderation.hashing import frame_hashes, per_second
-from tests.moderation_helpers import H, W, encode, resize, rich_frames
-
-SOURCES, UNRELATED = (1, 2, 3), (11, 12, 13, 14)
+from moderation.blocklist import Blocklist, BlocklistError, Item, MatchConfig, load_blocklist, load_items
+from tests.moderation_helpers import H, W, encode, rich_frames
+from xclip_core.video import DecodeConfig, decode_video
 
 
-VARIANTS = {
-    "h264_low_bitrate": lambda f, p: encode(p / "x.mp4", f, options={"crf": "38"}),
-    "vp9": lambda f, p: encode(p / "x.webm", f, codec="libvpx-vp9", options={"crf": "40", "b:v": "0"}),
-    "hevc": lambda f, p: encode(p / "x.mkv", f, codec="libx265", options={"crf": "32", "x265-params": "log-level=0"}),
-    "resized_60pct": lambda f, p: encode(p / "x.mp4", resize(f, 0.6)),
-    "cropped_4pct": lambda f, p: encode(p / "x.mp4", f[:, int(H * .04):H - int(H * .04), int(W * .04):W - int(W * .04)]),
-    "trimmed": lambda f, p: encode(p / "x.mp4", f[23:-7]),  # 2.3 s off the start, 0.7 s off the end
+def _pad(frames, h, w):
+    out = np.zeros((len(frames), h, w, 3), np.uint8)
+    y, x = (h - frames.shape[1]) // 2, (w - frames.shape[2]) // 2
+    out[:, y:y + frames.shape[1], x:x + frames.shape[2]] = frames
+    return out
+
+
+def _crop(frames, frac):
+    dy, dx = round(H * frac), round(W * frac)
+    return frames[:, dy:H - dy, dx:W - dx]
+
+
+VARIANTS = {  # name -> (item seed, make(frames of that seed) -> (frames, encode kwargs), expected mode prefix)
+    "mirror": (1, lambda f: (f[:, :, ::-1], {}), ("mirror", "dihedral:flipy")),
+    "letterbox": (1, lambda f: (_pad(f, 240, 160), {}), ("direct",)),
+    "pillarbox": (2, lambda f: (_pad(f, 120, 240), {}), ("direct",)),
+    "crop8": (1, lambda f: (_crop(f, 0.08), {}), ("crop:",)),
+    "crop4_vp9": (2, lambda f: (_crop(f, 0.04), {"codec": "libvpx-vp9", "options": {"crf": "36", "b:v": "0"}}),
+                  ("crop:",)),
+    "rot90": (2, lambda f: (np.ascontiguousarray(np.rot90(f, axes=(1, 2))), {}), ("dihedral:rot",)),
+    "half_fps": (1, lambda f: (f[::2], {"fps": 5}), ("direct",)),
+    "trim_0.5s": (2, lambda f: (f[5:], {}), ("direct",)),
 }
-
-
-def _dcfg():
-    from jobs.config import DecoderConfig
-    from jobs.decoder import decode_config
-
-    return decode_config(DecoderConfig.from_settings(max_clips_per_video=None), frames_per_clip=8, crop_size=64, shortest_edge=64)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("blocklist")
-    originals = {s: encode(root / "bad" / f"bad{s}.mp4", rich_frames(s)) for s in SOURCES}
-    queries = {}  # uri -> the source it copies (None: unrelated)
-    for s in SOURCES:
-        frames = rich_frames(s)
-        for name, make in VARIANTS.items():
-            queries[make(frames, root / "q" / f"{s}-{name}")] = s
-    for s in UNRELATED:
-        queries[encode(root / "q" / f"other{s}.mp4", rich_frames(s))] = None
-    return {"root": root, "originals": originals, "queries": queries}
+    root = tmp_path_factory.mktemp("bl")
+    items = {s: encode(root / "bad" / f"bad{s}.mp4", rich_frames(s)) for s in (1, 2)}
+    up = {}
+    for name, (seed, make, _) in VARIANTS.items():
+        frames, kw = make(rich_frames(seed))
+        up[name] = encode(root / "up" / f"{name}.{'webm' if 'vp9' in name else 'mp4'}", frames, **kw)
+    # 3 s of other footage, then 5 s of item 1 (its seconds 2-7)
+    up["spliced"] = encode(root / "up" / "spliced.mp4", np.concatenate([rich_frames(20, 30), rich_frames(1)[20:70]]))
+    rng = np.random.default_rng(0)
+    unrelated = {"other11": rich_frames(11), "other12": rich_frames(12),
+                 "dark": (rich_frames(13) * 0.08).astype(np.uint8),
+                 "flat": np.clip(100 + rng.normal(0, 1.5, (80, H, W, 3)), 0, 255).astype(np.uint8)}
+    for name, frames in unrelated.items():
+        up[name] = encode(root / "up" / f"{name}.mp4", frames)
+    return {"root": root, "items": items, "uploads": up, "unrelated": set(unrelated)}
 
 
-def _query_hashes(uri, dcfg):
-    from moderation.blocklist import hash_video
-
-    return hash_video(uri, dcfg)
-
-
-def test_hash_is_stable_and_discriminative():
-    f = rich_frames(1)[:10]
-    h = frame_hashes(f)
-    assert h.shape == (10, 32) and h.dtype == np.uint8
-    np.testing.assert_array_equal(frame_hashes(f), h)
-    from moderation.hashing import hamming
-
-    noisy = np.clip(f.astype(int) + np.random.default_rng(0).integers(-8, 9, f.shape), 0, 255).astype(np.uint8)
-    assert np.diag(hamming(h, frame_hashes(noisy))).max() <= 31
-    other = frame_hashes(rich_frames(2)[:10])
-    assert hamming(h, other).min() > 60  # unrelated content is far away
+@pytest.fixture(scope="module")
+def blocklist(corpus):
+    return load_blocklist(str(corpus["root"] / "bad"))
 
 
-def test_per_second_picks_nearest_frames():
-    ts = np.array([0.1, 0.6, 1.2, 1.9, 2.4])
-    hs = np.arange(5, dtype=np.uint8)[:, None].repeat(32, 1)
-    times, picked = per_second(ts, hs, 3.0)
-    assert times.tolist() == [0.0, 1.0, 2.0] and picked[:, 0].tolist() == [0, 2, 3]
+def _upload(uri):
+    r = decode_video(uri, DecodeConfig(crop_size=32, shortest_edge=32, frames_per_clip=4, max_clips_per_video=None))
+    assert r.status == "ok" and len(r.frame_hashes) >= 4
+    return r.frame_hashes
 
 
-def test_variants_match_and_unrelated_do_not(corpus, capsys):
-    dcfg = _dcfg()
-    items = load_blocklist(str(corpus["root"] / "bad"), dcfg)  # a folder of known-bad videos
-    assert sorted(i.id for i in items) == sorted(Path(u).name for u in corpus["originals"].values())
-    id_of = {s: Path(u).name for s, u in corpus["originals"].items()}
-    tp = fp = fn = 0
-    misses, false = [], []
-    for uri, src in corpus["queries"].items():
-        times, hs = _query_hashes(uri, dcfg)
-        got = {m.item_id for m in match(times, hs, items)}
-        want = {id_of[src]} if src is not None else set()
-        tp += len(got & want)
-        fp += len(got - want)
-        fn += len(want - got)
-        if want - got:
-            misses.append(uri)
-        if got - want:
-            false.append((uri, got - want))
-    precision = tp / max(tp + fp, 1)
-    recall = tp / max(tp + fn, 1)
+def test_every_variant_matches_its_item_and_unrelated_match_nothing(corpus, blocklist, capsys):
+    got = {name: blocklist.match(_upload(uri)) for name, uri in corpus["uploads"].items()}
     with capsys.disabled():
-        print(f"\nblocklist matching: {len(corpus['queries'])} queries x {len(items)} items: "
-              f"precision {precision:.3f}, recall {recall:.3f} (tp {tp}, fp {fp}, fn {fn}); misses {misses}")
-    assert fp == 0, false
-    assert recall == 1.0, misses
+        for name, ms in got.items():
+            print(f"\n{name}: " + "; ".join(f"{m.item_id} {m.mode} d={m.best_distance}/{m.median_distance:g} "
+                                            f"{m.matched_s:g}s" for m in ms), end="")
+    for name in corpus["unrelated"]:
+        assert got[name] == [], (name, got[name])
+    for name, (seed, _, modes) in VARIANTS.items():
+        assert {m.item_id for m in got[name]} == {f"bad{seed}.mp4"}, (name, got[name])
+        best = max(got[name], key=lambda m: m.matched_s)
+        assert best.mode.startswith(modes), (name, best.mode)
+        assert best.best_distance <= best.median_distance <= 31 and best.matched_s >= 5, (name, best)
+    (m,) = got["spliced"]
+    assert m.item_id == "bad1.mp4" and m.mode == "direct"
+    assert 2.5 <= m.start_s <= 3.5 and m.end_s >= 7.0 and 1.5 <= m.item_start_s <= 2.5 and m.item_end_s >= 6.0
+    (m,) = got["trim_0.5s"]
+    assert 0.0 <= m.item_start_s <= 1.0 and m.start_s == 0.0
 
 
-def test_trimmed_copy_match_time_range(corpus):
-    dcfg = _dcfg()
-    items = load_blocklist(str(corpus["root"] / "bad"), dcfg)
-    uri = next(u for u, s in corpus["queries"].items() if s == 1 and "trimmed" in u)
-    times, hs = _query_hashes(uri, dcfg)
-    (m,) = match(times, hs, items)
-    assert m.item_id == "bad1.mp4" and m.start_s == 0.0 and m.end_s >= 4.0
-    assert m.share_query > 0.8 and 0.5 <= m.share_item < 1.0  # the copy covers part of the item
+def test_upload_hashes_are_one_per_second_by_timestamp(corpus):
+    fh = _upload(corpus["uploads"]["half_fps"])  # 5 fps: frames at 0, 0.2, ...
+    assert np.floor(fh.times + 1e-6).tolist() == list(range(8)) and np.all(fh.times - np.arange(8) < 0.2 + 1e-6)
+    fh10 = _upload(corpus["items"][1])          # 10 fps original: the same seconds line up
+    from xclip_core.pdq import hamming
+
+    assert np.floor(fh10.times + 1e-6).tolist() == list(range(8))
+    d = np.diag(hamming(fh.hashes, fh10.hashes))  # the same seconds at 5 and 10 fps: near
+    assert np.median(d) <= 16 and (d <= 31).mean() >= 0.75, d
 
 
-def test_hash_file_round_trip_and_errors(corpus, tmp_path, s3_server, s3_bucket):
-    dcfg = _dcfg()
-    items = load_blocklist(str(corpus["root"] / "bad"), dcfg)
-    uri = f"s3://{s3_bucket}/bl/hashes.json"
-    write_hash_file(uri, items)
-    again = load_blocklist(uri, dcfg)
-    assert [i.id for i in again] == [i.id for i in items]
-    for a, b in zip(items, again):
-        np.testing.assert_array_equal(a.hashes, b.hashes)
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"format": "something-else"}')
-    with pytest.raises(BlocklistError, match="format"):
-        load_blocklist(str(bad), dcfg)
-    bad.write_text('{"format": "xclip-index/frame-hashes-1", "items": [{"id": "x", "hashes": ["abcd"]}]}')
-    with pytest.raises(BlocklistError, match=r"items\[0\].*32 bytes"):
-        load_blocklist(str(bad), dcfg)
+def _synthetic(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 32), dtype=np.uint8)
+
+
+def _noisy(h, bits, seed=1):
+    rng = np.random.default_rng(seed)
+    out = np.unpackbits(h, axis=1)
+    for row in out:
+        row[rng.choice(256, bits, replace=False)] ^= 1
+    return np.packbits(out, axis=1)
+
+
+def _fh(hashes, start=0.0):
+    from xclip_core.video.frame_hash import FrameHashes
+
+    n = len(hashes)
+    return FrameHashes(start + np.arange(n, dtype=float), np.arange(n), hashes, _synthetic(n, 99), np.full(n, 90))
+
+
+def test_segments_by_min_seconds_or_item_share():
+    long_item = _synthetic(20, 1)
+    short_item = _synthetic(2, 2)
+    bl = Blocklist([Item("long", "vpdq", np.arange(20.0), long_item, np.full(20, 90)),
+                    Item("short", "vpdq", np.arange(2.0), short_item, np.full(2, 90))])
+    other = _synthetic(30, 3)
+    # 3 s of the long item (its seconds 10-12) at 5-7 s of a 30 s upload: flagged by min_seconds
+    up = other.copy()
+    up[5:8] = _noisy(long_item[10:13], 12)
+    (m,) = bl.match(_fh(up))
+    assert (m.item_id, m.start_s, m.end_s, m.item_start_s, m.item_end_s, m.matched_s) == ("long", 5, 8, 10, 13, 3)
+    assert m.best_distance == m.median_distance == 12 and m.mode == "direct"
+    # 2 s of it: shorter than min_seconds and 10% of the item: not flagged
+    up = other.copy()
+    up[5:7] = long_item[10:12]
+    assert bl.match(_fh(up)) == []
+    assert [m.item_id for m in Blocklist(bl.items, MatchConfig(min_seconds=2)).match(_fh(up))] == ["long"]
+    # an upload that is nothing but those 2 s (an excerpt): flagged by its own share
+    (m,) = bl.match(_fh(_noisy(long_item[10:12], 8)))
+    assert (m.item_id, m.start_s, m.end_s, m.item_start_s, m.matched_s) == ("long", 0, 2, 10, 2)
+    assert bl.match(_fh(_noisy(long_item[10:11], 8))) == []  # but one matching second is not enough
+    # the whole 2 s short item inside the 30 s upload: flagged by its share (vPDQ's 80%-of-both would not)
+    up = other.copy()
+    up[20:22] = short_item
+    (m,) = bl.match(_fh(up))
+    assert (m.item_id, m.start_s, m.end_s, m.item_share, m.matched_s) == ("short", 20, 22, 1.0, 2)
+    # a low-quality upload frame is never matched
+    fh = _fh(up)
+    fh.quality[20:22] = 10
+    assert bl.match(fh) == []
+    # item times must advance with the upload's: the same hashes in shuffled order are no segment
+    up = other.copy()
+    up[5:11] = long_item[[0, 19, 10, 2, 16, 7]]
+    assert bl.match(_fh(up)) == []
+
+
+def test_image_hashes_match_single_frames(tmp_path):
+    frame = _synthetic(1, 5)
+    (tmp_path / "images.pdq").write_text(f"# known images\n{frame[0].tobytes().hex()},case-7\n"
+                                         f"{_synthetic(1, 6)[0].tobytes().hex()}\n")
+    items = load_items(str(tmp_path / "images.pdq"))
+    assert [i.id for i in items] == ["case-7", f"{tmp_path / 'images.pdq'}:3"] and {i.kind for i in items} == {"image"}
+    up = _synthetic(10, 7)
+    up[4] = _noisy(frame, 20)[0]
+    (m,) = Blocklist(items).match(_fh(up))
+    assert (m.item_id, m.start_s, m.matched_s, m.best_distance) == ("case-7", 4, 1, 20)
 
 
 def test_match_config_validation():
-    with pytest.raises(ValueError, match="min_share"):
-        MatchConfig(min_share=0)
-    assert match(np.zeros(0), np.zeros((0, 32), np.uint8), [Item("x", np.zeros(1), np.zeros((1, 32), np.uint8))]) == []
+    with pytest.raises(ValueError, match="min_seconds"):
+        MatchConfig(min_seconds=0)
+    with pytest.raises(ValueError, match="max_distance"):
+        MatchConfig(max_distance=100)
+    assert Blocklist([]).match(_fh(_synthetic(3))) == []
+
+
+def test_hash_index_kinds_agree_with_a_scan():
+    from moderation.hash_index import HashIndex
+    from xclip_core.pdq import hamming
+
+    lst = _synthetic(20000, 8)
+    q = np.concatenate([_noisy(lst[i:i + 1], k, seed=k) for i, k in enumerate(range(0, 45))] + [_synthetic(5, 9)])
+    want = {(int(a), int(b)) for a, b in zip(*np.nonzero(hamming(q, lst) <= 31))}
+    for kind in ("flat", "mih"):
+        qi, li, d = HashIndex(lst, kind=kind).search(q, 31)
+        assert set(zip(qi.tolist(), li.tolist())) == want and len(want) == 32, kind
+        assert np.array_equal(d, hamming(q[qi], lst[li]).diagonal()) if len(qi) < 100 else True
+
+
+def test_blocklist_errors(tmp_path):
+    bad = tmp_path / "x.vpdq"
+    bad.write_text("0,00ff,100,0.0\n")
+    with pytest.raises(BlocklistError, match="line 1.*64 hex digits"):
+        load_items(str(bad))
+    bad.write_text(f"0,{'ab' * 32},100,0.000\n1,{'ab' * 32},quality,1.000\n")
+    with pytest.raises(BlocklistError, match="line 2"):
+        load_items(str(bad))
+    legacy = tmp_path / "old.json"
+    legacy.write_text('{"format": "xclip-index/frame-hashes-1", "items": []}')
+    with pytest.raises(BlocklistError, match="old PDQ-like hashes.*xclip-index hash"):
+        load_items(str(legacy))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BlocklistError, match="no videos, .vpdq or .pdq"):
+        load_items(str(tmp_path / "empty"))
+    with pytest.raises(BlocklistError, match="no such folder"):
+        load_items(str(tmp_path / "missing"))

@@ -246,12 +246,22 @@ def test_blocklist_blocks_the_copy_only_and_stores_frame_hashes(policy_run, setu
     assert [f["category"] for f in hits["copy.webm"]] == ["blocklist:bad1.mp4"]
     assert rows[str(root / "copy.webm")]["decision"] == "block"
     f = hits["copy.webm"][0]
-    assert f["start_s"] == 0.0 and f["end_s"] >= 6.0 and 0.5 <= f["confidence"] <= 1.0
+    assert f["start_s"] == 0.0 and f["end_s"] >= 6.0 and 0.8 <= f["confidence"] <= 1.0
+    (ev,) = rows[str(root / "copy.webm")]["evidence"]
+    assert ev["item_id"] == "bad1.mp4" and ev["category"] == "blocklist:bad1.mp4" and ev["mode"] == "direct"
+    assert ev["best_distance"] <= ev["median_distance"] <= 31 and ev["matched_s"] >= 6
+    assert 0.0 <= ev["item_start_s"] <= 1.0 and ev["item_end_s"] >= 7.0  # the copy starts 0.4 s into the item
     assert all(not hits[n] for n in OK if n != "copy.webm"), hits
-    hashes = _by_uri(read_lance(output, "frame_hashes").to_pylist())
-    assert set(hashes) == {str(root / n) for n in OK} and summary.tables[MODERATION_TABLE]["frame_hashes"]["rows"] == 5
+    assert all(rows[str(root / n)]["evidence"] is None for n in OK if n != "copy.webm")
+    from pathlib import Path
+
+    report = Path(output, "runs", "mod-1-moderation.html").read_text()  # reviewers see the evidence
+    assert report.count('class="evidence"') == 1 and "known item bad1.mp4 (direct)" in report
+    hashes = _by_uri(read_lance(output, "frame_pdq").to_pylist())  # every ok video, blocklist or not
+    assert set(hashes) == {str(root / n) for n in OK} and summary.tables["frame_pdq"]["rows"] == 5
     long_h = hashes[str(root / "long.mp4")]
-    assert long_h["times"] == [float(t) for t in range(20)] and all(len(h) == 32 for h in long_h["hashes"])
+    assert [int(t) for t in long_h["times"]] == list(range(20)) and all(len(h) == 32 for h in long_h["hashes"])
+    assert len(long_h["mirror"]) == len(long_h["quality"]) == 20
 
 
 # ------------------------------------------------------------------ moderate (no decoding)
@@ -308,3 +318,51 @@ def test_moderate_from_stored_features_equals_the_run(policy_run, setup, tmp_pat
     assert {r["score_mode"] for r in exact if r["decision"] != "error"} == {"exact"}
     assert _comparable(exact) == _comparable(run_rows)
     assert len(review.read_text().splitlines()) == len(OK)
+
+
+@pytest.mark.slow
+def test_moderate_blocklist_on_an_index_built_without_one(ray_session, setup, tmp_path, capsys, monkeypatch):
+    """Every run stores per-second PDQ (``frame_pdq``), with no --policy or --blocklist: a list item
+    added later (a shared .vpdq) finds the old upload without decoding anything; an index whose
+    ok videos lack hashes is refused with one line and exit 4, never a silent allow."""
+    import lancedb
+
+    from xclip_cli import main
+    from jobs.runner import index_videos
+    from xclip_core.video import decode as decode_mod
+
+    root, output = setup["root"], str(tmp_path / "plain")
+    summary = index_videos([str(root / "in")], output, setup["model"], run_id="plain-1", encoder={"batch_size": 4})
+    assert summary.tables["frame_pdq"]["rows"] == len(OK)
+    assert main(["hash", "--out", str(tmp_path / "list"), str(root / "bad" / "bad1.mp4")]) == 0
+    capsys.readouterr()
+
+    def no_decoding(*a, **k):
+        raise AssertionError("moderate decoded a video")
+
+    monkeypatch.setattr(decode_mod.ClipStream, "__iter__", no_decoding)
+    monkeypatch.setattr("moderation.item_hash.iter_frames", no_decoding)
+    review = tmp_path / "review.jsonl"
+    assert main(["moderate", "--index", output, "--policy", setup["policy"], "--run-id", "later",
+                 "--blocklist", str(tmp_path / "list"), "--review-out", str(review)]) == 0
+    out = capsys.readouterr().out
+    assert ": 1 videos matched" in out, out
+    rows = _by_uri(read_lance(output, MODERATION_TABLE).to_pylist())
+    copy = rows[str(root / "in" / "copy.webm")]
+    assert copy["decision"] == "block" and [e["item_id"] for e in copy["evidence"]] == ["bad1"]
+    queue = [json.loads(line) for line in review.read_text().splitlines()]
+    (item,) = [q for q in queue if q["uri"].endswith("copy.webm")]
+    (ev,) = item["evidence"]
+    assert ev["mode"] == "direct" and ev["matched_s"] >= 6 and ev["best_distance"] <= ev["median_distance"] <= 31
+    assert all(not q["evidence"] for q in queue if not q["uri"].endswith("copy.webm"))
+
+    db = lancedb.connect(f"{output}/lancedb")
+    db.open_table("frame_pdq").delete(f"uri = '{root / 'in' / 'other.mp4'}'")
+    assert main(["moderate", "--index", output, "--policy", setup["policy"], "--blocklist",
+                 str(tmp_path / "list")]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 of 5 ok videos have no stored frame hashes" in err and "--full" in err
+    db.drop_table("frame_pdq")
+    assert main(["moderate", "--index", output, "--policy", setup["policy"], "--blocklist",
+                 str(tmp_path / "list")]) == 4
+    assert "no stored frame hashes (frame_pdq table)" in capsys.readouterr().err

@@ -128,3 +128,14 @@ def test_config_is_validated_and_fixed_identity_is_unchanged():
     assert decode_identity(DecodeConfig(segments="shots"))["segments"] == "shots"
     assert decode_identity(DecodeConfig(segments="shots")) != decode_identity(DecodeConfig(segments="shots",
                                                                                            shot_min_s=1.0))
+
+
+def test_shots_mode_hashes_the_same_seconds_as_fixed(multi_shot):
+    """Frame PDQ is stored for every ok video whatever the segmentation: the shots pass offers its
+    frames to the same per-second hasher, so both modes hash the same seconds with the same bits."""
+    path, _, _, r = multi_shot
+    fixed = decode_video(str(path), DecodeConfig(frames_per_clip=4, crop_size=32, shortest_edge=32))
+    assert r.frame_hashes is not None and fixed.frame_hashes is not None
+    assert len(r.frame_hashes) == len(fixed.frame_hashes) >= int(r.meta.duration_s)
+    np.testing.assert_allclose(r.frame_hashes.times, fixed.frame_hashes.times)
+    assert np.array_equal(np.asarray(r.frame_hashes.hashes), np.asarray(fixed.frame_hashes.hashes))

@@ -23,8 +23,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--policy", required=True, metavar="FILE", help="moderation policy YAML (or 'example')")
     m.add_argument("--review-out", metavar="URI", help="JSON lines of review/block decisions, most severe first")
     m.add_argument("--run-id", help="run id of the moderation rows (default: moderate-<UTC time>-<random>)")
-    m.add_argument("--blocklist", metavar="URI", help="known-bad videos or .json hashes, matched against the "
-                                                      "index's stored frame hashes")
+    m.add_argument("--blocklist", metavar="URI", help="known-bad videos, .vpdq and .pdq files (a file, folder or "
+                                                      "s3:// prefix), matched against the stored PDQ hashes")
     return m
 
 
@@ -35,8 +35,8 @@ def main(args: argparse.Namespace) -> int:
     result = moderate(args.index, args.policy, review_out=args.review_out, run_id=args.run_id,
                       blocklist=args.blocklist)
     print(result.format())
-    if result.unhashed:
-        print(f"blocklist: {result.unhashed} ok videos have no stored frame hashes (index them with --blocklist)")
+    if args.blocklist:
+        print(f"blocklist {args.blocklist}: {result.matched} videos matched")
     if result.review_items is not None:
         print(f"review queue: {result.review_items} items -> {args.review_out}")
     return EXIT_OK

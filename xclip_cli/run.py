@@ -70,8 +70,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--policy", metavar="FILE", help="moderation policy YAML (or 'example'): writes the moderation "
                                                     "table; scores every window (no --max-clips-per-video)")
     g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of review/block decisions")
-    g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos (folder or s3:// prefix) "
-                                                      "or a .json hash file; near-duplicates are blocked")
+    g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos, .vpdq or .pdq files "
+                                                      "(file, folder or s3:// prefix); copies are blocked")
     g = r.add_argument_group("writer")
     g.add_argument("--chunk-rows", type=int)
     g.add_argument("--full", action="store_true", default=None,

@@ -43,6 +43,7 @@ import numpy as np
 from xclip_core.video.config import DecodeConfig
 from xclip_core.video.convert import frame_to_crop, rgb_to_crop
 from xclip_core.video.errors import MEDIA_ERRORS, Stopped as _Stopped, decord_errors
+from xclip_core.video.frame_hash import SecondHasher
 from xclip_core.video.meta import (VideoError, _short, check_limits, index_stream,
                                    make_meta, open_container, open_source, rate, video_stream)
 from xclip_core.video.results import FAILED, OK, Clip, VideoResult
@@ -71,6 +72,7 @@ class _Assembler:
         self.needed = np.asarray(self.pending, dtype=np.int64)
         self.bufs: dict[int, list] = {}
         self.emitted = 0
+        self.hasher = None  # a frame_hash.SecondHasher on the PyAV backend
 
     def done(self) -> bool:
         return not self.pending
@@ -162,6 +164,8 @@ def _decode_pyav(src, index, asm: _Assembler, cfg, stop, meta=None) -> list[str]
                 if j <= last_j:
                     continue
                 last_j = j
+                if asm.hasher is not None:  # per-second PDQ of the whole frame (frame_hash.py)
+                    asm.hasher.offer(float(index.times[j]), j, frame)
                 conv = (lambda out, f=frame: frame_to_crop(
                     f, cfg.crop_size, cfg.shortest_edge, cfg.interpolation, out))
                 asm.offer(j, conv, prev)
@@ -243,6 +247,8 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
         if not plans:
             raise VideoError(FAILED, "no clips to sample")
         asm = _Assembler(plans, index.times, cfg, lambda clip: put(("clip", clip)))
+        if cfg.backend == "pyav":
+            asm.hasher = SecondHasher()
         decode = _decode_decord if cfg.backend == "decord" else _decode_pyav  # nvdec: its CPU fallback
         notes = decode(src, index, asm, cfg, _STOP.get(), meta)
         if index.note:  # flagged: the timestamps were rebuilt (meta.rebuilt_index)
@@ -253,6 +259,8 @@ def _produce(uri: str, cfg: DecodeConfig, put) -> None:
             notes.append(f"{asm.emitted} of {len(plans)} clips complete")
         if asm.emitted == 0:
             raise VideoError(FAILED, "no complete clip: " + "; ".join(notes or ["no frames decoded"]))
+        if asm.hasher is not None:
+            put(("hashes", asm.hasher.result()))
         put(("done", OK, ("partial: " + "; ".join(notes)) if notes else None))
     except _Stopped:
         return
@@ -268,12 +276,17 @@ def _produce_shots(src, index, cfg, claimed, put) -> None:
     """``segments = "shots"`` (``xclip_core.video.shot_decode``); same statuses as the fixed path."""
     from xclip_core.video import shot_decode
 
-    notes, sampler = shot_decode.decode_shots(src, index, cfg, _STOP.get(), lambda clip: put(("clip", clip)))
+    hasher = SecondHasher()
+    notes, sampler = shot_decode.decode_shots(src, index, cfg, _STOP.get(), lambda clip: put(("clip", clip)),
+                                              hasher=hasher)
+    if index.note:  # flagged: the timestamps were rebuilt (meta.rebuilt_index)
+        notes.insert(0, index.note)
     if claimed and index.duration_s < 0.9 * claimed - 0.2:
         notes.insert(0, f"truncated: {index.duration_s:.2f} s readable of {claimed:.2f} s")
     put(("shots", sampler.shots))
     if sampler.segment_index == 0:
         raise VideoError(FAILED, "no complete clip: " + "; ".join(notes or ["no frames decoded"]))
+    put(("hashes", hasher.result()))
     put(("done", OK, ("partial: " + "; ".join(notes)) if notes else None))
 
 
@@ -303,6 +316,7 @@ class ClipStream:
     def __init__(self, uri: str, cfg: DecodeConfig | None = None):
         self.uri, self.cfg = str(uri), cfg or DecodeConfig()
         self.meta = None
+        self.frame_hashes = None  # frame_hash.FrameHashes of an ok video (PyAV backend)
         self.result: VideoResult | None = None
 
     def __iter__(self):
@@ -346,6 +360,8 @@ class ClipStream:
                     self.meta = item[1]
                 elif kind == "shots":
                     shots = item[1]
+                elif kind == "hashes":
+                    self.frame_hashes = item[1]
                 elif kind == "clip":
                     n += 1
                     yield item[1]
@@ -356,7 +372,8 @@ class ClipStream:
                 else:
                     _, status, reason = item
                     self.result = VideoResult(self.uri, status, reason, self.meta,
-                                              num_clips=n, decode_s=round(waited, 6), shots=shots)
+                                              num_clips=n, decode_s=round(waited, 6), shots=shots,
+                                              frame_hashes=self.frame_hashes)
                     return
         finally:
             stop.set()

@@ -51,6 +51,7 @@ class VideoResult:
     num_clips: int = 0
     decode_s: float = 0.0
     shots: list[tuple[float, float]] | None = None  # segments = "shots": (start_s, end_s) per shot
+    frame_hashes: object = None  # xclip_core.video.frame_hash.FrameHashes (per-second PDQ), ok videos
 
     @property
     def ok(self) -> bool:

@@ -143,9 +143,10 @@ class ShotSampler:
         self.segment_index += 1
 
 
-def decode_shots(src, index, cfg, stop, emit) -> tuple[list[str], ShotSampler]:
+def decode_shots(src, index, cfg, stop, emit, hasher=None) -> tuple[list[str], ShotSampler]:
     """The pyav pass of ``segments = "shots"``; returns (notes, sampler) with ``sampler.shots`` and
-    ``sampler.segment_index`` (clips emitted). Media errors end the pass early (partial read)."""
+    ``sampler.segment_index`` (clips emitted). Media errors end the pass early (partial read).
+    ``hasher``: a ``frame_hash.SecondHasher`` offered every decoded frame (per-second PDQ)."""
     notes: list[str] = []
     sampler = ShotSampler(index.times, cfg, emit)
     container = open_container(src)
@@ -185,6 +186,8 @@ def decode_shots(src, index, cfg, stop, emit) -> tuple[list[str], ShotSampler]:
                 if j <= last_j or j >= len(index.times):
                     continue
                 last_j = j
+                if hasher is not None:  # per-second PDQ of the whole frame, as on the fixed path
+                    hasher.offer(float(index.times[j]), j, frame)
                 sampler.offer(j, frame)
                 last_t = float(index.times[j])
         if errors:
