@@ -153,9 +153,11 @@ def grow(tbl, rows_now: int, target: int, batch_rows: int = 100_000) -> int:
 
 
 def index_scalars(tbl) -> float:
+    from lancedb.index import BTree
+
     t0 = time.perf_counter()
-    tbl.create_scalar_index("segment_id", replace=True)
-    tbl.create_scalar_index("video_id", replace=True)
+    tbl.create_index("segment_id", config=BTree(), replace=True)
+    tbl.create_index("video_id", config=BTree(), replace=True)
     return time.perf_counter() - t0
 
 
