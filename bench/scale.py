@@ -206,6 +206,7 @@ def night(tbl, uri: str, db_dir: str, next_video: int, cap: float) -> dict:
                               excluded_fragment_ids=[f.fragment_id for f in ds.get_fragments()
                                                      if f.metadata.physical_rows >= 65_536])
     out["setup_compact_s"] = round(time.perf_counter() - t0, 1)
+    tbl.checkout_latest()  # LanceDB's handle does not see commits made through lance
     out["setup_scalar_index_s"] = round(index_scalars(tbl), 1)
     t0 = time.perf_counter()
     lance.dataset(uri).create_index("embedding", "IVF_PQ", num_partitions=64, num_sub_vectors=32,
@@ -223,6 +224,7 @@ def night(tbl, uri: str, db_dir: str, next_video: int, cap: float) -> dict:
     out["flat_total_s"] = round(time.perf_counter() - t0, 2)
     out["flat"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in flat.items()}
     lance.dataset(uri).checkout_version(v0).restore()  # the same state for today's optimize
+    tbl.checkout_latest()
     today = optimize_today(db_dir, cap)
     out["today_s"] = None if today is None else round(today, 2)
     out["today_cap_s"] = cap

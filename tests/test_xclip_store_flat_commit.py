@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
-import statistics
 import time
 
 import lance
@@ -217,7 +216,7 @@ def test_parallel_writers_and_one_committer_equal_one_writer(db_uri):
     assert results["one"][1].equals(results["parallel"][1])
 
 
-def _median_commit(uri: str, first: int, reps: int, replace_from: list[str] | None, dim: int) -> float:
+def _min_commit(uri: str, first: int, reps: int, replace_from: list[str] | None, dim: int) -> float:
     times = []
     for r in range(reps):
         vids = replace_from[r * 8:(r + 1) * 8] if replace_from else [f"N{first + r}-{j}" for j in range(8)]
@@ -226,15 +225,16 @@ def _median_commit(uri: str, first: int, reps: int, replace_from: list[str] | No
         t0 = time.perf_counter()
         fc.commit_replace(uri, staged)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)  # load on a shared box only adds time: the minimum is the commit's own cost
 
 
 def test_commit_cost_does_not_grow_with_the_table(tmp_path):
     """The commit of a 512-row chunk (new videos, and videos rewritten in the big indexed fragment)
-    on a table of 300k rows vs 4k rows: at most 3x (the issue asks <= 2x at 100x the rows). 16-d
+    on a table of 300k rows vs 4k rows, fastest of 5: at most 3x (the issue asks <= 2x at 100x the rows). 16-d
     vectors keep the table's bytes (and the test's time) small: the cost measured is the commit's
     lookup, deletion vectors and manifest, which depend on rows and fragments, not vector width.
-    Today's merge_insert is 10x+ slower at this size (bench/RESULTS.md, Scale)."""
+    Checked to fail for today's merge_insert(..., when_not_matched_by_source_delete) (10x at 300k
+    rows here; bench/RESULTS.md, Scale). ~20 s on the shared 2-core box."""
     dim, big = 16, 300_032
     out = {}
     for rows in (4_096, big):
@@ -251,9 +251,9 @@ def test_commit_cost_does_not_grow_with_the_table(tmp_path):
         tbl = db.create_table("segments", full)
         tbl.create_index("video_id", config=BTree())
         uri = fc.table_uri(db_uri, "segments")
-        _median_commit(uri, 0, 1, None, dim)  # warm-up
-        old = [f"V{i}" for i in range(0, n_vid, max(1, n_vid // 24))][:24]
-        out[rows] = (_median_commit(uri, 100, 3, None, dim), _median_commit(uri, 200, 3, old, dim))
+        _min_commit(uri, 0, 1, None, dim)  # warm-up
+        old = [f"V{i}" for i in range(0, n_vid, max(1, n_vid // 40))][:40]
+        out[rows] = (_min_commit(uri, 100, 5, None, dim), _min_commit(uri, 200, 5, old, dim))
     for i, what in enumerate(("new videos", "rewritten videos")):
         small, large = out[4_096][i], out[big][i]
         assert large < 3 * small + 0.05, f"{what}: {large:.3f} s at 300k rows vs {small:.3f} s at 4k"
