@@ -163,16 +163,18 @@ def _deletions(ds, video_ids: Sequence[str]):
 
 
 def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_video_ids: Sequence[str] = (),
-                   storage_options: dict | None = None, before_commit: Callable[[], None] | None = None,
+                   replace_staged: bool = True, storage_options: dict | None = None, before_commit: Callable[[], None] | None = None,
                    commit_message: str | None = None, cfg: FlatCommitConfig = FlatCommitConfig()) -> int:
-    """One transaction: every row of ``delete_video_ids`` (and of the staged videos) disappears and
-    the staged rows appear. Returns the new version (the current one when there was nothing to do)."""
+    """One transaction: every row of ``delete_video_ids`` (and, with ``replace_staged``, of the staged
+    videos) disappears and the staged rows appear. Returns the new version (the current one when
+    there was nothing to do). ``replace_staged=False`` skips the lookup for videos the caller knows
+    have no rows (the lookup scans the rows not yet indexed: it grows with the unindexed delta)."""
     import lance
     from lance.commit import CommitConflictError
 
     staged = [staged] if isinstance(staged, Staged) else list(staged)
     frags = [f for s in staged for f in s.fragments]
-    vids = list(dict.fromkeys([*delete_video_ids, *(v for s in staged for v in s.video_ids)]))
+    vids = list(dict.fromkeys([*delete_video_ids, *(v for s in staged if replace_staged for v in s.video_ids)]))
     for attempt in range(cfg.conflict_retries + 1):
         ds = _dataset(uri, storage_options)
         removed, updated = _deletions(ds, vids) if vids else ([], [])
@@ -230,8 +232,11 @@ class FlatCommitter:
                 raise ValueError(f"placeholders must have status {STATUS_INDEXING!r}")
             # (a) placeholders first: a segment is never visible before its video has a row
             commit_replace(self.videos_uri, self._write_videos(rows), **self.kw)
-        # (b) the segments, replacing the videos' earlier segments in the same transaction
-        commit_replace(self.segments_uri, staged, **self.kw)
+        # (b) the segments, replacing the videos' earlier segments in the same transaction. A video
+        # without a videos row has no segments (they are committed after its row, deleted before
+        # it): only the others are looked up
+        commit_replace(self.segments_uri, staged, delete_video_ids=[v for v in vids if v in have],
+                       replace_staged=False, **self.kw)
 
     def commit_videos(self, rows: pa.Table) -> None:
         """(c) Final videos rows replace placeholders / old rows; then segments of videos not ``ok`` go."""
