@@ -39,8 +39,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas import segments_schema  # noqa: E402
-from schemas.sql import sql_list  # noqa: E402
+from schemas import segments_schema
+from schemas.sql import sql_list
 
 DIM = 512
 PER_VIDEO = 64

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -163,7 +163,8 @@ def _deletions(ds, video_ids: Sequence[str]):
 
 
 def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_video_ids: Sequence[str] = (),
-                   replace_staged: bool = True, storage_options: dict | None = None, before_commit: Callable[[], None] | None = None,
+                   replace_staged: bool = True, storage_options: dict | None = None,
+                   before_commit: Callable[[], None] | None = None,
                    commit_message: str | None = None, cfg: FlatCommitConfig = FlatCommitConfig()) -> int:
     """One transaction: every row of ``delete_video_ids`` (and, with ``replace_staged``, of the staged
     videos) disappears and the staged rows appear. Returns the new version (the current one when
@@ -207,8 +208,8 @@ class FlatCommitter:
                  cfg: FlatCommitConfig = FlatCommitConfig(), videos: str = "videos", segments: str = "segments"):
         self.videos_uri = table_uri(db_uri, videos)
         self.segments_uri = table_uri(db_uri, segments)
-        self.kw = dict(storage_options=storage_options, before_commit=before_commit,
-                       commit_message=commit_message, cfg=cfg)
+        self.kw = {"storage_options": storage_options, "before_commit": before_commit,
+                   "commit_message": commit_message, "cfg": cfg}
         self.storage_options = storage_options
         self.cfg = cfg
 
