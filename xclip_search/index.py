@@ -100,6 +100,9 @@ class Index:
         for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
             if name not in self.table_names:
                 raise IndexError_(f"{uri}: no {name!r} table under lancedb/: is this an xclip-index --output?")
+        from xclip_search.labelstate import reader_tables
+
+        self._tables.update(reader_tables(self.db, uri))  # one label set on both, even mid-relabel
         self.model, self.tokenizer = load_model(self.manifest, model=model, device=device)
         self.device = device
         self.precision = precision if precision != "auto" else ("bf16" if native_bf16(device) else "fp32")
