@@ -44,6 +44,7 @@ from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
+from jobs.labelset import check_label_set, resolve_labels
 from jobs.lease import Lease, LeaseConfig, LeaseError
 from jobs.reader import InputError, list_inputs
 from jobs.report import RunReport
@@ -174,6 +175,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     run_id = cfg.run_id or make_run_id()
     seconds: dict[str, float] = {}
+    cfg = resolve_labels(cfg)  # --labels not given: the output's current label set (jobs.labelset)
 
     t0 = time.perf_counter()
     info = inspect_model(cfg.encoder)
@@ -202,6 +204,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
     import ray
 
+    check_label_set(cfg, info)  # one label set per index (finishes a killed relabel first)
     outputs = {"thumbnails": cfg.decoder.thumbnails, "prompt_features": cfg.encoder.store_prompt_features,
                "policy": moderation.policy.policy_hash if moderation else None,
                "blocklist": cfg.encoder.blocklist if moderation else None}

@@ -121,3 +121,39 @@ def test_killed_relabel_readers_see_one_label_set_and_repair_finishes_it(base, t
                 (w["labels"], w["label_text"], w["label_set"]), k
             if w["label_scores"] is not None:
                 np.testing.assert_allclose(got[k]["label_scores"], w["label_scores"], atol=1e-6)
+
+
+def test_plain_run_finishes_a_killed_relabel_and_keeps_its_label_set(base, tmp_path):
+    """relabel to set two, killed between its segments and videos commits; then a plain ``run`` (no
+    --labels) with one new video: it finishes the relabel, keeps the 4 relabelled videos unchanged
+    (no decoding) and labels the new one with set two (today: the new one gets kinetics400 and the
+    index is left with segments on two and videos on one)."""
+    from xclip_core.video.synth import write_video
+
+    out = _copy(base, tmp_path)
+    write_video(tmp_path / "more" / "new.mp4", num_frames=45, width=40, height=48, fps=15)
+    proc = run_killed([(EXECUTE, 2)], ["relabel", "--index", out, "--labels", base["l2"]])
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
+    summary = index_videos([base["videos"], str(tmp_path / "more")], out, base["model"], run_id="run-2", **OPTIONS)
+    assert summary.num_unchanged == 4 and summary.counts["ok"] == 1, summary.format()  # + broken.mp4 failed
+    ok_segs = read_lance(out, "segments").to_pylist()
+    ok_vids = [v for v in read_lance(out, "videos").to_pylist() if v["status"] == "ok"]
+    assert len(ok_vids) == 5 and {v["run_id"] for v in ok_vids} == {"run-1", "run-2"}
+    assert {r["label_set"].split("@")[0] for r in ok_segs + ok_vids} == {"two"}
+    assert all(lab in LABELS_2 for r in ok_segs + ok_vids for lab in r["labels"])
+
+
+def test_run_with_another_label_set_refuses_in_one_line(base, tmp_path, capsys):
+    """An index labelled with set one; ``run --labels two`` exits 2 with one line naming relabel and
+    writes nothing (today: exit 0, the new videos labelled with two next to the old ones with one)."""
+    from jobs.cli import EXIT_CONFIG, main
+
+    out = _copy(base, tmp_path)
+    before = {n: open_lance_table(out, n).version for n in ("videos", "segments")}
+    code = main(["run", "--input", base["videos"], "--output", out, "--model", base["model"], "--labels", base["l2"],
+                 "--batch-size", "4", "--window-s", "1.0"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in lines if " INFO " not in line]  # the CLI's log lines, then the error
+    assert code == EXIT_CONFIG and len(err) == 1, lines
+    assert err[0].startswith("xclip-index: error: --labels ") and "xclip-index relabel --index" in err[0]
+    assert {n: open_lance_table(out, n).version for n in ("videos", "segments")} == before
