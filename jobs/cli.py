@@ -5,7 +5,7 @@
                     [--include GLOB ...] [--exclude GLOB ...] [stage options]
     xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
-    xclip-index moderate --index URI --policy FILE [--review-out URI]   (moderation.recompute)
+    xclip-index moderate --index URI --policy FILE [--review-out URI] [--blocklist URI | --drop-blocklist]   (moderation.recompute)
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     g = r.add_argument_group("moderation")
     g.add_argument("--policy", metavar="FILE", help="moderation policy YAML (or 'example'): writes the moderation "
                                                     "table; scores every window (no --max-clips-per-video)")
-    g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of review/block decisions")
+    g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of block/review/error decisions")
     g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos (folder or s3:// prefix) "
                                                       "or a .json hash file; near-duplicates are blocked")
     g = r.add_argument_group("writer")
@@ -105,10 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("moderate", help="recompute moderation decisions from stored features (no decoding)")
     m.add_argument("--index", required=True, metavar="URI", help="an index written by `run` (local or s3://)")
     m.add_argument("--policy", required=True, metavar="FILE", help="moderation policy YAML (or 'example')")
-    m.add_argument("--review-out", metavar="URI", help="JSON lines of review/block decisions, most severe first")
+    m.add_argument("--review-out", metavar="URI", help="JSON lines of block/review/error decisions, most severe first")
     m.add_argument("--run-id", help="run id of the moderation rows (default: moderate-<UTC time>-<random>)")
     m.add_argument("--blocklist", metavar="URI", help="known-bad videos or .json hashes, matched against the "
                                                       "index's stored frame hashes")
+    m.add_argument("--drop-blocklist", action="store_true",
+                   help="without --blocklist: drop the earlier known-bad matches (default: kept)")
     from xclip_search.cli import add_commands
 
     add_commands(sub)  # search, relabel, build-index

@@ -211,6 +211,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     writer = Writer(cfg.writer, run_id=run_id, dim=info.dim,
                     processing_id=processing_id(info, dcfg, cfg.encoder, outputs=outputs),
                     side_tables=side_tables(cfg, info))
+    if moderation:  # fails closed: a chunk's decisions commit before its videos rows
+        writer.before_videos_commit = moderation.commit_chunk
     mark_interrupted(writer, run_id)
     writer.repair_duplicates()
     listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0
@@ -271,6 +273,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     t0 = time.perf_counter()
                     seg_tables, video_tables = assembler.add(batch)
                     t_assemble += time.perf_counter() - t0
+                    if moderation:  # decided before the writer may commit these videos rows
+                        moderation.add(batch, video_tables)
                     for name, t in assembler.take_side_tables():
                         writer.add(name, t)
                     for t in seg_tables:
@@ -279,8 +283,6 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                         writer.add(VIDEOS_TABLE, t)
                         report.add_videos(t)
                         breaker.observe(t)
-                    if moderation:
-                        moderation.add(batch, video_tables)
                     report.tick(time.perf_counter() - t_pipe, sum(assembler.counts.values()), assembler.num_segments)
                     if time.perf_counter() - last_report >= progress_every_s:
                         last_report = time.perf_counter()
@@ -306,10 +308,10 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         seconds["pipeline"] = time.perf_counter() - t_pipe
         if not internal:  # after a bug or a trip, unfinished inputs are not known to be bad: no rows
             for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
-                writer.add(VIDEOS_TABLE, t)
-                report.add_videos(t)
                 if moderation:
                     moderation.add_videos(t)
+                writer.add(VIDEOS_TABLE, t)
+                report.add_videos(t)
         lease.check()
         tables = writer.close()
         if moderation:

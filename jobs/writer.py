@@ -110,6 +110,7 @@ class Writer:
         self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
+        self.before_videos_commit = None  # fn(videos chunk): commits what must precede it (moderation.job)
         try:
             self.db = lancedb.connect(self.db_uri, storage_options=storage.lancedb_storage_options(cfg.output))
             existing = set(self.db.list_tables().tables)
@@ -233,6 +234,8 @@ class Writer:
             self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders))
             self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
         else:
+            if name == VIDEOS_TABLE and self.before_videos_commit is not None:
+                self.before_videos_commit(table)
             self._commit(f"commit {name}", lambda: self._upsert(name, table))
         self.seconds["lancedb"] += time.perf_counter() - t1
         self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed

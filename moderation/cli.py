@@ -11,12 +11,15 @@ def moderate_main(args, fail) -> int:
 
     try:
         result = moderate(args.index, args.policy, review_out=args.review_out, run_id=args.run_id,
-                          blocklist=args.blocklist)
+                          blocklist=args.blocklist, drop_blocklist=getattr(args, "drop_blocklist", False))
     except PolicyError as e:
         return fail(EXIT_CONFIG, str(e))
     except ModerateError as e:
         return fail(EXIT_OUTPUT, str(e))
     print(result.format())
+    if result.kept:
+        print(f"blocklist: kept the earlier known-bad matches of {result.kept} videos (--blocklist to match "
+              "again, --drop-blocklist to drop them)")
     if result.unhashed:
         print(f"blocklist: {result.unhashed} ok videos have no stored frame hashes (index them with --blocklist)")
     if result.review_items is not None:

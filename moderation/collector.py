@@ -4,7 +4,9 @@ The runner feeds ``add_clips`` every encoded batch (clip rows carry ``policy_pro
 ``add_videos`` every ``videos`` table the assembler finishes. A video's videos row arrives
 only after all its clips (the assembler waits for them), so the decision is made then and the
 clip scores are dropped: memory holds only unfinished videos. A video that is not ``ok``
-(failed, skipped, never finished) gets decision ``error`` with the reason.
+(failed, skipped, never finished) gets decision ``error`` with the reason. Decisions wait in
+``take()`` until the writer commits their videos rows: they are committed first, in the same
+chunk (``moderation.job``).
 """
 from __future__ import annotations
 
@@ -58,6 +60,8 @@ class DecisionCollector:
         self._clips: dict[str, dict[int, Clip]] = {}
         self._decided: set[str] = set()
         self.rows: list[dict] = []
+        self._pending: dict[str, dict] = {}         # video_id -> decision row not committed yet
+        self._pending_hashes: dict[str, dict] = {}  # video_id -> frame_hashes row not committed yet
 
     def add_clips(self, batch: pa.Table) -> None:
         kinds = batch.column("kind").to_pylist()
@@ -89,6 +93,7 @@ class DecisionCollector:
             self.rows.append(decision_row(d, video_id=v["video_id"], uri=v["uri"], policy=self.policy,
                                           model_id=self.model_id, run_id=self.run_id,
                                           score_mode=self.score_mode if d.decision != "error" else None))
+            self._pending[v["video_id"]] = self.rows[-1]
 
     def _match(self, v: dict, d: Decision) -> Decision:
         """Known-bad matching of an ok video's per-second hashes (also kept for ``frame_hashes``)."""
@@ -104,11 +109,29 @@ class DecisionCollector:
         self.hash_rows.append({"video_id": v["video_id"], "uri": v["uri"], "times": times.tolist(),
                                "hashes": [bytes(h) for h in picked], "run_id": self.run_id,
                                "indexed_at": dt.datetime.now(dt.timezone.utc)})
+        self._pending_hashes[v["video_id"]] = self.hash_rows[-1]
         return with_matches(d, match(times, picked, self.blocklist))
 
     def table(self) -> pa.Table:
         return rows_table(self.rows)
 
+    def take(self, video_ids: list[str] | None = None) -> tuple[pa.Table, pa.Table]:
+        """The decisions and frame-hash rows not committed yet, of ``video_ids`` (None: all), as
+        (moderation table, frame_hashes table); they are then no longer pending. A video of
+        ``video_ids`` without a decision is a bug (its videos row would commit undecided)."""
+        ids = list(self._pending) if video_ids is None else list(dict.fromkeys(video_ids))
+        missing = [v for v in ids if v not in self._pending]
+        if missing:
+            raise RuntimeError(f"moderation: no decision for {len(missing)} videos about to be committed "
+                               f"(e.g. {missing[0]}): a bug in xclip-index")
+        rows = [self._pending.pop(v) for v in ids]
+        hashes = [self._pending_hashes.pop(v) for v in ids if v in self._pending_hashes]
+        return rows_table(rows), self.hash_table(hashes)
+
     def hashes_table(self) -> pa.Table:
+        return self.hash_table(self.hash_rows)
+
+    @staticmethod
+    def hash_table(rows: list[dict]) -> pa.Table:
         schema = frame_hashes_schema()
-        return from_columns({n: [r[n] for r in self.hash_rows] for n in schema.names}, schema, len(self.hash_rows))
+        return from_columns({n: [r[n] for r in rows] for n in schema.names}, schema, len(rows))

@@ -1,9 +1,15 @@
 """The ``--policy`` hook of the indexing job (``jobs.runner``): load the policy before Ray
-starts, hand its class prompts to the encoder, collect decisions, write them at the end.
+starts, hand its class prompts to the encoder, collect decisions, commit them with their videos.
 
-Writes (next to the job's own outputs): the ``moderation`` table (``moderation.store``),
-``runs/<run_id>-moderation.html`` (``moderation.report``) and, with ``--review-out``, the
-review queue.
+Fails closed: the writer calls ``commit_chunk`` with every chunk of ``videos`` rows just before it
+commits them (``Writer.before_videos_commit``), and the chunk's decisions (and frame hashes) are
+committed then, first. A crash leaves no committed videos row without its decision, so no video
+the next run keeps as unchanged is left unmoderated (a decision whose videos row did not commit is
+redone with its video).
+
+Writes (next to the job's own outputs): the ``moderation`` table (``moderation.store``; one
+Parquet file per chunk), ``runs/<run_id>-moderation.html`` (``moderation.report``) and, with
+``--review-out``, the review queue (at the end).
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ class ModerationRun:
         self.blocklist = blocklist
         self.collector = DecisionCollector(policy, model_id=model_id, run_id=run_id, score_mode="exact",
                                            blocklist=blocklist)
+        self._parts = 0
+        self._written: dict = {}
 
     @classmethod
     def start(cls, cfg: JobConfig, *, model_id: str, run_id: str, dcfg) -> "ModerationRun | None":
@@ -62,15 +70,32 @@ class ModerationRun:
     def add_videos(self, videos) -> None:
         self.collector.add_videos(videos)
 
-    def close(self, writer) -> dict:
-        """Write the table, the report and the review queue; returns the manifest's table entry."""
-        from moderation.report import render_report
-        from moderation.store import write_decisions, write_frame_hashes, write_review_queue
+    def commit_chunk(self, videos=None) -> None:
+        """Commit the decisions (and frame hashes) of the ``videos`` rows about to be committed
+        (None: every pending one). Called by the writer before each videos commit."""
+        from moderation.store import write_decisions, write_frame_hashes
 
-        out = write_decisions(self.cfg.writer.output, self.run_id, self.collector.table())
+        ids = None if videos is None else videos.column("video_id").to_pylist()
+        decisions, hashes = self.collector.take(ids)
+        if not decisions.num_rows:
+            return
+        out = write_decisions(self.cfg.writer.output, self.run_id, decisions, part=self._parts)
+        self._parts += 1
+        self._written = {**out, "parquet": [*self._written.get("parquet", []), out["parquet"]]}
         if self.blocklist is not None:
+            self._written["frame_hashes"] = write_frame_hashes(self.cfg.writer.output, self.run_id, hashes)
+
+    def close(self, writer) -> dict:
+        """Commit what is left, write the report and the review queue; returns the manifest's table entry."""
+        from moderation.report import render_report
+        from moderation.store import open_table, write_frame_hashes, write_review_queue
+
+        self.commit_chunk()  # nothing is left when every videos row went through the writer
+        out = dict(self._written) or {"version": int(open_table(self.cfg.writer.output).version),
+                                      "rows": int(open_table(self.cfg.writer.output).count_rows()), "parquet": []}
+        if self.blocklist is not None and "frame_hashes" not in out:
             out["frame_hashes"] = write_frame_hashes(self.cfg.writer.output, self.run_id,
-                                                     self.collector.hashes_table())
+                                                     self.collector.hash_table([]))
         rows = self.collector.rows
         out["report"] = writer.write_text(f"runs/{self.run_id}-moderation.html",
                                           render_report(rows, self.policy, output=self.cfg.writer.output,

@@ -15,7 +15,10 @@ The model is the one named by the index's latest run manifest (``runs/*.json``,
 ``score_mode`` says it per video. Videos that are not ``ok`` in ``videos`` get ``error``.
 With ``blocklist``, known-bad matching uses the stored ``frame_hashes`` (written by runs with
 ``--blocklist``); ``result.unhashed`` counts ok videos without stored hashes (not matched).
-The rows are upserted into the ``moderation`` table under a new run id.
+Without ``blocklist`` the known-bad matches of the decisions in the ``moderation`` table are kept
+(fails closed: a policy change does not turn a blocklist ``block`` into ``allow``); ``result.kept``
+counts the videos whose matches were kept. ``drop_blocklist=True`` (``--drop-blocklist``) drops
+them. The rows are upserted into the ``moderation`` table under a new run id.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ class ModerateResult:
     rows: list
     review_items: int | None = None
     unhashed: int = 0
+    kept: int = 0           # videos whose earlier blocklist matches were kept (no --blocklist)
 
     def format(self) -> str:
         c = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
@@ -72,7 +76,7 @@ def latest_manifest(index: str) -> RunManifest:
 
 
 def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: str | None = None,
-             blocklist: str | None = None, device: str = "cpu") -> ModerateResult:
+             blocklist: str | None = None, drop_blocklist: bool = False, device: str = "cpu") -> ModerateResult:
     """Recompute decisions for every video of ``index`` under ``policy`` (see module doc)."""
     import lancedb
     import torch
@@ -94,7 +98,8 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     features_tbl = db.open_table(PROMPT_FEATURES_TABLE) if PROMPT_FEATURES_TABLE in names else None
     items = _blocklist(blocklist, manifest) if blocklist else None
     hashes_tbl = db.open_table(FRAME_HASHES_TABLE) if items is not None and FRAME_HASHES_TABLE in names else None
-    unhashed = 0
+    unhashed, kept = 0, 0
+    earlier = {} if items is not None or drop_blocklist else _earlier_matches(index, names)
     other = segments_tbl.search().where(f"model_id != '{manifest.model_id}'").select(["model_id"]).limit(1) \
         .to_arrow()
     if other.num_rows:
@@ -154,6 +159,9 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
                 else:
                     hs = np.frombuffer(b"".join(h["hashes"]), np.uint8).reshape(len(h["hashes"]), -1)
                     d = with_matches(d, match(np.asarray(h["times"]), hs, items))
+            elif v["video_id"] in earlier and d.decision != "error":
+                d = with_matches(d, earlier[v["video_id"]])
+                kept += 1
             kinds = {EXACT if s["segment_id"] in tokens else APPROXIMATE for s in vs}
             mode = None if d.decision == "error" else (kinds.pop() if len(kinds) == 1 else "mixed")
             modes.add(mode)
@@ -167,7 +175,35 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     for r in rows:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
     return ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows, review_items=n_review,
-                          unhashed=unhashed)
+                          unhashed=unhashed, kept=kept)
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeptMatch:
+    """A known-bad match read back from a stored ``blocklist:<item id>`` flag (``decide.with_matches``)."""
+    item_id: str
+    share_query: float
+    share_item: float
+    start_s: float
+    end_s: float
+
+
+def _earlier_matches(index: str, names: set) -> dict[str, list[_KeptMatch]]:
+    """video_id -> the blocklist matches of its current ``moderation`` row (flags ``blocklist:*``)."""
+    from moderation.store import open_table
+    from schemas.moderation import MODERATION_TABLE
+
+    if MODERATION_TABLE not in names:
+        return {}
+    prefix = "blocklist:"
+    out: dict[str, list[_KeptMatch]] = {}
+    for r in open_table(index, create=False).search().select(["video_id", "flags"]).limit(None).to_arrow() \
+            .to_pylist():
+        kept = [_KeptMatch(f["category"][len(prefix):], f["confidence"], f["confidence"], f["start_s"], f["end_s"])
+                for f in r["flags"] or [] if f["category"].startswith(prefix)]
+        if kept:
+            out[r["video_id"]] = kept
+    return out
 
 
 def _blocklist(uri: str, manifest: RunManifest):

@@ -86,7 +86,7 @@ def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str)
     parts.append(f"<h2>Review queue (top {len(items)})</h2><ol class=\"queue\">")
     for i in items:
         ranges = "; ".join(f"{f['category']} {f['start_s']:.1f}-{f['end_s']:.1f}s ({f['confidence']:.2f})"
-                           for f in i["ranges"])
+                           for f in i["ranges"]) or (i.get("error") or "")
         img = (f'<img alt="thumbnail" src="data:image/jpeg;base64,{base64.b64encode(thumbs[i["video_id"]]).decode()}">'
                if i["video_id"] in thumbs else "")
         parts.append(f'<li data-decision="{i["decision"]}">{img}<b>{html.escape(i["decision"])}</b> '
