@@ -5,7 +5,8 @@
                     [--include GLOB ...] [--exclude GLOB ...] [stage options]
     xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
-    xclip-index moderate --index URI --policy FILE [--review-out URI] [--blocklist URI | --drop-blocklist]   (moderation.recompute)
+    xclip-index moderate --index URI --policy FILE [--review-out URI]
+                         [--blocklist URI | --drop-blocklist]   (moderation.recompute)
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
@@ -59,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="s3://bucket/prefix/, a local folder, a video, or a manifest (.txt/.csv/.parquet); repeatable")
     r.add_argument("--output", required=True, metavar="URI", help="output location (local folder or s3://)")
     r.add_argument("--model", required=True, metavar="SOURCE", help="checkpoint dir, s3:// prefix or hub id")
-    r.add_argument("--labels", metavar="NAME|FILE", help="label set (default: the output's current label set; kinetics400 for a new output)")
+    r.add_argument("--labels", metavar="NAME|FILE",
+                   help="label set (default: the output's current label set; kinetics400 for a new output)")
     r.add_argument("--config", metavar="job.toml", help="stage options; flags override it")
     r.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: RAY_ADDRESS or a local Ray)")
     r.add_argument("--run-id", help="run id (default: UTC time + random suffix)")
