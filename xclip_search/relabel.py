@@ -3,8 +3,12 @@
 No decoding and no vision tower: only the text tower runs (the new label set, once).
 
     exact        when every segment has stored prompt features (``--store-prompt-features``):
-                 ``ClipScorer.probs(segment embedding, visual tokens)``, the job's own rule, so the
-                 result equals a fresh run with the new labels
+                 ``ClipScorer.probs(segment embedding, visual tokens)``, the job's own rule, in fp32.
+                 Bound: within 1e-4 in probability, same top-k, of a fresh **fp32** run with the new
+                 labels (the run scores the same fp16-rounded tokens it stores; measured <= 2e-6 on
+                 tiny/demo/base-patch32 checkpoints at logit scale 100, bench/RESULTS.md "Exact
+                 relabel"). Not of a bf16 run (the CUDA default): its own probabilities carry bf16
+                 rounding (measured 2.8e-3 to 7.4e-2), and relabel gives the fp32 labels instead.
     approximate  otherwise: ``ClipScorer.probs(segment embedding, None)`` (no video-specific
                  prompting; see ``xclip_core.scoring``)
 
