@@ -235,7 +235,7 @@ class Writer:
             self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table))
         else:
             if name == VIDEOS_TABLE and self.before_videos_commit is not None:
-                self.before_videos_commit(table)
+                self._commit("commit moderation decisions", lambda: self.before_videos_commit(table))
             self._commit(f"commit {name}", lambda: self._upsert(name, table))
         self.seconds["lancedb"] += time.perf_counter() - t1
         self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed

@@ -5,7 +5,7 @@ The runner feeds ``add_clips`` every encoded batch (clip rows carry ``policy_pro
 only after all its clips (the assembler waits for them), so the decision is made then and the
 clip scores are dropped: memory holds only unfinished videos. A video that is not ``ok``
 (failed, skipped, never finished) gets decision ``error`` with the reason. Decisions wait in
-``take()`` until the writer commits their videos rows: they are committed first, in the same
+``pending()`` until the writer commits their videos rows: they are committed first, in the same
 chunk (``moderation.job``).
 """
 from __future__ import annotations
@@ -115,18 +115,22 @@ class DecisionCollector:
     def table(self) -> pa.Table:
         return rows_table(self.rows)
 
-    def take(self, video_ids: list[str] | None = None) -> tuple[pa.Table, pa.Table]:
-        """The decisions and frame-hash rows not committed yet, of ``video_ids`` (None: all), as
-        (moderation table, frame_hashes table); they are then no longer pending. A video of
-        ``video_ids`` without a decision is a bug (its videos row would commit undecided)."""
+    def pending(self, video_ids: list[str] | None = None) -> tuple[list[str], pa.Table, pa.Table]:
+        """(ids, moderation table, frame_hashes table) of the decisions of ``video_ids`` (None: all)
+        not committed yet; ``committed(ids)`` once written. A video of ``video_ids`` with no decision
+        at all is a bug (its videos row would commit undecided)."""
         ids = list(self._pending) if video_ids is None else list(dict.fromkeys(video_ids))
-        missing = [v for v in ids if v not in self._pending]
-        if missing:
-            raise RuntimeError(f"moderation: no decision for {len(missing)} videos about to be committed "
-                               f"(e.g. {missing[0]}): a bug in xclip-index")
-        rows = [self._pending.pop(v) for v in ids]
-        hashes = [self._pending_hashes.pop(v) for v in ids if v in self._pending_hashes]
-        return rows_table(rows), self.hash_table(hashes)
+        missing = [v for v in ids if v not in self._decided]
+        assert not missing, (f"moderation: no decision for {len(missing)} videos about to be committed "
+                             f"(e.g. {missing[0]}): a bug in xclip-index")
+        ids = [v for v in ids if v in self._pending]
+        hashes = [self._pending_hashes[v] for v in ids if v in self._pending_hashes]
+        return ids, rows_table([self._pending[v] for v in ids]), self.hash_table(hashes)
+
+    def committed(self, video_ids: list[str]) -> None:
+        for v in video_ids:
+            self._pending.pop(v, None)
+            self._pending_hashes.pop(v, None)
 
     def hashes_table(self) -> pa.Table:
         return self.hash_table(self.hash_rows)

@@ -75,15 +75,16 @@ class ModerationRun:
         (None: every pending one). Called by the writer before each videos commit."""
         from moderation.store import write_decisions, write_frame_hashes
 
-        ids = None if videos is None else videos.column("video_id").to_pylist()
-        decisions, hashes = self.collector.take(ids)
-        if not decisions.num_rows:
+        ids, decisions, hashes = self.collector.pending(
+            None if videos is None else videos.column("video_id").to_pylist())
+        if not ids:
             return
         out = write_decisions(self.cfg.writer.output, self.run_id, decisions, part=self._parts)
         self._parts += 1
         self._written = {**out, "parquet": [*self._written.get("parquet", []), out["parquet"]]}
         if self.blocklist is not None:
             self._written["frame_hashes"] = write_frame_hashes(self.cfg.writer.output, self.run_id, hashes)
+        self.collector.committed(ids)  # only now: a retried commit writes them again (an upsert)
 
     def close(self, writer) -> dict:
         """Commit what is left, write the report and the review queue; returns the manifest's table entry."""
