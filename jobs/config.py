@@ -26,7 +26,7 @@ A ``job.toml`` has one table per stage; every key is optional::
                                  # measured capacities (jobs.gpu_decode); 0 = CPU only; no GPU: 0
 
     [encoder]
-    labels = "kinetics400"       # label set name or file
+    labels = "kinetics400"       # label set name or file (default: the output's current set; kinetics400 for a new one)
     batch_size = 16              # clips per model call (default: 128 on CUDA, 16 on CPU)
     precision = "auto"           # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "fp16" | "bf16"
     top_k = 5
@@ -65,6 +65,9 @@ VIDEO_EXTENSIONS = ("mp4", "m4v", "mkv", "webm", "avi", "mov", "qt", "mpg", "mpe
 JOB_BACKENDS = ("pyav", "decord")  # CPU decoders; NVDEC is a share of the videos (decoder.nvdec_share)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+DEFAULT_LABELS = "kinetics400"  # the label set of a new output when none is given
 
 
 class ConfigError(ValueError):
@@ -166,7 +169,7 @@ class DecoderConfig:
 class EncoderConfig:
     """The model stage (``jobs.encoder``)."""
     model: str = ""
-    labels: str = "kinetics400"
+    labels: str | None = None        # None: the output's current label set, else DEFAULT_LABELS (jobs.labelset)
     batch_size: int | None = None    # None = by device (jobs.gpu_defaults): 128 on CUDA, 16 on CPU
     precision: str = "auto"          # "auto" = bf16 on CUDA, fp32 on CPU (jobs.gpu_defaults)
     device: str = "auto"
@@ -183,7 +186,7 @@ class EncoderConfig:
 
     def __post_init__(self):
         _check(bool(self.model), "encoder.model: a model source is required (--model)")
-        _check(bool(self.labels), "encoder.labels: a label set name or file is required")
+        _check(self.labels is None or bool(self.labels), "encoder.labels: a label set name or file is required")
         _check(self.batch_size is None or self.batch_size >= 1, f"encoder.batch_size: must be >= 1, got {self.batch_size}")
         _check(self.precision in PRECISIONS,
                f"encoder.precision: expected one of {PRECISIONS}, got {self.precision!r}")

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import gpu_decode
-from jobs.config import EncoderConfig
+from jobs.config import DEFAULT_LABELS, EncoderConfig
 from jobs.finite import NONFINITE, nonfinite_rows
 from jobs.gpu_defaults import resolve_encoder
 from xclip_store.retry import PROGRAMMING_ERRORS
@@ -93,7 +93,7 @@ def inspect_model(cfg: EncoderConfig) -> ModelInfo:
     except Exception as e:  # any reason the model is unusable is reported the same way
         raise ModelError(f"--model {cfg.model}: cannot load the model ({type(e).__name__}: {e})") from None
     try:
-        labels = load_labels(cfg.labels)
+        labels = load_labels(cfg.labels or DEFAULT_LABELS)
     except Exception as e:
         raise ModelError(f"--labels {cfg.labels}: cannot load the label set ({type(e).__name__}: {e})") from None
     h, w = pre.crop_size
@@ -151,7 +151,7 @@ class Encoder:
         self.model = XCLIP.from_pretrained(local, device=self.device, dtype=self.dtype)
         self.pre = PreprocessConfig.from_pretrained(local)
         if labels is None:
-            label_set = load_labels(cfg.labels)
+            label_set = load_labels(cfg.labels or DEFAULT_LABELS)
             labels, prompts = label_set.labels, label_set.class_prompts(cfg.prompt_template)
         labels = tuple(labels)
         if not prompts:

@@ -47,8 +47,10 @@ def processing_id(info, dcfg, encoder_cfg, *, outputs: dict | None = None) -> st
     """sha256 (16 hex) of everything but the source that decides a video's rows. ``outputs``: what
     else the run writes per video (side tables, a moderation policy's hash, a blocklist), so turning
     one on (or changing the policy) reprocesses videos instead of leaving them without those rows;
-    recomputing decisions for a new policy without decoding is ``xclip-index moderate``."""
-    identity = {"weights_sha256": info.weights_sha256, "label_set_sha256": info.label_set_sha256,
+    recomputing decisions for a new policy without decoding is ``xclip-index moderate``. The label set
+    is not part of it: an output has one label set (``jobs.labelset``: a run with another one refuses)
+    and ``xclip-index relabel`` changes it for every stored video without decoding."""
+    identity = {"weights_sha256": info.weights_sha256,
                 "decode": decode_identity(dcfg), "precision": encoder_cfg.precision,
                 "prompt_template": encoder_cfg.prompt_template, "top_k": encoder_cfg.top_k,
                 "schema_version": ROWS_VERSION, **(outputs or {})}

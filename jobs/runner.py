@@ -47,6 +47,7 @@ from jobs.errors import InternalError, PipelineError
 from jobs.identity import identity_encoder
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
+from jobs.labelset import check_label_set, resolve_labels
 from xclip_store import LeaseConfig, LeaseError, open_output
 from jobs.reader import InputError, list_inputs
 from jobs.report import RunReport
@@ -172,6 +173,7 @@ def run(cfg: JobConfig, *, progress_every_s: float = 10.0) -> RunSummary:
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     run_id = cfg.run_id or make_run_id()
     seconds: dict[str, float] = {}
+    cfg = resolve_labels(cfg)  # --labels not given: the output's current label set (jobs.labelset)
 
     t0 = time.perf_counter()
     info = inspect_model(cfg.encoder)
@@ -203,6 +205,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     """The run once it holds the output lease: incremental selection, deletions, pipeline, manifest."""
     import ray
 
+    check_label_set(cfg, info)  # one label set per index (finishes a killed relabel first)
     outputs = {"thumbnails": cfg.decoder.thumbnails, "prompt_features": cfg.encoder.store_prompt_features,
                "policy": moderation.policy.policy_hash if moderation else None,
                "blocklist": cfg.encoder.blocklist if moderation else None}
@@ -211,6 +214,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     side_tables=side_tables(cfg, info), output=lease)
     mark_interrupted(writer, run_id)
     pdq = FramePdqSink(cfg.writer.output, run_id)  # per-second PDQ of every ok video (frame_pdq)
+    writer.before_videos_commit = lambda videos: _before_videos(videos, pdq, moderation)  # fails closed
     writer.repair_duplicates()
     listed, num_listed, num_unchanged = inputs, inputs.num_rows, 0
     t0 = time.perf_counter()
@@ -273,17 +277,18 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                     t0 = time.perf_counter()
                     seg_tables, video_tables = assembler.add(batch)
                     t_assemble += time.perf_counter() - t0
+                    kept = [keep_good.filter(t) for t in video_tables]  # jobs.visibility
+                    pdq.add(batch)  # buffered before the writer may commit these videos rows
+                    if moderation:  # decided before the writer may commit these videos rows
+                        moderation.add(batch, kept)
                     for name, t in assembler.take_side_tables():
                         writer.add(name, t)
                     for t in seg_tables:
                         writer.add(SEGMENTS_TABLE, t)
-                    for t in video_tables:
-                        _add_rows(writer, keep_good.filter(t))
+                    for t, k in zip(video_tables, kept):
+                        _add_rows(writer, k)
                         report.add_videos(t)
                         breaker.observe(t)
-                    pdq.add(batch)
-                    if moderation:
-                        moderation.add(batch, video_tables)
                     report.tick(time.perf_counter() - t_pipe, sum(assembler.counts.values()), assembler.num_segments)
                     if time.perf_counter() - last_report >= progress_every_s:
                         last_report = time.perf_counter()
@@ -309,10 +314,11 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         seconds["pipeline"] = time.perf_counter() - t_pipe
         if not internal:  # after a bug or a trip, unfinished inputs are not known to be bad: no rows
             for t in assembler.finish(inputs, reason=failure[:500] if failure else None):
-                _add_rows(writer, keep_good.filter(t, breakdown=failure is not None))
-                report.add_videos(t)
+                kept = keep_good.filter(t, breakdown=failure is not None)
                 if moderation:
-                    moderation.add_videos(t)
+                    moderation.add_videos(kept)
+                _add_rows(writer, kept)
+                report.add_videos(t)
         lease.check()
         tables = writer.close()
         tables["frame_pdq"] = pdq.close()
@@ -341,6 +347,15 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     if failure:
         raise (InternalError if internal else PipelineError)(f"{failure}\n{summary.format()}")
     return summary
+
+
+def _before_videos(videos: pa.Table, pdq, moderation) -> None:
+    """Committed just before each chunk of videos rows, so that no committed videos row lacks them
+    after a crash (the next run keeps such a video as unchanged): the per-second PDQ buffered so far
+    and, with --policy, the moderation decisions of the chunk's videos."""
+    pdq.flush()
+    if moderation:
+        moderation.commit_chunk(videos)
 
 
 def _add_rows(writer, videos: pa.Table) -> None:

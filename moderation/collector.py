@@ -4,7 +4,9 @@ The runner feeds ``add_clips`` every encoded batch (clip rows carry ``policy_pro
 ``add_videos`` every ``videos`` table the assembler finishes. A video's videos row arrives
 only after all its clips (the assembler waits for them), so the decision is made then and the
 clip scores are dropped: memory holds only unfinished videos. A video that is not ``ok``
-(failed, skipped, never finished) gets decision ``error`` with the reason.
+(failed, skipped, never finished) gets decision ``error`` with the reason. Decisions wait in
+``pending()`` until the writer commits their videos rows: they are committed first, in the same
+chunk (``moderation.job``).
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ class DecisionCollector:
         self._clips: dict[str, dict[int, Clip]] = {}
         self._decided: set[str] = set()
         self.rows: list[dict] = []
+        self._pending: dict[str, dict] = {}  # video_id -> decision row not committed yet
 
     def add_clips(self, batch: pa.Table) -> None:
         kinds = batch.column("kind").to_pylist()
@@ -92,7 +95,9 @@ class DecisionCollector:
                                                                       r["pdq_mirror"], r["pdq_quality"])
 
     def add_videos(self, videos: pa.Table) -> None:
-        for v in videos.select(["video_id", "uri", "status", "error", "duration_s"]).to_pylist():
+        cols = ["video_id", "uri", "status", "error", "duration_s"]
+        cols += ["shots"] if "shots" in videos.column_names else []  # segments = "shots": snap_to_shots
+        for v in videos.select(cols).to_pylist():
             if v["video_id"] in self._decided:
                 continue
             clips = self._clips.pop(v["video_id"], {})
@@ -102,6 +107,7 @@ class DecisionCollector:
             self.rows.append(decision_row(d, video_id=v["video_id"], uri=v["uri"], policy=self.policy,
                                           model_id=self.model_id, run_id=self.run_id,
                                           score_mode=self.score_mode if d.decision != "error" else None))
+            self._pending[v["video_id"]] = self.rows[-1]
 
     def _match(self, v: dict, d: Decision) -> Decision:
         """Known-bad matching of an ok video's per-second PDQ (``moderation.blocklist``)."""
@@ -113,3 +119,17 @@ class DecisionCollector:
     def table(self) -> pa.Table:
         return rows_table(self.rows)
 
+    def pending(self, video_ids: list[str] | None = None) -> tuple[list[str], pa.Table]:
+        """(ids, moderation table) of the decisions of ``video_ids`` (None: all) not committed yet;
+        ``committed(ids)`` once written. A video of ``video_ids`` with no decision at all is a bug
+        (its videos row would commit undecided)."""
+        ids = list(self._pending) if video_ids is None else list(dict.fromkeys(video_ids))
+        missing = [v for v in ids if v not in self._decided]
+        assert not missing, (f"moderation: no decision for {len(missing)} videos about to be committed "
+                             f"(e.g. {missing[0]}): a bug in xclip-index")
+        ids = [v for v in ids if v in self._pending]
+        return ids, rows_table([self._pending[v] for v in ids])
+
+    def committed(self, video_ids: list[str]) -> None:
+        for v in video_ids:
+            self._pending.pop(v, None)

@@ -1,9 +1,16 @@
 """The ``--policy`` hook of the indexing job (``jobs.runner``): load the policy before Ray
-starts, hand its class prompts to the encoder, collect decisions, write them at the end.
+starts, hand its class prompts to the encoder, collect decisions, commit them with their videos.
 
-Writes (next to the job's own outputs): the ``moderation`` table (``moderation.store``),
-``runs/<run_id>-moderation.html`` (``moderation.report``) and, with ``--review-out``, the
-review queue.
+Fails closed: the writer calls ``commit_chunk`` with every chunk of ``videos`` rows just before it
+commits them (``Writer.before_videos_commit``), and the chunk's decisions are committed then,
+first (the per-second PDQ of its videos too: ``jobs.runner``). A crash leaves no committed videos
+row without its decision, so no video
+the next run keeps as unchanged is left unmoderated (a decision whose videos row did not commit is
+redone with its video).
+
+Writes (next to the job's own outputs): the ``moderation`` table (``moderation.store``; one
+Parquet file per chunk), ``runs/<run_id>-moderation.html`` (``moderation.report``) and, with
+``--review-out``, the review queue (at the end).
 """
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ class ModerationRun:
         self.blocklist = blocklist
         self.collector = DecisionCollector(policy, model_id=model_id, run_id=run_id, score_mode="exact",
                                            blocklist=blocklist)
+        self._parts = 0
+        self._written: dict = {}
 
     @classmethod
     def start(cls, cfg: JobConfig, *, model_id: str, run_id: str, dcfg) -> "ModerationRun | None":
@@ -61,12 +70,27 @@ class ModerationRun:
     def add_videos(self, videos) -> None:
         self.collector.add_videos(videos)
 
-    def close(self, writer) -> dict:
-        """Write the table, the report and the review queue; returns the manifest's table entry."""
-        from moderation.report import render_report
-        from moderation.store import write_decisions, write_review_queue
+    def commit_chunk(self, videos=None) -> None:
+        """Commit the decisions of the ``videos`` rows about to be committed (None: every pending
+        one). Called by the writer before each videos commit."""
+        from moderation.store import write_decisions
 
-        out = write_decisions(self.cfg.writer.output, self.run_id, self.collector.table())
+        ids, decisions = self.collector.pending(None if videos is None else videos.column("video_id").to_pylist())
+        if not ids:
+            return
+        out = write_decisions(self.cfg.writer.output, self.run_id, decisions, part=self._parts)
+        self._parts += 1
+        self._written = {**out, "parquet": [*self._written.get("parquet", []), out["parquet"]]}
+        self.collector.committed(ids)  # only now: a retried commit writes them again (an upsert)
+
+    def close(self, writer) -> dict:
+        """Commit what is left, write the report and the review queue; returns the manifest's table entry."""
+        from moderation.report import render_report
+        from moderation.store import open_table, write_review_queue
+
+        self.commit_chunk()  # nothing is left when every videos row went through the writer
+        out = dict(self._written) or {"version": int(open_table(self.cfg.writer.output).version),
+                                      "rows": int(open_table(self.cfg.writer.output).count_rows()), "parquet": []}
         rows = self.collector.rows
         out["report"] = writer.write_text(f"runs/{self.run_id}-moderation.html",
                                           render_report(rows, self.policy, output=self.cfg.writer.output,

@@ -17,6 +17,10 @@ With ``blocklist``, known-bad matching uses the stored per-second PDQ (``frame_p
 by every run), so a new list item finds old uploads without decoding. An index where an ok
 video has no stored hashes (built before ``frame_pdq``, or decoded by decord/NVDEC) is refused
 with one line saying how many and the fix, never a silent allow.
+Without ``blocklist`` the known-bad matches of the decisions in the ``moderation`` table (their
+flags and evidence) are kept (fails closed: a policy change does not turn a blocklist ``block``
+into ``allow``); ``result.kept`` counts the videos whose matches were kept.
+``drop_blocklist=True`` (``--drop-blocklist``) drops them.
 The rows are upserted into the ``moderation`` table under a new run id.
 """
 from __future__ import annotations
@@ -56,6 +60,7 @@ class ModerateResult:
     rows: list
     review_items: int | None = None
     matched: int = 0        # videos with a blocklist match
+    kept: int = 0           # videos whose earlier blocklist matches were kept (no --blocklist)
 
     def format(self) -> str:
         c = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
@@ -76,7 +81,7 @@ def latest_manifest(index: str) -> RunManifest:
 
 @leased("moderate", uri_arg="index")  # holds the output lease for the whole call (exit 7 while a run holds it)
 def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: str | None = None,
-             blocklist: str | None = None, device: str = "cpu") -> ModerateResult:
+             blocklist: str | None = None, drop_blocklist: bool = False, device: str = "cpu") -> ModerateResult:
     """Recompute decisions for every video of ``index`` under ``policy`` (see module doc)."""
     import lancedb
     import torch
@@ -104,7 +109,8 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
                                 f"before they were stored; rehash it with xclip-index run --full --output {index}")
         hashes_tbl = db.open_table(FRAME_PDQ_TABLE)
         _check_hashed(index, videos_tbl, hashes_tbl)
-    matched = 0
+    matched, kept = 0, 0
+    earlier = {} if items is not None or drop_blocklist else _earlier_matches(index, names)
     other = segments_tbl.search().where(f"model_id != '{manifest.model_id}'").select(["model_id"]).limit(1) \
         .to_arrow()
     if other.num_rows:
@@ -164,6 +170,9 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
                     found = items.match(frame_hashes_from_lists(h["times"], h["hashes"], h["mirror"], h["quality"]))
                     matched += bool(found)
                     d = with_matches(d, found)
+            elif v["video_id"] in earlier and d.decision != "error":
+                d = with_matches(d, earlier[v["video_id"]])
+                kept += 1
             kinds = {EXACT if s["segment_id"] in tokens else APPROXIMATE for s in vs}
             mode = None if d.decision == "error" else (kinds.pop() if len(kinds) == 1 else "mixed")
             modes.add(mode)
@@ -177,7 +186,32 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     for r in rows:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
     return ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows, review_items=n_review,
-                          matched=matched)
+                          matched=matched, kept=kept)
+
+
+def _earlier_matches(index: str, names: set) -> dict[str, list]:
+    """video_id -> the known-bad matches (``moderation.blocklist.Match``) of its current
+    ``moderation`` row, from its ``evidence`` (or, for rows from before evidence was stored, its
+    ``blocklist:*`` flags)."""
+    from moderation.blocklist import Match
+    from moderation.store import open_table
+    from schemas.moderation import MODERATION_TABLE
+
+    if MODERATION_TABLE not in names:
+        return {}
+    prefix = "blocklist:"
+    keys = [f.name for f in dataclasses.fields(Match)]
+    out: dict[str, list] = {}
+    for r in open_table(index, create=False).search().select(["video_id", "flags", "evidence"]).limit(None) \
+            .to_arrow().to_pylist():
+        found = [Match(**{k: e[k] for k in keys}) for e in r["evidence"] or [] if e["item_id"] is not None]
+        if not found:  # before evidence: the flag's range and confidence (1 - median distance / 256)
+            found = [Match(f["category"][len(prefix):], f["start_s"], f["end_s"], 0.0, 0.0,
+                           round((1 - f["confidence"]) * 256), (1 - f["confidence"]) * 256, f["end_s"] - f["start_s"],
+                           0.0, "kept") for f in r["flags"] or [] if f["category"].startswith(prefix)]
+        if found:
+            out[r["video_id"]] = found
+    return out
 
 
 def _blocklist(uri: str):

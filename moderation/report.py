@@ -93,7 +93,7 @@ def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str)
     parts.append(f"<h2>Review queue (top {len(items)})</h2><ol class=\"queue\">")
     for i in items:
         ranges = "; ".join(f"{f['category']} {f['start_s']:.1f}-{f['end_s']:.1f}s ({f['confidence']:.2f})"
-                           for f in i["ranges"])
+                           for f in i["ranges"]) or (i.get("error") or "")
         img = (f'<img alt="thumbnail" src="data:image/jpeg;base64,{base64.b64encode(thumbs[i["video_id"]]).decode()}">'
                if i["video_id"] in thumbs else "")
         ev = "".join(f'<br><span class="evidence">{html.escape(_evidence(e))}</span>' for e in i.get("evidence") or [])

@@ -1,12 +1,15 @@
 """Writing moderation results: the ``moderation`` table (LanceDB upsert by ``video_id`` plus an
 append-only Parquet log under ``<output>/parquet/moderation/``) and the review queue.
 
-Review queue (``--review-out URI``, local or ``s3://``): JSON lines, one per ``block`` or
-``review`` decision, most severe first: ``block`` before ``review``, then by peak confidence
-(highest first), then URI. Each line: ``video_id, uri, decision, confidence`` (peak over the
-flags), ``ranges``: the flags ``{category, confidence, start_s, end_s}`` in time order, and
-``evidence``: per blocklist match its item id, mode, best/median Hamming distance, matched
-seconds, item share, upload and item ranges (``schemas.moderation.EVIDENCE_TYPE``).
+Review queue (``--review-out URI``, local or ``s3://``): JSON lines, one per ``block``,
+``review`` or ``error`` decision (an upload that could not be scored is not cleared: a person
+looks at it), most severe first: ``block``, ``review``, then ``error``; within each by peak
+confidence (highest first), then URI. Each line: ``video_id, uri, name`` (the file name),
+``decision, confidence`` (peak over the flags), ``ranges``: the flags ``{category, confidence,
+start_s, end_s}`` in time order, ``evidence``: per blocklist match its item id, mode, best/median
+Hamming distance, matched seconds, item share, upload and item ranges
+(``schemas.moderation.EVIDENCE_TYPE``), and ``error``: why an ``error`` upload was not scored
+(else null).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from schemas.moderation import (EVIDENCE_FIELD, FRAME_PDQ_TABLE, MODERATION_KEY,
 from xclip_core import storage
 from xclip_store import held
 
-_SEVERITY = {"block": 0, "review": 1}
+_SEVERITY = {"block": 0, "review": 1, "error": 2}
 
 
 def open_table(output: str, name: str = MODERATION_TABLE, *, create: bool = True):
@@ -52,11 +55,11 @@ def open_table(output: str, name: str = MODERATION_TABLE, *, create: bool = True
     return db.create_table(name, schema=schema, exist_ok=True) if create else None
 
 
-def write_decisions(output: str, run_id: str, table: pa.Table) -> dict:
-    """Upsert ``table`` (``moderation`` rows) into LanceDB and append it to Parquet; returns
-    ``{"version", "rows", "parquet"}``."""
+def write_decisions(output: str, run_id: str, table: pa.Table, *, part: int = 0) -> dict:
+    """Upsert ``table`` (``moderation`` rows) into LanceDB and append it to Parquet (file ``part`` of
+    the run: ``<run_id>-<part>.parquet``); returns ``{"version", "rows", "parquet"}``."""
     fs, base = storage.pyarrow_filesystem(output)
-    path = f"{base.rstrip('/')}/parquet/{MODERATION_TABLE}/{run_id}-00000.parquet"
+    path = f"{base.rstrip('/')}/parquet/{MODERATION_TABLE}/{run_id}-{part:05d}.parquet"
     if not storage.is_s3(output):
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     pq.write_table(table, path, filesystem=fs, compression="zstd")
@@ -76,15 +79,17 @@ def write_frame_pdq(output: str, table: pa.Table) -> dict:
 
 
 def review_queue(rows: list[dict]) -> list[dict]:
-    """The ``review``/``block`` rows, most severe first (see module doc)."""
+    """The ``block``/``review``/``error`` rows, most severe first (see module doc)."""
     items = []
     for r in rows:
         if r["decision"] not in _SEVERITY:
             continue
         flags = sorted(r["flags"] or [], key=lambda f: (f["start_s"], f["category"]))
-        items.append({"video_id": r["video_id"], "uri": r["uri"], "decision": r["decision"],
+        items.append({"video_id": r["video_id"], "uri": r["uri"], "name": r["uri"].rstrip("/").rsplit("/", 1)[-1],
+                      "decision": r["decision"],
                       "confidence": max((f["confidence"] for f in flags), default=0.0), "ranges": flags,
-                      "evidence": r.get("evidence") or []})
+                      "evidence": r.get("evidence") or [],
+                      "error": (r.get("error") or "no reason given") if r["decision"] == "error" else None})
     items.sort(key=lambda i: (_SEVERITY[i["decision"]], -i["confidence"], i["uri"]))
     return items
 

@@ -59,7 +59,6 @@ def test_processing_id_changes_with_every_part():
     enc = EncoderConfig(model="m")
     base = processing_id(Info(), Decode(), enc)
     variants = [processing_id(Info(weights_sha256="w2"), Decode(), enc),
-                processing_id(Info(label_set_sha256="l2"), Decode(), enc),
                 processing_id(Info(), Decode(window_s=1.0), enc),
                 processing_id(Info(), Decode(sampler="tsn"), enc),
                 processing_id(Info(), Decode(), dataclasses.replace(enc, precision="fp16")),
@@ -68,6 +67,8 @@ def test_processing_id_changes_with_every_part():
                 processing_id(Info(), Decode(), enc, outputs={"policy": "sha256:1"}),
                 processing_id(Info(), Decode(), enc, outputs={"policy": "sha256:2"})]
     assert processing_id(Info(), Decode(), enc) == base
+    # not the label set: one per output (jobs.labelset), changed by relabel without decoding
+    assert processing_id(Info(label_set_sha256="l2"), Decode(), enc) == base
     assert len({base, *variants}) == 1 + len(variants)
 
 
@@ -75,19 +76,20 @@ def test_processing_id_changes_with_every_part():
 # settings, model geometry (frames_per_clip, crop_size, shortest_edge) = (8, 224, 224) unless given.
 # The hex values were produced by the pre-refactor code (two decode configs: jobs.config.DecoderConfig
 # copied into xclip_core.video.DecodeConfig), commit 'main' 40f9539 at the time. If they change,
-# every existing index reprocesses all its videos; a ROWS_VERSION bump changes them on purpose.
+# every existing index reprocesses all its videos; a ROWS_VERSION bump changes them on purpose. Changed
+# on purpose once more when the label set left the identity (issue 15: one label set per index).
 PINNED_PROCESSING_IDS = [
-    ({}, None, "feb8c656f7f5590f"),
-    ({"sampler": "tsn", "window_s": 4.0, "stride_s": 1.0}, None, "aa77de4ea8edb1f1"),
+    ({}, None, "85279ecc60a0767d"),
+    ({"sampler": "tsn", "window_s": 4.0, "stride_s": 1.0}, None, "de4f9e036800e58c"),
     ({"max_clips_per_video": 16, "max_duration_s": 600.0, "timeout_s": 60.0, "max_pixels": 2073600}, None,
-     "f935e8ec2302f52d"),
-    ({"nvdec_share": 0.0, "num_threads": 2, "approximate": True}, None, "4db4c17653ea50a1"),
+     "07418d7b04f06b4c"),
+    ({"nvdec_share": 0.0, "num_threads": 2, "approximate": True}, None, "b8b19e1c3d907954"),
     ({"num_cpus": 2.0, "memory_mb": 2048, "thumbnails": False, "cpu_clips_per_s": 30.0, "breaker_first_n": 0},
-     None, "feb8c656f7f5590f"),  # job-only settings: same identity as the defaults
-    ({"nvdec_share": 0.5}, None, "73af708475440c8f"),
-    ({"timeout_s": None}, None, "3b83c2c3ea18cb12"),  # no decoder timeout (programmatic only)
-    ({}, (16, 224, 256), "101e2d82f0a89cfe"),
-    ({}, (8, 224, 200), "feb8c656f7f5590f"),  # shortest edge below the crop: raised to the crop
+     None, "85279ecc60a0767d"),  # job-only settings: same identity as the defaults
+    ({"nvdec_share": 0.5}, None, "bd2292683df43f5b"),
+    ({"timeout_s": None}, None, "47c0acace5ef2d04"),  # no decoder timeout (programmatic only)
+    ({}, (16, 224, 256), "a38283a1c4cb2d2f"),
+    ({}, (8, 224, 200), "85279ecc60a0767d"),  # shortest edge below the crop: raised to the crop
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html.parser
 import json
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -181,8 +182,11 @@ def test_review_queue_on_s3_most_severe_first(policy_run, s3_server):
 
     body = boto3.client("s3", endpoint_url=s3_server).get_object(Bucket="mod-review", Key="queue/run.jsonl")["Body"]
     items = [json.loads(line) for line in body.read().decode().splitlines()]
-    assert len(items) == len(OK) and all(i["ranges"] for i in items)
-    sev = [0 if i["decision"] == "block" else 1 for i in items]
+    assert len(items) == len(OK) + 1  # the broken upload is not cleared: it is queued, last, with its reason
+    *scored, broken = items
+    assert (broken["decision"], broken["name"]) == ("error", "broken.mp4") and broken["error"].startswith("failed:")
+    assert all(i["ranges"] and i["error"] is None for i in scored)
+    sev = [0 if i["decision"] == "block" else 1 for i in scored]
     assert sev == sorted(sev)
     for a, b in zip(items, items[1:]):
         if a["decision"] == b["decision"]:
@@ -233,7 +237,7 @@ def test_html_report_counts(policy_run):
     assert flagged == {"weapons": sum(any(f["category"] == "weapons" for f in r["flags"]) for r in rows),
                        "everything": len(OK), "never": 0}
     assert p.histograms == ["weapons", "everything", "never"]
-    assert len(p.items) == len(OK) and p.items[0] == "block"
+    assert len(p.items) == len(OK) + 1 and p.items[0] == "block" and p.items[-1] == "error"  # + broken.mp4
 
 
 @pytest.mark.slow
@@ -317,7 +321,7 @@ def test_moderate_from_stored_features_equals_the_run(policy_run, setup, tmp_pat
     assert {r["run_id"] for r in exact} == {"mod-exact"} and len(exact) == 6  # upserted, not appended
     assert {r["score_mode"] for r in exact if r["decision"] != "error"} == {"exact"}
     assert _comparable(exact) == _comparable(run_rows)
-    assert len(review.read_text().splitlines()) == len(OK)
+    assert len(review.read_text().splitlines()) == len(OK) + 1  # + the broken upload
 
 
 @pytest.mark.slow
@@ -366,3 +370,72 @@ def test_moderate_blocklist_on_an_index_built_without_one(ray_session, setup, tm
     assert main(["moderate", "--index", output, "--policy", setup["policy"], "--blocklist",
                  str(tmp_path / "list")]) == 4
     assert "no stored frame hashes (frame_pdq table)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ fails closed (issue 15 item 7)
+def _decided(output: str) -> dict:
+    """video_id -> decision in the moderation table ({} when it does not exist)."""
+    import lancedb
+
+    if MODERATION_TABLE not in set(lancedb.connect(f"{output}/lancedb").list_tables().tables):
+        return {}
+    return {r["video_id"]: r["decision"] for r in read_lance(output, MODERATION_TABLE).to_pylist()}
+
+
+@pytest.mark.slow
+def test_run_killed_mid_way_leaves_no_committed_video_undecided(ray_session, setup, tmp_path):
+    """A --policy run dies at the 12th LanceDB merge commit (tests/killpoint.py; chunks of one row).
+    Every videos row it committed has its decision (today: decisions were held until the end, so
+    none); the next run, which keeps those videos as unchanged, leaves every input with a decision."""
+    import ray
+
+    from jobs.runner import index_videos
+    from tests.killpoint import KILLED, run_killed
+
+    out, inputs = str(tmp_path / "index"), str(setup["root"] / "in")
+    writer = {"chunk_rows": 1, "lease_heartbeat_s": 0.5, "lease_stale_after_s": 2.0}
+    (tmp_path / "job.toml").write_text("[writer]\n" + "".join(f"{k} = {v}\n" for k, v in writer.items()))
+    proc = run_killed([("lancedb.table:LanceMergeInsertBuilder.execute", 12)], [
+        "run", "--input", inputs, "--output", out, "--model", setup["model"], "--batch-size", "4",
+        "--policy", setup["policy"], "--config", str(tmp_path / "job.toml"),
+        "--ray-address", ray.get_runtime_context().gcs_address])
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
+    committed = {v["video_id"] for v in read_lance(out, schemas.VIDEOS_TABLE).to_pylist() if v["status"] != "indexing"}
+    assert 0 < len(committed) < len(OK) + 1  # killed mid-way: some videos committed, not all
+    assert committed <= set(_decided(out)), "a committed video without its decision"
+    time.sleep(2.5)  # the dead driver's lease goes stale (lease_stale_after_s = 2), as in test_jobs_faults
+    summary = index_videos([inputs], out, setup["model"], run_id="mod-after-kill",
+                           encoder={"batch_size": 4, "policy": setup["policy"]}, writer=writer)
+    assert summary.num_unchanged >= 1  # the videos committed before the kill were kept as they are
+    videos = read_lance(out, schemas.VIDEOS_TABLE).to_pylist()
+    decided = _decided(out)
+    assert len(videos) == len(OK) + 1 and {v["video_id"] for v in videos} == set(decided)
+    assert decided[schemas.video_id(str(setup["root"] / "in" / "broken.mp4"))] == "error"
+
+
+@pytest.mark.slow
+def test_moderate_without_blocklist_keeps_the_matches_unless_dropped(policy_run, setup, tmp_path, capsys):
+    """The run blocked copy.webm on the blocklist. ``moderate`` without --blocklist keeps that match
+    (today: the decision falls back to the policy's, e.g. review); --drop-blocklist drops it."""
+    import shutil
+
+    from xclip_cli import main
+
+    out = str(tmp_path / "index")
+    shutil.copytree(policy_run[0], out)
+    copy = str(setup["root"] / "in" / "copy.webm")
+
+    def copy_row():
+        return _by_uri(read_lance(out, MODERATION_TABLE).to_pylist())[copy]
+
+    def blocklist_flags(row):
+        return [f["category"] for f in row["flags"] if f["category"].startswith("blocklist:")]
+
+    assert main(["moderate", "--index", out, "--policy", setup["policy"], "--run-id", "mod-keep"]) == 0
+    assert "kept the earlier known-bad matches of 1 videos" in capsys.readouterr().out
+    row = copy_row()
+    assert (row["run_id"], row["decision"], blocklist_flags(row)) == ("mod-keep", "block", ["blocklist:bad1"])
+    assert main(["moderate", "--index", out, "--policy", setup["policy"], "--run-id", "mod-drop",
+                 "--drop-blocklist"]) == 0
+    row = copy_row()
+    assert row["run_id"] == "mod-drop" and blocklist_flags(row) == []

@@ -26,10 +26,12 @@ ROWS = [_row("a", "review", [0.9]), _row("b", "block", [0.6, 0.7]), _row("c", "a
         _row("d", "block", [0.95]), _row("e", "error", []), _row("f", "review", [0.5, 0.99])]
 
 
-def test_review_queue_most_severe_first():
+def test_review_queue_most_severe_first_then_errors_with_names_and_reasons():
     q = review_queue(ROWS)
-    assert [i["video_id"] for i in q] == ["d", "b", "f", "a"]
+    assert [i["video_id"] for i in q] == ["d", "b", "f", "a", "e"]
     assert q[1]["confidence"] == 0.7 and [r["start_s"] for r in q[1]["ranges"]] == [0.0, 1.0]
+    assert (q[-1]["decision"], q[-1]["name"], q[-1]["error"]) == ("error", "e.mp4", "failed: bad")
+    assert q[0]["name"] == "d.mp4" and q[0]["error"] is None
 
 
 def test_decisions_upserted_on_s3_and_logged_to_parquet(s3_server, s3_bucket):
@@ -44,6 +46,6 @@ def test_decisions_upserted_on_s3_and_logged_to_parquet(s3_server, s3_bucket):
     assert pq.read_table(storage.strip_scheme(first["parquet"]), filesystem=fs).num_rows == 6
     assert pq.read_table(storage.strip_scheme(again["parquet"]), filesystem=fs).num_rows == 1
     uri = f"s3://{s3_bucket}/review/q.jsonl"
-    assert write_review_queue(uri, ROWS) == 4
+    assert write_review_queue(uri, ROWS) == 5
     lines = [json.loads(x) for x in storage.read_bytes(uri).decode().splitlines()]
-    assert [x["decision"] for x in lines] == ["block", "block", "review", "review"]
+    assert [x["decision"] for x in lines] == ["block", "block", "review", "review", "error"]

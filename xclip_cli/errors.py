@@ -44,6 +44,7 @@ EXIT_CODES: dict[str, int] = {
     "jobs.encoder.ModelError": EXIT_MODEL,
     "xclip_search.index.IndexError_": EXIT_OUTPUT,
     "moderation.recompute.ModerateError": EXIT_OUTPUT,
+    "xclip_search.labelstate.RelabelStateError": EXIT_OUTPUT,
     "jobs.errors.InternalError": EXIT_INTERNAL,  # before PipelineError: it is one
     "jobs.errors.PipelineError": EXIT_PIPELINE,
     "jobs.reader.InputError": EXIT_INPUT,

@@ -34,7 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="s3://bucket/prefix/, a local folder, a video, or a manifest (.txt/.csv/.parquet); repeatable")
     r.add_argument("--output", required=True, metavar="URI", help="output location (local folder or s3://)")
     r.add_argument("--model", required=True, metavar="SOURCE", help="checkpoint dir, s3:// prefix or hub id")
-    r.add_argument("--labels", metavar="NAME|FILE", help="label set (default: kinetics400)")
+    r.add_argument("--labels", metavar="NAME|FILE",
+                   help="label set (default: the output's current label set; kinetics400 for a new output)")
     r.add_argument("--config", metavar="job.toml", help="stage options; flags override it")
     r.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: RAY_ADDRESS or a local Ray)")
     r.add_argument("--run-id", help="run id (default: UTC time + random suffix)")
@@ -69,7 +70,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g = r.add_argument_group("moderation")
     g.add_argument("--policy", metavar="FILE", help="moderation policy YAML (or 'example'): writes the moderation "
                                                     "table; scores every window (no --max-clips-per-video)")
-    g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of review/block decisions")
+    g.add_argument("--review-out", metavar="URI", help="with --policy: JSON lines of block/review/error decisions")
     g.add_argument("--blocklist", metavar="URI", help="with --policy: known-bad videos, .vpdq or .pdq files "
                                                       "(file, folder or s3:// prefix); copies are blocked")
     g = r.add_argument_group("writer")

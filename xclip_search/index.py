@@ -5,12 +5,10 @@ The model is the one named by the latest finished run manifest (``<uri>/runs/*.j
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
 from schemas import SEGMENTS_TABLE, VIDEOS_TABLE, segment_id
-from xclip_core import storage
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -34,21 +32,13 @@ class IndexError_(RuntimeError):
 
 
 def read_manifests(uri: str) -> list[dict]:
-    """Every ``runs/*.json`` under ``uri`` (runs and relabels), oldest first."""
-    import pyarrow.fs as pafs
+    """Every ``runs/*.json`` under ``uri`` (runs and relabels), oldest first (``xclip_store.manifests``)."""
+    from xclip_store.manifests import read_manifests as read
 
-    fs, base = storage.pyarrow_filesystem(uri)
-    runs = f"{base.rstrip('/')}/runs"
     try:
-        infos = fs.get_file_info(pafs.FileSelector(runs, allow_not_found=True))
+        return read(uri)
     except OSError as e:
         raise IndexError_(f"{uri}: cannot list runs/ ({type(e).__name__}: {e})") from None
-    out = []
-    for info in infos:
-        if info.type == pafs.FileType.File and info.path.endswith(".json"):
-            with fs.open_input_stream(info.path) as f:
-                out.append(json.loads(f.read().decode("utf-8")))
-    return sorted(out, key=lambda m: (m.get("finished_at") or "", m.get("run_id") or ""))
 
 
 def latest_finished(manifests: list[dict], uri: str) -> dict:
@@ -101,6 +91,9 @@ class Index:
         for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
             if name not in self.table_names:
                 raise IndexError_(f"{uri}: no {name!r} table under lancedb/: is this an xclip-index --output?")
+        from xclip_search.labelstate import reader_tables
+
+        self._tables.update(reader_tables(self.db, uri))  # one label set on both, even mid-relabel
         self.model, self.tokenizer = load_model(self.manifest, model=model, device=device)
         self.device = device
         self.precision = precision if precision != "auto" else ("bf16" if native_bf16(device) else "fp32")

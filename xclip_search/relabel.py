@@ -3,22 +3,29 @@
 No decoding and no vision tower: only the text tower runs (the new label set, once).
 
     exact        when every segment has stored prompt features (``--store-prompt-features``):
-                 ``ClipScorer.probs(segment embedding, visual tokens)``, the job's own rule, so the
-                 result equals a fresh run with the new labels
+                 ``ClipScorer.probs(segment embedding, visual tokens)``, the job's own rule, in fp32.
+                 Bound: within 1e-4 in probability, same top-k, of a fresh **fp32** run with the new
+                 labels (the run scores the same fp16-rounded tokens it stores; measured <= 2e-6 on
+                 tiny/demo/base-patch32 checkpoints at logit scale 100, bench/RESULTS.md "Exact
+                 relabel"). Not of a bf16 run (the CUDA default): its own probabilities carry bf16
+                 rounding (measured 2.8e-3 to 7.4e-2), and relabel gives the fp32 labels instead.
     approximate  otherwise: ``ClipScorer.probs(segment embedding, None)`` (no video-specific
                  prompting; see ``xclip_core.scoring``)
 
 Video labels are the top-k of the mean of its segments' probabilities (as in the job:
-``jobs.assembler``). The LanceDB ``segments`` and ``videos`` tables are updated in place (rows
-keep their ``run_id``; ``label_set`` names the new set; ``label_text`` follows ``labels``); the Parquet log is the job's and is not
-rewritten. A manifest ``runs/<relabel_id>.json`` (``"kind": "relabel"``) records the label set, its
-hash, the mode, counts and the table versions before and after.
+``jobs.assembler``). Only the label columns of the LanceDB ``segments`` and ``videos`` tables are
+written (``labels``, ``label_scores``, ``label_text``, ``label_set``): embeddings, ``run_id``,
+``source_size``... are never rewritten, and a row a run rewrote after the relabel read it keeps that
+run's labels. The write goes through ``xclip_search.labelstate.commit_relabel``: staged, announced in
+``runs/<relabel_id>.json`` (``"kind": "relabel"``, ``"status": "running"``), committed, finished; readers
+see one label set throughout, and a relabel killed half-way is finished by the next write command
+(``labelstate.repair``). The manifest records the label set, its hash, the mode, counts and the
+table versions before and after. The Parquet log is the job's and is not rewritten.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import uuid
 
 import numpy as np
@@ -26,11 +33,10 @@ import pyarrow as pa
 
 from jobs.labeler import Labeler
 from xclip_store import leased, migrate_table
-from xclip_store.output import held, write_atomic
 from schemas import SEGMENTS_TABLE, STATUS_OK, VIDEOS_TABLE, SCHEMA_VERSION
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.output import label_text
-from xclip_core import storage
+from xclip_search.labelstate import GUARD_COLUMN, LABEL_COLUMNS, commit_relabel, label_columns, repair
 
 EXACT, APPROXIMATE = "exact", "approximate"
 
@@ -84,11 +90,14 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     text = class_text_features(idx.model, idx.tokenizer, ls.class_prompts(enc_cfg.get("prompt_template") or "{}"))
     scorer, labeler = ClipScorer(idx.model, text), Labeler(ls.labels, top_k)
 
-    seg_tbl, vid_tbl = idx.table(SEGMENTS_TABLE), idx.table(VIDEOS_TABLE)
+    repair(uri)  # a relabel killed earlier is finished first (its label set, then this one)
+    seg_tbl, vid_tbl = (idx.db.open_table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE))  # latest, not pinned
     migrate_table(seg_tbl, SEGMENTS_TABLE)  # an index written before a column was added
     migrate_table(vid_tbl, VIDEOS_TABLE)
-    before = {SEGMENTS_TABLE: int(seg_tbl.version), VIDEOS_TABLE: int(vid_tbl.version)}
-    segs = seg_tbl.to_arrow()
+    segs = seg_tbl.search().select(["segment_id", "video_id", "embedding", GUARD_COLUMN, *LABEL_COLUMNS]) \
+        .limit(None).to_arrow()
+    vids = vid_tbl.search().where(f"status = '{STATUS_OK}'") \
+        .select(["video_id", GUARD_COLUMN, *LABEL_COLUMNS]).limit(None).to_arrow()
     ids = segs.column("segment_id").to_pylist()
     emb_col = segs.column("embedding").combine_chunks()
     emb = emb_col.values.to_numpy(zero_copy_only=False).reshape(len(emb_col), -1).astype(np.float32)
@@ -107,7 +116,6 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     segs = _set(segs, "label_text", label_text(segs.column("labels")))
     segs = _set(segs, "label_set", pa.array([label_set_id] * n, pa.string()))
 
-    vids = vid_tbl.search().where(f"status = '{STATUS_OK}'").limit(None).to_arrow()
     seg_vid = np.asarray(segs.column("video_id").to_pylist(), dtype=object)
     means, keep = [], []
     for j, vid in enumerate(vids.column("video_id").to_pylist()):
@@ -122,26 +130,19 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     vids = _set(vids, "label_scores", pa.array(v_scores, pa.list_(pa.float32())))
     vids = _set(vids, "label_text", label_text(vids.column("labels")))
     vids = _set(vids, "label_set", pa.array([label_set_id] * m, pa.string()))
-    if n:
-        seg_tbl.merge_insert("segment_id").when_matched_update_all().execute(segs, on_bad_vectors="null")
-    if m:
-        vid_tbl.merge_insert("video_id").when_matched_update_all().execute(vids, on_bad_vectors="null")
-    # an upsert rewrites its rows: until optimize() folds them in, no index covers them (searches
-    # would fall back to brute force); versions older than the job's retention go, as in the job
     keep_days = ((idx.manifest.get("config") or {}).get("writer") or {}).get("keep_versions_days", 7.0)
-    for tbl in (seg_tbl, vid_tbl):
-        tbl.optimize(cleanup_older_than=dt.timedelta(days=float(keep_days)))
-    after = {SEGMENTS_TABLE: int(seg_tbl.version), VIDEOS_TABLE: int(vid_tbl.version)}
     manifest = {
-        "kind": "relabel", "run_id": relabel_id, "status": "finished", "schema_version": SCHEMA_VERSION,
-        "started_at": started.isoformat(), "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "kind": "relabel", "run_id": relabel_id, "schema_version": SCHEMA_VERSION,
+        "started_at": started.isoformat(),
         "output": uri, "model_source": model or idx.manifest["model_source"], "model_id": idx.manifest["model_id"],
         "weights_sha256": idx.manifest.get("weights_sha256"), "config": idx.manifest.get("config"),
         "label_set": {"name": ls.name, "sha256": ls.sha256, "num_labels": len(ls), "source": str(labels),
                       "labels": list(ls.labels)},
-        "mode": mode, "top_k": top_k, "num_segments": n, "num_videos": m,
-        "tables": {"before": before, "after": after}}
-    manifest_uri = _write_text(uri, f"runs/{relabel_id}.json", json.dumps(manifest, indent=2, sort_keys=True))
+        "mode": mode, "top_k": top_k, "num_segments": n, "num_videos": m}
+    # label columns only, staged, announced, committed, then finished (xclip_search.labelstate)
+    manifest, manifest_uri = commit_relabel(
+        uri, {SEGMENTS_TABLE: seg_tbl, VIDEOS_TABLE: vid_tbl}, manifest,
+        label_columns(segs, SEGMENTS_TABLE), label_columns(vids, VIDEOS_TABLE), keep_days=keep_days)
     return RelabelResult(relabel_id, mode, label_set_id, n, m, manifest_uri)
 
 
@@ -149,12 +150,3 @@ def _set(t: pa.Table, name: str, col: pa.Array) -> pa.Table:
     i = t.column_names.index(name)
     return t.set_column(i, t.schema.field(name), col.cast(t.schema.field(name).type))
 
-
-def _write_text(uri: str, relpath: str, text: str) -> str:
-    out = held(uri)  # the relabel's leased output: lease check, atomic write
-    if out is not None:
-        return out.write_text(relpath, text)
-    fs, base = storage.pyarrow_filesystem(uri)
-    path = f"{base.rstrip('/')}/{relpath}"
-    write_atomic(fs, path, text.encode("utf-8"), local=not storage.is_s3(uri))
-    return ("s3://" + path) if storage.is_s3(uri) else path

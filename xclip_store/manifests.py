@@ -23,6 +23,23 @@ def recorded_versions(manifest: dict) -> dict[str, int]:
     return out
 
 
+def read_manifests(uri: str) -> list[dict]:
+    """Every ``runs/*.json`` under ``uri`` (runs, relabels, restores), oldest first; an ``OSError``
+    when ``runs/`` cannot be listed."""
+    import pyarrow.fs as pafs
+
+    from xclip_core import storage
+
+    fs, base = storage.pyarrow_filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(f"{base.rstrip('/')}/runs", allow_not_found=True))
+    out = []
+    for info in infos:
+        if info.type == pafs.FileType.File and info.path.endswith(".json"):
+            with fs.open_input_stream(info.path) as f:
+                out.append(json.loads(f.read().decode("utf-8")))
+    return sorted(out, key=lambda m: (m.get("finished_at") or "", m.get("run_id") or ""))
+
+
 def list_manifests(out) -> list[dict]:
     """Every readable runs/*.json of the opened output ``out``, oldest first."""
     import pyarrow.fs as pafs

@@ -116,6 +116,7 @@ class Writer:
         self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
+        self.before_videos_commit = None  # fn(videos chunk): commits what must precede it (jobs.runner)
         self.db = self.out.db
         self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
         self._migrate()
@@ -259,6 +260,8 @@ class Writer:
             self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table),
                          table=self.tables[SEGMENTS_TABLE])
         else:
+            if name == VIDEOS_TABLE and self.before_videos_commit is not None:
+                self._commit("commit what precedes the videos rows", lambda: self.before_videos_commit(table))
             self._commit(f"commit {name}", lambda: self._upsert(name, table), table=self.tables[name])
         self.seconds["lancedb"] += time.perf_counter() - t1
         self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed

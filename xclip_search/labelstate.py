@@ -1,0 +1,190 @@
+"""One label set per index, and a relabel that no reader sees half done.
+
+A relabel changes the label columns of two LanceDB tables (``segments``, ``videos``): two commits,
+and LanceDB has no transaction across tables. ``commit_relabel`` therefore writes in this order:
+
+  1. stage   the new label columns (key, the row's ``indexed_at`` as read, ``labels``,
+             ``label_scores``, ``label_text``, ``label_set``) as Parquet under
+             ``runs/<relabel_id>-labels/{segments,videos}.parquet``
+  2. intent  ``runs/<relabel_id>.json`` with ``"status": "running"``, the label set, the staged files
+             and both tables' versions before (written atomically)
+  3. commit  ``segments``, then ``videos``: ``apply_labels``, the one relabel write path. A merge by
+             key that writes the label columns only (embeddings, ``run_id``, ``source_size``... are
+             never written) and only to rows that are still the rows read (``indexed_at`` unchanged,
+             checked just before the merge: a row a run rewrote meanwhile keeps that run's labels)
+  4. optimize both tables, then the manifest says ``"finished"`` with the versions after.
+
+Readers (``xclip_search.Index``, through ``reader_tables``) check out both tables at the versions
+before while a relabel is ``running`` (or was killed): they see the old label set on both. After it
+finished they read the latest versions, and a reader that opened one table before and one after
+the commits reopens both. Every write command (``run``, ``relabel``) first calls ``repair``, which
+finishes a relabel left ``running`` by re-applying its staged columns (idempotent). So a kill at
+any point leaves readers on one label set, and the next write command completes the new one.
+
+Not covered: a reader that keeps a handle open across a relabel keeps the versions it opened
+(reopen the index to see the new labels); the Parquet log keeps the labels the runs wrote.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas import SEGMENTS_TABLE, VIDEOS_TABLE
+from xclip_core import storage
+from xclip_store.output import held, write_atomic
+
+log = logging.getLogger(__name__)
+
+LABEL_COLUMNS = ("labels", "label_scores", "label_text", "label_set")
+GUARD_COLUMN = "indexed_at"  # a row rewritten since it was read has another indexed_at
+KEYS = {SEGMENTS_TABLE: "segment_id", VIDEOS_TABLE: "video_id"}
+RUNNING, FINISHED = "running", "finished"
+
+
+class RelabelStateError(RuntimeError):
+    """An interrupted relabel cannot be finished; the message says the fix."""
+
+
+def label_columns(table: pa.Table, name: str) -> pa.Table:
+    """What a relabel writes for table ``name``: its key, the guard and the label columns."""
+    return table.select([KEYS[name], GUARD_COLUMN, *LABEL_COLUMNS])
+
+
+def apply_labels(tbl, name: str, cols: pa.Table) -> int:
+    """THE relabel write path: merge ``cols`` (``label_columns``) into LanceDB table ``tbl`` by key,
+    label columns only, into rows whose ``indexed_at`` is unchanged. Returns the rows updated."""
+    key = KEYS[name]
+    if cols.num_rows:  # the guard is checked here: LanceDB 0.40 panics on a merge that has both a
+        # partial schema and a `where` on a table with scalar indexes (the output lease keeps
+        # writers out between this read and the merge)
+        now = tbl.search().select([key, GUARD_COLUMN]).limit(None).to_arrow()
+        current = set(zip(now.column(key).to_pylist(), now.column(GUARD_COLUMN).to_pylist()))
+        same = [k in current for k in zip(cols.column(key).to_pylist(), cols.column(GUARD_COLUMN).to_pylist())]
+        cols = cols.filter(pa.array(same, pa.bool_())).combine_chunks()
+    if not cols.num_rows:
+        return 0
+    res = tbl.merge_insert(key).when_matched_update_all().execute(cols)
+    return int(getattr(res, "num_updated_rows", cols.num_rows))
+
+
+def relabel_manifests(uri: str) -> list[dict]:
+    from xclip_store.manifests import read_manifests
+
+    return sorted((m for m in read_manifests(uri) if m.get("kind") == "relabel"),
+                  key=lambda m: (m.get("started_at") or "", m.get("run_id") or ""))
+
+
+def write_json(uri: str, relpath: str, doc: dict) -> str:
+    """Write ``doc`` to ``<uri>/<relpath>`` atomically (``xclip_store``: local temp file + rename,
+    S3 one PUT), through the relabel's leased output when it holds one (the lease is checked)."""
+    text = json.dumps(doc, indent=2, sort_keys=True)
+    out = held(uri)
+    if out is not None:
+        return out.write_text(relpath, text)
+    fs, base = storage.pyarrow_filesystem(uri)
+    path = f"{base.rstrip('/')}/{relpath}"
+    write_atomic(fs, path, text.encode("utf-8"), local=not storage.is_s3(uri))
+    return ("s3://" + path) if storage.is_s3(uri) else path
+
+
+def _staged_path(uri: str, relabel_id: str, name: str) -> str:
+    return storage.join(uri, f"runs/{relabel_id}-labels/{name}.parquet")
+
+
+def _write_staged(uri: str, relabel_id: str, name: str, cols: pa.Table) -> str:
+    fs, path = storage.pyarrow_filesystem(_staged_path(uri, relabel_id, name))
+    if not storage.is_s3(uri):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(cols, path, filesystem=fs, compression="zstd")
+    return _staged_path(uri, relabel_id, name)
+
+
+def _read_staged(staged: str) -> pa.Table:
+    fs, path = storage.pyarrow_filesystem(staged)
+    return pq.read_table(path, filesystem=fs)
+
+
+def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict:
+    """Steps 3 and 4 of the module doc for a manifest whose columns are staged."""
+    updated = {}
+    for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
+        updated[name] = apply_labels(tables[name], name, _read_staged(manifest["staged"][name]))
+    # an upsert rewrites its rows: until optimize() folds them in, no index covers them (searches
+    # would fall back to brute force); versions older than the job's retention go, as in the job
+    for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
+        tables[name].optimize(cleanup_older_than=dt.timedelta(days=float(keep_days)))
+    manifest = {**manifest, "status": FINISHED, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "updated_rows": updated}
+    manifest["tables"] = {**manifest.get("tables", {}),
+                          "after": {n: int(tables[n].version) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}}
+    write_json(uri, f"runs/{manifest['run_id']}.json", manifest)
+    return manifest
+
+
+def commit_relabel(uri: str, tables: dict, manifest: dict, seg_cols: pa.Table, vid_cols: pa.Table, *,
+                   keep_days: float = 7.0) -> tuple[dict, str]:
+    """Stage, announce, commit and finish a relabel (module doc); returns (manifest, manifest URI).
+    ``manifest``: the relabel manifest without status, staged files and table versions."""
+    rid = manifest["run_id"]
+    staged = {SEGMENTS_TABLE: _write_staged(uri, rid, SEGMENTS_TABLE, seg_cols),
+              VIDEOS_TABLE: _write_staged(uri, rid, VIDEOS_TABLE, vid_cols)}
+    manifest = {**manifest, "status": RUNNING, "finished_at": "", "staged": staged,
+                "keep_versions_days": float(keep_days),
+                "tables": {"before": {n: int(tables[n].version) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}}}
+    write_json(uri, f"runs/{rid}.json", manifest)
+    manifest = _finish(uri, tables, manifest, keep_days=keep_days)
+    return manifest, storage.join(uri, f"runs/{rid}.json")
+
+
+def pending(uri: str) -> list[dict]:
+    """Relabels that announced themselves and did not finish (killed), oldest first."""
+    return [m for m in relabel_manifests(uri) if m.get("status") == RUNNING and m.get("staged")]
+
+
+def repair(uri: str, db=None) -> list[str]:
+    """Finish every relabel left ``running`` (caller holds the output lease); returns their ids."""
+    todo = pending(uri)
+    if not todo:
+        return []
+    import lancedb
+
+    db = db or lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
+    tables = {n: db.open_table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}
+    done = []
+    for m in todo:
+        try:
+            _finish(uri, tables, {**m, "repaired_at": dt.datetime.now(dt.timezone.utc).isoformat()},
+                    keep_days=m.get("keep_versions_days", 7.0))
+        except (OSError, ValueError) as e:
+            raise RelabelStateError(
+                f"{uri}: relabel {m['run_id']} was interrupted and cannot be finished from its staged labels "
+                f"({type(e).__name__}: {e}); rerun `xclip-index relabel --index {uri} --labels "
+                f"{(m.get('label_set') or {}).get('source', 'LABELS')}`") from None
+        log.warning("relabel %s had been interrupted: finished it from its staged labels", m["run_id"])
+        done.append(m["run_id"])
+    return done
+
+
+def reader_tables(db, uri: str) -> dict:
+    """``segments`` and ``videos`` opened at versions that carry one label set (module doc)."""
+    tables = {n: db.open_table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}
+    opened = {n: int(t.version) for n, t in tables.items()}
+    relabels = relabel_manifests(uri)  # read after opening: see the module doc
+    running = [m for m in relabels if m.get("status") == RUNNING and m.get("tables", {}).get("before")]
+    if running:
+        before = running[0]["tables"]["before"]
+        for n, t in tables.items():
+            if int(before[n]) <= opened[n]:
+                t.checkout(int(before[n]))
+        return tables
+    done = [m for m in relabels if m.get("status") == FINISHED and m.get("tables", {}).get("after")]
+    if done:
+        after = done[-1]["tables"]["after"]
+        if any(opened[n] < int(after[n]) for n in tables):
+            for t in tables.values():
+                t.checkout_latest()
+    return tables
