@@ -14,7 +14,7 @@ from jobs.visibility import KeepGood
 from xclip_store.writer import OutputError, Writer
 from tests.conftest import own_ray
 from tests.jobs_helpers import read_lance
-from tests.kill_points import fail_at
+from tests.fault_points import fail_at
 
 pytestmark = pytest.mark.slow
 

@@ -384,13 +384,13 @@ def _decided(output: str) -> dict:
 
 @pytest.mark.slow
 def test_run_killed_mid_way_leaves_no_committed_video_undecided(ray_session, setup, tmp_path):
-    """A --policy run dies at the 12th LanceDB merge commit (tests/killpoint.py; chunks of one row).
+    """A --policy run dies at the 12th LanceDB merge commit (tests/fault_points.py; chunks of one row).
     Every videos row it committed has its decision (today: decisions were held until the end, so
     none); the next run, which keeps those videos as unchanged, leaves every input with a decision."""
     import ray
 
     from jobs.runner import index_videos
-    from tests.killpoint import KILLED, run_killed
+    from tests.fault_points import KILLED, run_killed
 
     out, inputs = str(tmp_path / "index"), str(setup["root"] / "in")
     writer = {"chunk_rows": 1, "lease_heartbeat_s": 0.5, "lease_stale_after_s": 2.0}

@@ -1,4 +1,4 @@
-"""Relabel on real LanceDB with exact kill and barrier points (tests/killpoint.py): it writes label
+"""Relabel on real LanceDB with exact kill and barrier points (tests/fault_points.py): it writes label
 columns only, no reader sees two label sets, a kill at any commit is finished by the next write
 command, and an index keeps one label set across runs (issue 15 items 2, 3, 4)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from jobs.runner import index_videos
 from tests.conftest import own_ray
 from tests.jobs_helpers import open_lance_table, read_lance
-from tests.killpoint import KILLED, barrier, run_killed
+from tests.fault_points import KILLED, barrier, run_killed
 from tests.search_helpers import LABELS, LABELS_2, label_file, make_videos
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from xclip_cli import main
 from jobs.runner import index_videos
 from tests.conftest import own_ray
-from tests.fault_hooks import at_call
+from tests.fault_points import at_call
 from tests.jobs_helpers import read_lance
 from tests.search_helpers import LABELS, LABELS_2, label_file, make_videos
 from xclip_store.writer import Writer

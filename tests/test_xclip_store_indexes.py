@@ -83,7 +83,7 @@ def test_build_index_retries_a_commit_conflict(tmp_path):
     import lancedb
     from lancedb.table import LanceTable
 
-    from tests.fault_hooks import at_call
+    from tests.fault_points import at_call
     from xclip_store import build_indexes
 
     uri = _small_index(tmp_path)
