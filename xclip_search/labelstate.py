@@ -22,7 +22,8 @@ finishes a relabel left ``running`` by re-applying its staged columns (idempoten
 any point leaves readers on one label set, and the next write command completes the new one.
 
 Not covered: a reader that keeps a handle open across a relabel keeps the versions it opened
-(reopen the index to see the new labels); the Parquet log keeps the labels the runs wrote.
+(reopen the index to see the new labels). The Parquet log gets the relabel's label rows
+(``xclip_store.parquet_log.log_labels``): its DuckDB views show the labels LanceDB has.
 """
 from __future__ import annotations
 
@@ -110,19 +111,34 @@ def _read_staged(staged: str) -> pa.Table:
 
 def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict:
     """Steps 3 and 4 of the module doc for a manifest whose columns are staged."""
-    updated = {}
+    updated, logged = {}, []
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
-        updated[name] = apply_labels(tables[name], name, _read_staged(manifest["staged"][name]))
+        cols = _read_staged(manifest["staged"][name])
+        updated[name] = apply_labels(tables[name], name, cols)
+        logged.append(_log_labels(uri, name, cols, manifest["run_id"]))  # the Parquet log hears of it too
     # an upsert rewrites its rows: until optimize() folds them in, no index covers them (searches
     # would fall back to brute force); versions older than the job's retention go, as in the job
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
         tables[name].optimize(cleanup_older_than=dt.timedelta(days=float(keep_days)))
     manifest = {**manifest, "status": FINISHED, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "updated_rows": updated}
+                "updated_rows": updated, "parquet_files": [f for f in logged if f]}
     manifest["tables"] = {**manifest.get("tables", {}),
                           "after": {n: int(tables[n].version) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}}
     write_json(uri, f"runs/{manifest['run_id']}.json", manifest)
     return manifest
+
+
+def _log_labels(uri: str, name: str, cols: pa.Table, relabel_id: str) -> str | None:
+    """Label rows in the Parquet log (``xclip_store.parquet_log.log_labels``), lease-checked when held."""
+    from xclip_store.parquet_log import log_labels
+
+    out = held(uri)
+    if out is None:
+        return log_labels(uri, name, cols, relabel_id=relabel_id)
+    found = []
+    out.commit(f"log the relabelled {name} labels in Parquet",
+               lambda: found.append(log_labels(uri, name, cols, relabel_id=relabel_id)))
+    return found[-1]
 
 
 def commit_relabel(uri: str, tables: dict, manifest: dict, seg_cols: pa.Table, vid_cols: pa.Table, *,

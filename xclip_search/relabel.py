@@ -20,7 +20,7 @@ run's labels. The write goes through ``xclip_search.labelstate.commit_relabel``:
 ``runs/<relabel_id>.json`` (``"kind": "relabel"``, ``"status": "running"``), committed, finished; readers
 see one label set throughout, and a relabel killed half-way is finished by the next write command
 (``labelstate.repair``). The manifest records the label set, its hash, the mode, counts and the
-table versions before and after. The Parquet log is the job's and is not rewritten.
+table versions before and after. The Parquet log gets label rows (``xclip_store.parquet_log.log_labels``).
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from xclip_core import storage
 def append_log(output: str, name: str, table: pa.Table, *, run_id: str, tag: str = "log") -> str | None:
     """Append ``table`` (rows of LanceDB table ``name`` as they now are) to the Parquet log of
     ``output`` as ``parquet/<name>/<run_id>-<tag>-<token>.parquet``; returns its URI (None: no rows).
-    Relabel calls this for the rows it rewrote."""
+    ``log_labels`` uses it for a relabel's label rows."""
     if not table.num_rows:
         return None
     fs, base = storage.pyarrow_filesystem(output)
@@ -68,3 +68,12 @@ def log_removed(output: str, tbl, where: str, schema: pa.Schema, *, run_id: str,
                           for r in current], schema)
         tag = "marked"
     return append_log(output, VIDEOS_TABLE, table, run_id=run_id, tag=tag)
+
+
+def log_labels(output: str, name: str, cols: pa.Table, *, relabel_id: str) -> str | None:
+    """A relabel's label rows for table ``name`` (``videos`` or ``segments``): ``cols`` holds the key,
+    the ``indexed_at`` of each row as the relabel read it and the label columns; ``run_id`` is the
+    relabel id. The DuckDB views (``xclip_store.writer.CURRENT_*_SQL``) apply the newest label row
+    of a row's (key, indexed_at), so they show the labels LanceDB has."""
+    cols = cols.append_column("run_id", pa.array([relabel_id] * cols.num_rows, pa.string()))
+    return append_log(output, name, cols, run_id=relabel_id, tag="labels")

@@ -69,17 +69,36 @@ log = logging.getLogger(__name__)
 # union_by_name: files written before a column was added read it as null (without it DuckDB takes
 # the first file's columns and silently drops the newer ones)
 # a video whose latest row is a tombstone left LanceDB (xclip_store.parquet_log): it is not current
-CURRENT_VIDEOS_SQL = """
-SELECT * FROM (
-SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)
+# Relabels (xclip_search.labelstate) append label rows to the log (xclip_store.parquet_log.log_labels):
+# the key, the indexed_at of the row they relabel, run_id = the relabel id and the label columns,
+# every other column null (videos: uri; segments: segment_index). The views apply the newest label
+# row of each row's (key, indexed_at): a row a later run rewrote has another indexed_at and keeps
+# that run's labels, as in LanceDB.
+_LABELS = ("labels", "label_scores", "label_text", "label_set")
+_RELABELLED = ", ".join(f"CASE WHEN lab.has IS NULL THEN x.{c} ELSE lab.{c}_ END AS {c}"
+                        for c in _LABELS)
+_LABEL_ROWS = """(SELECT {key}, indexed_at, true AS has, """ + ", ".join(f"{c} AS {c}_" for c in _LABELS) + """
+FROM {log} WHERE {marker} IS NULL
+QUALIFY row_number() OVER (PARTITION BY {key}, indexed_at ORDER BY run_id DESC) = 1) lab"""
+CURRENT_VIDEOS_SQL = ("""
+SELECT x.* REPLACE (""" + _RELABELLED + """) FROM (
+SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true) WHERE uri IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
-) WHERE status IS DISTINCT FROM 'tombstone'
-""".strip()
+) x LEFT JOIN """ + _LABEL_ROWS.format(key="video_id", marker="uri",
+                                     log="read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)")
+                      + """ USING (video_id, indexed_at)
+WHERE x.status IS DISTINCT FROM 'tombstone'
+""").strip()
 # a segment is current when it comes from the run that wrote its video's current row
-CURRENT_SEGMENTS_SQL = """
-SELECT s.* FROM read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true) s
+CURRENT_SEGMENTS_SQL = ("""
+SELECT x.* REPLACE (""" + _RELABELLED + """)
+FROM read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true) x
 JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
-""".strip()
+LEFT JOIN """ + _LABEL_ROWS.format(key="segment_id", marker="segment_index",
+                                  log="read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true)")
+                        + """ ON lab.segment_id = x.segment_id AND lab.indexed_at = x.indexed_at
+WHERE x.segment_index IS NOT NULL
+""").strip()
 
 
 def _side_table_names() -> tuple[str, ...]:
