@@ -58,6 +58,24 @@ def decode_cost(paths, reps):
               f"{min(on):.3f} | {min(on) / min(off):.3f} | {len(r.frame_hashes)} |", flush=True)
 
 
+def _dark_video(path: Path, seconds: int = 10, fps: int = 30) -> Path:
+    """Textured frames at 8% brightness (PDQ quality < 50 on every frame: each second retried)."""
+    import av
+
+    from tests.moderation_helpers import rich_frames
+
+    frames = (rich_frames(41, seconds * fps) * 0.08).astype(np.uint8)
+    with av.open(str(path), mode="w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.height, s.width, s.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        for f in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
 def write_cost(n_videos):
     from moderation.store import FramePdqSink
     import pyarrow as pa
@@ -97,6 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for w, h in ((640, 480), (1280, 720)):
             paths.append(write_video(Path(tmp) / f"gen{w}x{h}.mp4", num_frames=300, width=w, height=h, fps=30))
+        paths.append(_dark_video(Path(tmp) / "dark160x120.mp4"))  # PDQ quality < 50: the hook's worst case
         print("| video | size | seconds | decode CPU s, no hook | with PDQ hook | ratio | hashes |\n|---|---|---|---|---|---|---|")
         decode_cost(paths, a.reps)
     write_cost(a.videos)

@@ -21,8 +21,12 @@ second, with PDQ quality):
   4. a segment is a match when it is at least ``min_seconds`` long (default 3), or covers at
      least ``min_item_share`` of the item's seconds (a short item inside a long upload), or at
      least ``min_upload_share`` of the upload's good-quality seconds with 2 or more matched (an
-     upload that is a short excerpt of a long item); an image hash (``.pdq``) matches on one
-     frame.
+     upload that is a short excerpt of a long item); a segment shorter than ``min_seconds``
+     (flagged by a share alone) must also hold one frame within ``strong_distance`` (20 bits):
+     two frames at 30 bits are what another stretch of a similar, unrelated clip gives
+     (``bench/blocklist.py``: a 2 s excerpt of one rotating-globe animation against another part
+     of it, best 30 bits; every true 2 s excerpt there had a frame within 10). An image hash
+     (``.pdq``) matches on one frame.
 A match carries the evidence: item id, upload range, item range, best and median Hamming
 distance, matched seconds, and the mode (``direct``, ``mirror``, ``dihedral:<name>``,
 ``crop:<pct>%``...).
@@ -49,6 +53,7 @@ class BlocklistError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class MatchConfig:
     max_distance: int = MATCH_DISTANCE
+    strong_distance: int = 20    # a segment flagged by a share alone needs one frame this close
     min_quality: int = QUALITY_MIN
     min_seconds: float = 3.0
     min_item_share: float = 0.5
@@ -60,6 +65,8 @@ class MatchConfig:
     def __post_init__(self):
         if not 0 <= self.max_distance <= 64:
             raise ValueError(f"max_distance: must be in [0, 64] bits, got {self.max_distance}")
+        if not 0 <= self.strong_distance <= 64:
+            raise ValueError(f"strong_distance: must be in [0, 64] bits, got {self.strong_distance}")
         if not 0 <= self.min_quality <= 100:
             raise ValueError(f"min_quality: must be in [0, 100], got {self.min_quality}")
         if self.min_seconds <= 0:
@@ -173,8 +180,9 @@ class Blocklist:
                 item_secs = len(np.unique(np.floor(item.times[[best[f][1] for f in run]] + 1e-6)))
                 share = min(1.0, item_secs / item.seconds)
                 upload_share = len(run) / len(times)
-                if len(run) >= cfg.min_seconds or share >= cfg.min_item_share or \
-                        (len(run) >= 2 and upload_share >= cfg.min_upload_share):
+                by_share = share >= cfg.min_item_share or (len(run) >= 2 and upload_share >= cfg.min_upload_share)
+                strong = min(best[f][0] for f in run) <= cfg.strong_distance
+                if len(run) >= cfg.min_seconds or (by_share and strong):
                     found.append(self._make(item, run, times, best, share))
         out: list[Match] = []  # overlapping candidates (neighbouring alignments): the longest wins
         for m in sorted(found, key=lambda m: (-m.matched_s, m.median_distance)):

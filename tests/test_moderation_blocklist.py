@@ -154,6 +154,29 @@ def test_segments_by_min_seconds_or_item_share():
     assert bl.match(_fh(up)) == []
 
 
+
+def test_share_flags_need_one_close_frame():
+    """A segment shorter than min_seconds, flagged by a share alone, needs one frame within
+    strong_distance (20 bits); two frames at 30 bits (what another stretch of a similar,
+    unrelated clip gives in bench/blocklist.py) are not enough."""
+    item = _synthetic(20, 1)
+    short_item = _synthetic(2, 2)
+    bl = Blocklist([Item("long", "vpdq", np.arange(20.0), item, np.full(20, 90)),
+                    Item("short", "vpdq", np.arange(2.0), short_item, np.full(2, 90))])
+    assert bl.match(_fh(_noisy(item[10:12], 30))) == []  # a 2 s "excerpt" at 30 bits a frame
+    far_near = np.concatenate([_noisy(item[10:11], 30), _noisy(item[11:12], 14)])
+    (m,) = bl.match(_fh(far_near))
+    assert (m.item_id, m.matched_s, m.best_distance, m.median_distance) == ("long", 2, 14, 22)
+    up = _synthetic(30, 3)
+    up[20:22] = _noisy(short_item, 30)  # the short item's whole 2 s, both frames at 30 bits
+    assert bl.match(_fh(up)) == []
+    assert [m.item_id for m in Blocklist(bl.items, MatchConfig(strong_distance=31)).match(_fh(up))] == ["short"]
+    # 3 s and more: min_seconds alone decides, whatever the distances under max_distance
+    (m,) = bl.match(_fh(_noisy(item[10:13], 30)))
+    assert (m.item_id, m.matched_s, m.best_distance) == ("long", 3, 30)
+    with pytest.raises(ValueError, match="strong_distance"):
+        MatchConfig(strong_distance=65)
+
 def test_image_hashes_match_single_frames(tmp_path):
     frame = _synthetic(1, 5)
     (tmp_path / "images.pdq").write_text(f"# known images\n{frame[0].tobytes().hex()},case-7\n"

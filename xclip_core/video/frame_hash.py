@@ -3,7 +3,11 @@
 The decode stage's one hook (``decode._decode_pyav``) offers every frame it decodes anyway
 (reference frames and sampled frames) with its timestamp; ``SecondHasher`` keeps the first frame
 at or after each whole second (``t >= k * every_s``): sampling by timestamp, not by frame
-number, so a copy at another frame rate lines up. The frame is converted to RGB with its long
+number, so a copy at another frame rate lines up. When that frame's PDQ quality is under 50
+(matching skips it: a fade, a dark or flat moment), the first offered frames at or after
+``k + 0.25``, ``k + 0.5`` and ``k + 0.75`` (times ``every_s``) are hashed too, and the second
+keeps the one of best quality (at most 4 hashes per second, only for such seconds; still one
+row per second). The frame is converted to RGB with its long
 side at most ``max_side`` (384; swscale, a context of its own so the crop conversions keep theirs),
 letterbox/pillarbox bars are trimmed (``xclip_core.pdq.trim_bars``) and PDQ is taken with its
 mirror hash and quality (``xclip_core.pdq.pdq_with_mirror``).
@@ -16,7 +20,7 @@ import threading
 
 import numpy as np
 
-from xclip_core.pdq import HASH_BYTES, pdq_with_mirror
+from xclip_core.pdq import HASH_BYTES, QUALITY_MIN, pdq_with_mirror
 
 _local = threading.local()
 
@@ -64,6 +68,7 @@ class SecondHasher:
         """``every_s`` = 0: every frame offered."""
         self.every_s, self.max_side = float(every_s), int(max_side)
         self._next = 0.0
+        self._second = -1  # the second (in every_s) of the last row
         self._rows: list[tuple] = []
 
     def offer(self, t: float, frame_number: int, frame) -> None:
@@ -71,9 +76,19 @@ class SecondHasher:
         if t + 1e-6 < self._next:
             return
         h, m, q = hash_rgb(frame_rgb(frame, self.max_side))
-        self._rows.append((t, frame_number, h, m, q))
-        if self.every_s > 0:
-            self._next = (math.floor(t / self.every_s + 1e-6) + 1) * self.every_s
+        if self.every_s <= 0:
+            self._rows.append((t, frame_number, h, m, q))
+            return
+        k = math.floor(t / self.every_s + 1e-6)
+        if self._rows and k == self._second:  # a retry within a low-quality second: keep the better
+            if q > self._rows[-1][4]:
+                self._rows[-1] = (t, frame_number, h, m, q)
+        else:
+            self._rows.append((t, frame_number, h, m, q))
+            self._second = k
+        end = (k + 1) * self.every_s
+        retry = (math.floor((t / self.every_s - k) * 4 + 1e-6) + 1) * self.every_s / 4 + k * self.every_s
+        self._next = retry if self._rows[-1][4] < QUALITY_MIN and retry < end - 1e-6 else end
 
     def result(self) -> FrameHashes:
         if not self._rows:
