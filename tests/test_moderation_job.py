@@ -434,7 +434,7 @@ def test_moderate_without_blocklist_keeps_the_matches_unless_dropped(policy_run,
     assert main(["moderate", "--index", out, "--policy", setup["policy"], "--run-id", "mod-keep"]) == 0
     assert "kept the earlier known-bad matches of 1 videos" in capsys.readouterr().out
     row = copy_row()
-    assert (row["run_id"], row["decision"], blocklist_flags(row)) == ("mod-keep", "block", ["blocklist:bad1"])
+    assert (row["run_id"], row["decision"], blocklist_flags(row)) == ("mod-keep", "block", ["blocklist:bad1.mp4"])
     assert main(["moderate", "--index", out, "--policy", setup["policy"], "--run-id", "mod-drop",
                  "--drop-blocklist"]) == 0
     row = copy_row()

@@ -146,7 +146,7 @@ def test_plain_run_finishes_a_killed_relabel_and_keeps_its_label_set(base, tmp_p
 def test_run_with_another_label_set_refuses_in_one_line(base, tmp_path, capsys):
     """An index labelled with set one; ``run --labels two`` exits 2 with one line naming relabel and
     writes nothing (today: exit 0, the new videos labelled with two next to the old ones with one)."""
-    from jobs.cli import EXIT_CONFIG, main
+    from xclip_cli import EXIT_CONFIG, main
 
     out = _copy(base, tmp_path)
     before = {n: open_lance_table(out, n).version for n in ("videos", "segments")}

@@ -1,6 +1,8 @@
 """xclip_store.indexes: one builder; the ANN index is used and keeps recall on a clustered set."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -104,6 +106,9 @@ def test_build_index_takes_the_lease(tmp_path):
     from xclip_store import open_output
 
     uri = _small_index(tmp_path)
+    (tmp_path / "out" / "runs").mkdir()  # a finished run (build-index checks for one first, as search does)
+    (tmp_path / "out" / "runs" / "r1.json").write_text(json.dumps(
+        {"run_id": "r1", "status": "finished", "model_source": "m", "finished_at": "2026-12-03T00:00:00+00:00"}))
     with open_output(uri, mode="w", command="run", run_id="running"):
         assert main(["build-index", "--index", uri]) == 7  # a run holds the output
     assert main(["build-index", "--index", uri]) == 0

@@ -168,8 +168,12 @@ def repair(uri: str, db=None) -> list[str]:
         return []
     import lancedb
 
-    db = db or lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
-    tables = {n: db.open_table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}
+    owner = held(uri)  # under the caller's lease: guarded tables (each commit checks it)
+    if owner is not None:
+        tables = {n: owner.table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}
+    else:
+        db = db or lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
+        tables = {n: db.open_table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}
     done = []
     for m in todo:
         try:

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.labeler import Labeler
-from xclip_store import leased, migrate_table
+from xclip_store import held, leased, migrate_table
 from schemas import SEGMENTS_TABLE, STATUS_OK, VIDEOS_TABLE, SCHEMA_VERSION
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.output import label_text
@@ -91,7 +91,7 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     scorer, labeler = ClipScorer(idx.model, text), Labeler(ls.labels, top_k)
 
     repair(uri)  # a relabel killed earlier is finished first (its label set, then this one)
-    seg_tbl, vid_tbl = (idx.db.open_table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE))  # latest, not pinned
+    seg_tbl, vid_tbl = (_latest(idx, uri, n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE))  # latest, not pinned
     migrate_table(seg_tbl, SEGMENTS_TABLE)  # an index written before a column was added
     migrate_table(vid_tbl, VIDEOS_TABLE)
     segs = seg_tbl.search().select(["segment_id", "video_id", "embedding", GUARD_COLUMN, *LABEL_COLUMNS]) \
@@ -144,6 +144,13 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
         uri, {SEGMENTS_TABLE: seg_tbl, VIDEOS_TABLE: vid_tbl}, manifest,
         label_columns(segs, SEGMENTS_TABLE), label_columns(vids, VIDEOS_TABLE), keep_days=keep_days)
     return RelabelResult(relabel_id, mode, label_set_id, n, m, manifest_uri)
+
+
+def _latest(idx, uri: str, name: str):
+    """Table ``name`` at its latest version; under the relabel's lease a ``GuardedTable`` (every
+    commit checks the lease first)."""
+    owner = held(uri)
+    return owner.table(name) if owner is not None else idx.db.open_table(name)
 
 
 def _set(t: pa.Table, name: str, col: pa.Array) -> pa.Table:
