@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     from xclip_search.cli import add_commands
 
     add_commands(sub)  # search, relabel, build-index
+    from xclip_serve.cli import add_command as add_serve
+
+    add_serve(sub)  # serve
     return p
 
 
@@ -139,7 +142,7 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command not in ("run", "moderate"):
-        return args.func(args)  # search, relabel, build-index (xclip_search.cli)
+        return args.func(args)  # search, relabel, build-index (xclip_search.cli), serve (xclip_serve.cli)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RedactFilter())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -3,7 +3,7 @@ starts, hand its class prompts to the encoder, collect decisions, write them at 
 
 Writes (next to the job's own outputs): the ``moderation`` table (``moderation.store``),
 ``runs/<run_id>-moderation.html`` (``moderation.report``) and, with ``--review-out``, the
-review queue.
+review queue; both cover every current video after review (``moderation.reviews``).
 """
 from __future__ import annotations
 
@@ -64,18 +64,15 @@ class ModerationRun:
 
     def close(self, writer) -> dict:
         """Write the table, the report and the review queue; returns the manifest's table entry."""
-        from moderation.report import render_report
-        from moderation.store import write_decisions, write_frame_hashes, write_review_queue
+        from moderation.report import write_outputs
+        from moderation.store import write_decisions, write_frame_hashes
 
         out = write_decisions(self.cfg.writer.output, self.run_id, self.collector.table())
         if self.blocklist is not None:
             out["frame_hashes"] = write_frame_hashes(self.cfg.writer.output, self.run_id,
                                                      self.collector.hashes_table())
-        rows = self.collector.rows
-        out["report"] = writer.write_text(f"runs/{self.run_id}-moderation.html",
-                                          render_report(rows, self.policy, output=self.cfg.writer.output,
-                                                        run_id=self.run_id))
-        if self.cfg.writer.review_out:
-            out["review_items"] = write_review_queue(self.cfg.writer.review_out, rows)
-            out["review_out"] = self.cfg.writer.review_out
+        done = write_outputs(self.cfg.writer.output, self.run_id, self.collector.rows, self.policy,
+                             review_out=self.cfg.writer.review_out)  # cumulative report and queue
+        done.pop("counts")
+        out.update(done)
         return out

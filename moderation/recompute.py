@@ -15,11 +15,14 @@ The model is the one named by the index's latest run manifest (``runs/*.json``,
 ``score_mode`` says it per video. Videos that are not ``ok`` in ``videos`` get ``error``.
 With ``blocklist``, known-bad matching uses the stored ``frame_hashes`` (written by runs with
 ``--blocklist``); ``result.unhashed`` counts ok videos without stored hashes (not matched).
-The rows are upserted into the ``moderation`` table under a new run id.
+The rows are upserted into the ``moderation`` table under a new run id; the run writes
+``runs/<run_id>-moderation.html`` (cumulative, after review) and ``runs/<run_id>.json``
+(``"kind": "moderate"``: policy, mode, counts, report).
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 
 import numpy as np
@@ -28,7 +31,8 @@ from moderation.collector import decision_row, rows_table, video_decision
 from moderation.blocklist import match
 from moderation.decide import Clip, with_matches
 from moderation.policy import load_policy
-from moderation.store import write_decisions, write_review_queue
+from moderation.report import moderate_manifest, write_outputs
+from moderation.store import write_decisions, write_text
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.manifest import RunManifest
 from schemas.moderation import FRAME_HASHES_TABLE
@@ -84,6 +88,7 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     from xclip_core.tokenizer import CLIPTokenizer
 
     pol = load_policy(policy)
+    started = dt.datetime.now(dt.timezone.utc)
     manifest = latest_manifest(index)
     run_id = run_id or ("moderate-" + make_run_id())
     db = lancedb.connect(storage.join(index, "lancedb"), storage_options=storage.lancedb_storage_options(index))
@@ -162,12 +167,14 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     modes.discard(None)
     mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else "none")
     table = write_decisions(index, run_id, rows_table(rows))
-    n_review = write_review_queue(review_out, rows) if review_out else None
+    done = write_outputs(index, run_id, rows, pol, review_out=review_out)  # cumulative report and queue
     counts: dict = {}
     for r in rows:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
-    return ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows, review_items=n_review,
-                          unhashed=unhashed)
+    result = ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows,
+                            review_items=done.get("review_items"), unhashed=unhashed)
+    write_text(storage.join(index, f"runs/{run_id}.json"), moderate_manifest(result, pol, started, done))
+    return result
 
 
 def _blocklist(uri: str, manifest: RunManifest):
