@@ -239,10 +239,9 @@ def test_runs_page_lists_runs_failures_deletions_and_reports(server, built, brow
 
     gone = built["videos"] / "other.webm"
     gone.unlink()
-    with own_ray():
-        index_videos([str(built["videos"])], built["out"], built["model"], labels=str(built["root"] / "labels.txt"),
-                     run_id="run-2", decoder={"window_s": 1.0},
-                     encoder={"batch_size": 8, "top_k": 3, "policy": str(built["root"] / "policy.yaml")})
+    index_videos([str(built["videos"])], built["out"], built["model"], labels=str(built["root"] / "labels.txt"),
+                 run_id="run-2", decoder={"window_s": 1.0},  # on the module's Ray (fixture `built`)
+                 encoder={"batch_size": 8, "top_k": 3, "policy": str(built["root"] / "policy.yaml")})
     page = browser_session.get(f"{server.url}/runs").text
     rows = re.findall(r'<tr data-run-id="([^"]+)">(.*?)</tr>', page, re.S)
     assert [r for r, _ in rows] == ["run-2", "mod-2", "run-1"]

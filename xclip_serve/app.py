@@ -146,7 +146,7 @@ class Guard:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
                 for k, v in (("content-security-policy", csp), ("x-content-type-options", "nosniff"),
-                             ("referrer-policy", "no-referrer"), ("x-frame-options", "DENY"),
+                             ("referrer-policy", "same-origin"), ("x-frame-options", "DENY"),
                              ("cache-control", "no-store")):
                     headers.append((k.encode(), v.encode()))
             await send(message)
@@ -242,7 +242,7 @@ def _strips(st: State, items: list[dict]) -> dict[str, list[str]]:
     out = {}
     for r in rows:
         n = int(r["num_segments"] or 0)
-        picks = sorted({round(k * (n - 1) / max(1, STRIP - 1)) for k in range(min(n, STRIP))}) if n else []
+        picks = range(n) if n <= STRIP else sorted({round(k * (n - 1) / (STRIP - 1)) for k in range(STRIP)})
         out[r["video_id"]] = [segment_id(r["video_id"], k) for k in picks]
     return out
 
