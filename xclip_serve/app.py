@@ -191,14 +191,16 @@ def _decision_map(st: State, form: SearchForm) -> dict | None:
 
 def search_page(request: Request):
     st: State = request.app.state.xs
+    t0 = time.perf_counter()
     error, hits, form = None, [], SearchForm()
     try:
         form = SearchForm.from_params(request.query_params)
         hits = run_search(st.index, form, _decision_map(st, form))
     except SearchError as e:
         error = str(e)
-    return st.page(request, "search.html", form=form, hits=hits, error=error,
-                   status=400 if error else 200)
+    page = st.page(request, "search.html", form=form, hits=hits, error=error, status=400 if error else 200)
+    page.headers["server-timing"] = f"search;dur={(time.perf_counter() - t0) * 1000:.1f}"
+    return page
 
 
 def watch_page(request: Request):
