@@ -20,7 +20,6 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.moderation import MODERATION_TABLE
 from schemas.output import VIDEOS_TABLE, from_columns
 from schemas.reviews import REVIEW_ACTIONS, REVIEWS_TABLE, reviews_schema
 from xclip_core import storage

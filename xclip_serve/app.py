@@ -9,13 +9,13 @@ Pages (HTML, Jinja2 templates with autoescaping, a little JS in static/app.js):
     /review       the pending moderation decisions of every run, oldest first, with actions
     /runs         history across runs; /runs/{name}.html the run and moderation reports
 API (JSON): GET /api/search, GET /api/review, POST /api/review/{video_id}.
-Media: GET /media/{video_id} (Range / presigned redirect), GET /thumb/{segment_id}.
+Media: GET /media/{video_id} (Range / presigned redirect), GET /thumb/{segment_id}
+(both in ``xclip_serve.api``).
 Everything but /login and /static needs the token (``xclip_serve.auth``).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import pathlib
 import threading
@@ -25,7 +25,7 @@ import urllib.parse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import (FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response)
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -121,9 +121,9 @@ def _authorise(request: Request) -> Response | None:
 
 
 def _local(url: str) -> str:
-    """A same-site path for ``next`` redirects (never another host)."""
+    """A same-site path for ``next`` redirects (never another host: no ``//``, no backslash)."""
     u = urllib.parse.urlsplit(url)
-    path = u.path if u.path.startswith("/") and not u.path.startswith("//") else "/"
+    path = u.path if u.path.startswith("/") and not u.path.startswith("//") and "\\" not in u.path else "/"
     return path + (f"?{u.query}" if u.query else "")
 
 
@@ -300,67 +300,6 @@ def run_report(request: Request):
     return HTMLResponse(text)
 
 
-# ------------------------------------------------------------------ API and media
-def api_search(request: Request):
-    st: State = request.app.state.xs
-    t0 = time.perf_counter()
-    try:
-        form = SearchForm.from_params(request.query_params)
-        if form.empty:
-            raise SearchError("q: a query text (or similar=VIDEO_ID) is required")
-        hits = run_search(st.index, form, _decision_map(st, form))
-    except SearchError as e:
-        return JSONResponse({"error": str(e)}, status_code=400)
-    ms = (time.perf_counter() - t0) * 1000
-    return Response(json.dumps(hits, default=str), media_type="application/json",
-                    headers={"server-timing": f"search;dur={ms:.1f}"})
-
-
-def api_review(request: Request):
-    from moderation.reviews import pending
-
-    st: State = request.app.state.xs
-    items = pending(st.decisions(), decision=request.query_params.get("decision") or None,
-                    category=request.query_params.get("category") or None)
-    keys = ("video_id", "uri", "decision", "flags", "error", "policy_hash", "run_id", "decided_at")
-    out = [{**{k: r.get(k) for k in keys}, "reason": r.get("error"),
-            "escalated": r.get("review") is not None} for r in items]
-    return Response(json.dumps(out, default=str), media_type="application/json")
-
-
-async def api_review_post(request: Request):
-    try:
-        body = await request.json()
-    except ValueError:
-        return JSONResponse({"error": 'expected a JSON body {"action": ..., "reason": ...}'}, status_code=400)
-    if not isinstance(body, dict):
-        return JSONResponse({"error": 'expected a JSON object {"action": ..., "reason": ...}'}, status_code=400)
-    result = await _record(request, request.path_params["video_id"], body.get("action"), body.get("reason"))
-    if isinstance(result, Response):
-        return result
-    return Response(json.dumps(result, default=str), media_type="application/json", status_code=201)
-
-
-def media_get(request: Request):
-    st: State = request.app.state.xs
-    uri = media.video_uri(st.index, request.path_params["video_id"])
-    if uri is None:
-        raise HTTPException(404)
-    if uri.startswith("s3://"):
-        return RedirectResponse(media.presigned_url(uri), status_code=307)
-    path = media.local_file(uri)
-    if path is None:
-        raise HTTPException(404)
-    return FileResponse(path, media_type=media.content_type(path))
-
-
-def thumb_get(request: Request):
-    jpeg = media.thumbnail(request.app.state.xs.index, request.path_params["segment_id"])
-    if jpeg is None:
-        raise HTTPException(404)
-    return Response(jpeg, media_type="image/jpeg")
-
-
 async def http_error(request: Request, exc: HTTPException):
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
@@ -375,6 +314,8 @@ async def internal_error(request: Request, exc: Exception):
 
 def create_app(cfg: ServeConfig, *, token: str, index=None) -> Starlette:
     """The ASGI app over ``cfg.index`` (opened here unless ``index`` is given)."""
+    from xclip_serve.api import api_review, api_review_post, api_search, media_get, thumb_get
+
     if index is None:
         from xclip_search import open_index
 
