@@ -3,6 +3,7 @@ moderation policy, on local Ray) and a real uvicorn server on a free loopback po
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -37,6 +38,28 @@ def build_index(root: Path, *, run_id: str = "run-1") -> dict:
     index_videos([str(videos)], out, model, labels=str(root / "labels.txt"), run_id=run_id,
                  decoder={"window_s": 1.0}, encoder={"batch_size": 8, "top_k": 3, "policy": str(root / "policy.yaml")})
     return {"out": out, "model": model, "videos": videos, "root": root}
+
+
+_PRISTINE: dict = {}
+
+
+def index_copy(tmp_path_factory, name: str) -> dict:
+    """A private copy of one index built once per test session (``build_index``; the videos, model,
+    labels and policy stay shared, read-only). Starts a local Ray only for that one build."""
+    if not _PRISTINE:
+        from tests.conftest import own_ray
+
+        import ray
+
+        root = tmp_path_factory.mktemp("serve-pristine")
+        if ray.is_initialized():
+            _PRISTINE.update(build_index(root))
+        else:
+            with own_ray():
+                _PRISTINE.update(build_index(root))
+    out = tmp_path_factory.mktemp(name) / "index"
+    shutil.copytree(_PRISTINE["out"], out)
+    return {**_PRISTINE, "out": str(out)}
 
 
 class Server:

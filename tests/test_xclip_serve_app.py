@@ -11,7 +11,7 @@ import requests
 
 from tests.conftest import own_ray
 from tests.jobs_helpers import read_lance
-from tests.serve_helpers import HOSTILE, HOSTILE_LABEL, TOKEN, build_index, serving
+from tests.serve_helpers import HOSTILE, HOSTILE_LABEL, TOKEN, index_copy, serving
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -19,8 +19,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def built(s3_server, tmp_path_factory):
-    with own_ray():
-        yield build_index(tmp_path_factory.mktemp("serve"))
+    with own_ray():  # for the second run (test_runs_page_...)
+        yield index_copy(tmp_path_factory, "serve-app")
 
 
 @pytest.fixture(scope="module")
@@ -238,10 +238,14 @@ def test_runs_page_lists_runs_failures_deletions_and_reports(server, built, brow
     from jobs.runner import index_videos
 
     gone = built["videos"] / "other.webm"
-    gone.unlink()
-    index_videos([str(built["videos"])], built["out"], built["model"], labels=str(built["root"] / "labels.txt"),
-                 run_id="run-2", decoder={"window_s": 1.0},  # on the module's Ray (fixture `built`)
-                 encoder={"batch_size": 8, "top_k": 3, "policy": str(built["root"] / "policy.yaml")})
+    data = gone.read_bytes()
+    gone.unlink()  # from the shared video folder: put back below
+    try:
+        index_videos([str(built["videos"])], built["out"], built["model"], labels=str(built["root"] / "labels.txt"),
+                     run_id="run-2", decoder={"window_s": 1.0},  # on the module's Ray (fixture `built`)
+                     encoder={"batch_size": 8, "top_k": 3, "policy": str(built["root"] / "policy.yaml")})
+    finally:
+        gone.write_bytes(data)
     page = browser_session.get(f"{server.url}/runs").text
     rows = re.findall(r'<tr data-run-id="([^"]+)">(.*?)</tr>', page, re.S)
     assert [r for r, _ in rows] == ["run-2", "mod-2", "run-1"]

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import own_ray
-from tests.serve_helpers import TOKEN, build_index, serving
+from tests.serve_helpers import TOKEN, index_copy, serving
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,8 +28,7 @@ REVIEWER = "Ana <Tester>"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    with own_ray():
-        yield build_index(tmp_path_factory.mktemp("serve-browser"))
+    return index_copy(tmp_path_factory, "serve-browser")
 
 
 @pytest.fixture(scope="module")
