@@ -6,6 +6,7 @@
     xclip-index search | relabel | build-index ...   (xclip_search.cli)
 
     xclip-index moderate --index URI --policy FILE [--review-out URI]   (moderation.recompute)
+    xclip-index serve --index URI [--host H] [--port P]   (xclip_serve.cli: the web app)
 
 Exit status: 0 when the job finished (also when some videos failed: they are
 rows with ``status = failed``); 2 bad arguments or config; 3 model or label set
