@@ -298,3 +298,11 @@ def test_cli_errors_are_one_line(built, capsys, monkeypatch):
     assert main(["serve", "--index", str(built["root"] / "nothing"), "--port", "0"]) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith("xclip-index: error: no runs/*.json") and "\n" not in err
+
+
+def test_watch_page_checks_its_times(server, built, browser_session):
+    vid = _videos(built)["plays.webm"]["video_id"]
+    ok = browser_session.get(f"{server.url}/watch/{vid}", params={"t": "1.5", "end": "2.5"})
+    assert ok.status_code == 200 and 'data-start="1.500"' in ok.text and f"/media/{vid}#t=1.50,2.50" in ok.text
+    for bad in ({"t": "nan"}, {"t": "inf"}, {"t": "1", "end": "x"}):
+        assert browser_session.get(f"{server.url}/watch/{vid}", params=bad).status_code == 400, bad

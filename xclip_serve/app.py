@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import pathlib
 import threading
 import time
@@ -212,6 +213,8 @@ def watch_page(request: Request):
     try:
         start = max(0.0, float(request.query_params.get("t") or 0.0))
         end = float(request.query_params["end"]) if request.query_params.get("end") else None
+        if not math.isfinite(start) or (end is not None and not math.isfinite(end)):
+            raise ValueError
     except ValueError:
         raise HTTPException(400, "t and end: seconds") from None
     row = next((r for r in st.decisions() if r["video_id"] == vid), None)
