@@ -14,7 +14,10 @@ query at a time, ``GET /api/search?q=TEXT&limit=10`` with a Bearer token:
   * client: the whole HTTP round trip over loopback;
   * the first ``--warmup`` queries after start (index partitions load as they are touched) apart;
   * with a ``label`` filter; the search page ``GET /?q=`` (HTML of the hits; thumbnails are separate
-    ``/thumb/`` requests the page does not wait for).
+    ``/thumb/`` requests the page does not wait for);
+  * the baseline, side by side: the same query through the query API in the client's own process
+    (``open_index(...).search(text).limit(10).to_list()``), alternating with the HTTP requests, so a
+    busy machine slows both alike; the ratio server / baseline is what the web layer costs.
 
 Usage: python bench/serve.py [--rows 1000000] [--queries 100] [--warmup 30] [--set clustered] [--workdir DIR]
 """
@@ -109,18 +112,34 @@ def main() -> None:
                 server.append(float(st.split("dur=")[1]))
         return server, client
 
+    from xclip_search import open_index
+
+    idx = open_index(str(uri))
+    base_ms, server_ms, client_ms = [], [], []
     try:
+        cold = run([{"q": t, "limit": 10} for t in texts[:args.warmup]])  # the server's first queries
+        for t in texts[:args.warmup]:  # the in-process index warms up too
+            idx.search(t).limit(10).to_list()
+        for t in texts[args.warmup:]:
+            t0 = time.perf_counter()
+            idx.search(t).limit(10).to_list()
+            base_ms.append((time.perf_counter() - t0) * 1000)
+            s_ms, c_ms = run([{"q": t, "limit": 10}])
+            server_ms += s_ms
+            client_ms += c_ms
         label = requests.get(base + "/api/search", params={"q": texts[0], "limit": 1}, headers=auth).json()[0]["labels"][0]
-        rows = [("first queries after start (cold)", run([{"q": t, "limit": 10} for t in texts[:args.warmup]])),
-                ("text query, limit 10", run([{"q": t, "limit": 10} for t in texts[args.warmup:]])),
+        rows = [("first queries after start (cold)", cold),
+                ("text query, limit 10", (server_ms, client_ms)),
+                ("baseline: the same query in process (open_index().search(text))", ([], base_ms)),
                 (f"text query + label={label!r}", run([{"q": t, "limit": 10, "label": label}
                                                         for t in texts[args.warmup:][:30]])),
                 ("search page GET /?q= (HTML, 20 hits)", run([{"q": t} for t in texts[args.warmup:][:30]], path="/"))]
         print("\n| what | server p50 ms | server p95 ms | client p50 ms | client p95 ms |\n|---|---|---|---|---|")
         for name, (server, client) in rows:
-            s = pct(server) if server else "- | -"
+            s = pct(server) if server else "- | -"  # baseline: in-process time in the client columns
             print(f"| {name} | {s} | {pct(client)} |")
-        print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+        print(f"\nserver p50 / baseline p50 = {np.percentile(server_ms, 50) / np.percentile(base_ms, 50):.2f}; "
+              f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         proc.terminate()
         proc.wait(30)
