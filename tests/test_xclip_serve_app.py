@@ -59,6 +59,8 @@ def test_no_token_gives_401_and_pages_redirect_to_login(server, built):
     r = requests.post(f"{server.url}/login", data={"token": "wrong-token-xxxxxxxxxx", "reviewer": "x"},
                       allow_redirects=False)
     assert r.status_code == 401 and "xclip_session" not in r.cookies
+    login = requests.get(f"{server.url}/login")
+    assert login.status_code == 200 and built["out"] not in login.text and TOKEN not in login.text
 
 
 def test_forms_need_the_csrf_token_and_the_same_origin(server, built, browser_session):

@@ -211,10 +211,11 @@ def watch_page(request: Request):
     if uri is None:
         raise HTTPException(404)
     try:
-        start = max(0.0, float(request.query_params.get("t") or 0.0))
+        start = float(request.query_params.get("t") or 0.0)
         end = float(request.query_params["end"]) if request.query_params.get("end") else None
         if not math.isfinite(start) or (end is not None and not math.isfinite(end)):
             raise ValueError
+        start = max(0.0, start)
     except ValueError:
         raise HTTPException(400, "t and end: seconds") from None
     row = next((r for r in st.decisions() if r["video_id"] == vid), None)

@@ -8,6 +8,13 @@ document.addEventListener("DOMContentLoaded", () => {
   const now = document.getElementById("now");
   const seek = () => { if (Math.abs(v.currentTime - start) > 0.25) v.currentTime = start; };
   if (v.readyState >= 1) seek(); else v.addEventListener("loadedmetadata", seek, { once: true });
+  // where playback begins (data-arrived): the moment's start once the browser can play there
+  const arrived = () => {
+    if (v.dataset.arrived || v.seeking) return;
+    v.dataset.arrived = v.currentTime.toFixed(3);
+  };
+  v.addEventListener("canplay", arrived);
+  v.addEventListener("seeked", arrived);
   v.addEventListener("timeupdate", () => {
     if (now) now.textContent = v.currentTime.toFixed(2) + " s";
     if (!isNaN(end) && v.currentTime >= end && !v.paused) v.pause();
