@@ -245,6 +245,11 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
     try:
         t0 = time.perf_counter()
         n_deleted = writer.delete_videos(gone, mark=cfg.writer.on_deleted == "mark")
+        if gone:  # their URIs, for the runs page of `xclip-index serve` (xclip_serve.runs)
+            ids = set(gone)
+            writer.write_text(f"runs/{run_id}-deleted.txt", "".join(
+                u + "\n" for v, u in zip(indexed.column("video_id").to_pylist(), indexed.column("uri").to_pylist())
+                if v in ids))
         seconds["delete"] = time.perf_counter() - t0
         if n_deleted:
             log.info("run %s: %d videos gone from the source: %s", run_id, n_deleted,

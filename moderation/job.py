@@ -10,7 +10,8 @@ redone with its video).
 
 Writes (next to the job's own outputs): the ``moderation`` table (``moderation.store``; one
 Parquet file per chunk), ``runs/<run_id>-moderation.html`` (``moderation.report``) and, with
-``--review-out``, the review queue (at the end).
+``--review-out``, the review queue (at the end); both cover every current video after review
+(``moderation.reviews``).
 """
 from __future__ import annotations
 
@@ -84,18 +85,16 @@ class ModerationRun:
         self.collector.committed(ids)  # only now: a retried commit writes them again (an upsert)
 
     def close(self, writer) -> dict:
-        """Commit what is left, write the report and the review queue; returns the manifest's table entry."""
-        from moderation.report import render_report
-        from moderation.store import open_table, write_review_queue
+        """Commit what is left, then the report and the review queue (cumulative: every current video
+        after review); returns the manifest's table entry."""
+        from moderation.report import write_outputs
+        from moderation.store import open_table
 
         self.commit_chunk()  # nothing is left when every videos row went through the writer
         out = dict(self._written) or {"version": int(open_table(self.cfg.writer.output).version),
                                       "rows": int(open_table(self.cfg.writer.output).count_rows()), "parquet": []}
-        rows = self.collector.rows
-        out["report"] = writer.write_text(f"runs/{self.run_id}-moderation.html",
-                                          render_report(rows, self.policy, output=self.cfg.writer.output,
-                                                        run_id=self.run_id))
-        if self.cfg.writer.review_out:
-            out["review_items"] = write_review_queue(self.cfg.writer.review_out, rows)
-            out["review_out"] = self.cfg.writer.review_out
+        done = write_outputs(self.cfg.writer.output, self.run_id, self.collector.rows, self.policy,
+                             review_out=self.cfg.writer.review_out)  # cumulative report and queue
+        done.pop("counts")
+        out.update(done)
         return out

@@ -21,11 +21,14 @@ Without ``blocklist`` the known-bad matches of the decisions in the ``moderation
 flags and evidence) are kept (fails closed: a policy change does not turn a blocklist ``block``
 into ``allow``); ``result.kept`` counts the videos whose matches were kept.
 ``drop_blocklist=True`` (``--drop-blocklist``) drops them.
-The rows are upserted into the ``moderation`` table under a new run id.
+The rows are upserted into the ``moderation`` table under a new run id; the run writes
+``runs/<run_id>-moderation.html`` (cumulative, after review) and ``runs/<run_id>.json``
+(``"kind": "moderate"``: policy, mode, counts, report).
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 
 import numpy as np
@@ -34,7 +37,8 @@ from moderation.blocklist import frame_hashes_from_lists
 from moderation.collector import decision_row, rows_table, video_decision
 from moderation.decide import Clip, with_matches
 from moderation.policy import load_policy
-from moderation.store import write_decisions, write_review_queue
+from moderation.report import moderate_manifest, write_outputs
+from moderation.store import write_decisions
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.manifest import RunManifest
 from schemas.moderation import FRAME_PDQ_TABLE
@@ -42,7 +46,7 @@ from schemas.output import SEGMENTS_TABLE, VIDEOS_TABLE
 from schemas.sql import sql_list
 from xclip_core import storage
 from xclip_core.scoring import APPROXIMATE, EXACT
-from xclip_store import leased
+from xclip_store import held, leased
 
 VIDEOS_PER_QUERY = 256
 
@@ -93,6 +97,7 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     from xclip_core.tokenizer import CLIPTokenizer
 
     pol = load_policy(policy)
+    started = dt.datetime.now(dt.timezone.utc)
     manifest = latest_manifest(index)
     run_id = run_id or ("moderate-" + make_run_id())
     db = lancedb.connect(storage.join(index, "lancedb"), storage_options=storage.lancedb_storage_options(index))
@@ -181,12 +186,14 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     modes.discard(None)
     mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else "none")
     table = write_decisions(index, run_id, rows_table(rows))
-    n_review = write_review_queue(review_out, rows) if review_out else None
+    done = write_outputs(index, run_id, rows, pol, review_out=review_out)  # cumulative report and queue
     counts: dict = {}
     for r in rows:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
-    return ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows, review_items=n_review,
-                          matched=matched, kept=kept)
+    result = ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows,
+                            review_items=done.get("review_items"), matched=matched, kept=kept)
+    held(index).write_text(f"runs/{run_id}.json", moderate_manifest(result, pol, started, done))  # atomic, leased
+    return result
 
 
 def _earlier_matches(index: str, names: set) -> dict[str, list]:

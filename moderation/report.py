@@ -2,9 +2,12 @@
 
 Sections: counts per decision; flagged videos per category; per category a histogram of the
 videos' peak confidence (max clip probability, 10 bins of 0.1, text bars); the review queue's
-top items (``moderation.store.review_queue``) with the ranges to look at and, when the
+top items (``moderation.store.review_queue``) with the ranges to look at (each a link to the
+moment: ``xclip_search.links``) and, when the
 ``thumbnails`` table exists (``schemas.features``), the thumbnail of the segment at the start
 of the first range (inline base64 JPEG). Without that table the items are listed without images.
+Cumulative: the counts, queue and errors (named, with their reason) cover every current video of the
+index after review (``moderation.reviews``), not only the videos this run decided.
 """
 from __future__ import annotations
 
@@ -64,42 +67,102 @@ def _evidence(e: dict) -> str:
             f"{e['best_distance']} / median {e['median_distance']:g} of 256")
 
 
-def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str) -> str:
-    """The HTML text of the report for the decision rows of one run."""
-    decisions = collections.Counter(r["decision"] for r in rows)
+def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str,
+                  run_rows: list[dict] | None = None) -> str:
+    """The HTML text of the report. ``rows``: every current video's decision (cumulative, with
+    ``effective`` after review: ``moderation.reviews.current_decisions``; plain rows count their own
+    decision); ``run_rows``: this run's rows (histograms of peak confidence; default ``rows``)."""
+    from moderation.reviews import queue_rows
+    from xclip_search.links import moment_url
+
+    e = html.escape
+    run_rows = rows if run_rows is None else run_rows
+    model = collections.Counter(r["decision"] for r in rows)
+    effective = collections.Counter(r.get("effective", r["decision"]) for r in rows)
     flagged = collections.Counter(c for r in rows for c in {f["category"] for f in (r["flags"] or [])})
-    parts = [f"<h1>Moderation report: run {html.escape(run_id)}</h1>",
-             f"<p>policy {html.escape(policy.source)} ({html.escape(policy.policy_hash)}); "
-             f"{len(rows)} videos</p>",
-             "<h2>Decisions</h2>", _table(["decision", "videos"], [[d, decisions.get(d, 0)] for d in DECISIONS],
-                                          "decisions"),
+    parts = [f"<h1>Moderation report: run {e(run_id)}</h1>",
+             f"<p>policy {e(policy.source)} ({e(policy.policy_hash)}); {len(rows)} videos in the index "
+             f"(every run, not only this one); this run decided {len(run_rows)}</p>",
+             "<h2>Decisions (after review)</h2>",
+             _table(["decision", "videos"], [[d, effective.get(d, 0)] for d in DECISIONS]
+                    + ([["escalate", effective["escalate"]]] if effective.get("escalate") else []), "decisions"),
+             "<h2>The model's decisions</h2>",
+             _table(["decision", "videos", "reviewed"],
+                    [[d, model.get(d, 0), sum(1 for r in rows if r["decision"] == d and r.get("review"))]
+                     for d in DECISIONS], "model"),
              "<h2>Flagged videos per category</h2>",
              _table(["category", "action", "min_confidence", "videos"],
                     [[c.name, c.action, c.min_confidence, flagged.get(c.name, 0)] for c in policy.categories],
                     "categories"),
-             "<h2>Peak confidence per video</h2>"]
+             "<h2>Peak confidence per video (this run)</h2>"]
     for c in policy.categories:
-        peaks = [r["peaks"][c.name] for r in rows if r.get("peaks") and c.name in r["peaks"]]
+        peaks = [r["peaks"][c.name] for r in run_rows if r.get("peaks") and c.name in r["peaks"]]
         counts = [0] * _BINS
         for p in peaks:
             counts[min(int(p * _BINS), _BINS - 1)] += 1
         top = max(counts) or 1
         lines = [f"{b / _BINS:.1f}-{(b + 1) / _BINS:.1f} {'#' * round(40 * n / top):<40} {n}"
                  for b, n in enumerate(counts)]
-        parts.append(f'<h3>{html.escape(c.name)}</h3><pre class="histogram" data-category="{html.escape(c.name)}">'
-                     + html.escape("\n".join(lines)) + "</pre>")
-    items = review_queue(rows)[:TOP_ITEMS]
+        parts.append(f'<h3>{e(c.name)}</h3><pre class="histogram" data-category="{e(c.name)}">'
+                     + e("\n".join(lines)) + "</pre>")
+    errors = sorted((r for r in rows if r.get("effective", r["decision"]) == "error"), key=lambda r: r["uri"])
+    parts.append(f"<h2>Errors ({len(errors)}): not scored</h2>"
+                 + _table(["uri", "reason"], [[r["uri"], r.get("error") or "no reason given"] for r in errors],
+                          "errors"))
+    items = review_queue(queue_rows(rows))[:TOP_ITEMS]
     thumbs = _thumbnails(output, items)
     parts.append(f"<h2>Review queue (top {len(items)})</h2><ol class=\"queue\">")
     for i in items:
-        ranges = "; ".join(f"{f['category']} {f['start_s']:.1f}-{f['end_s']:.1f}s ({f['confidence']:.2f})"
-                           for f in i["ranges"]) or (i.get("error") or "")
+        links = []
+        for f in i["ranges"]:
+            text = e(f"{f['category']} {f['start_s']:.1f}-{f['end_s']:.1f}s ({f['confidence']:.2f})")
+            url = moment_url(i["uri"], f["start_s"], f["end_s"])
+            links.append(f'<a class="moment" href="{e(url)}">{text}</a>' if url else text)
         img = (f'<img alt="thumbnail" src="data:image/jpeg;base64,{base64.b64encode(thumbs[i["video_id"]]).decode()}">'
                if i["video_id"] in thumbs else "")
-        ev = "".join(f'<br><span class="evidence">{html.escape(_evidence(e))}</span>' for e in i.get("evidence") or [])
-        parts.append(f'<li data-decision="{i["decision"]}">{img}<b>{html.escape(i["decision"])}</b> '
-                     f'{html.escape(i["uri"])}: {html.escape(ranges)}{ev}</li>')
+        ev = "".join(f'<br><span class="evidence">{e(_evidence(x))}</span>' for x in i.get("evidence") or [])
+        reason = e(i["error"]) if i.get("error") and not links else ""
+        parts.append(f'<li data-decision="{e(i["decision"])}">{img}<b>{e(i["decision"])}</b> '
+                     f'{e(i["uri"])}: {"; ".join(links)}{reason}{ev}</li>')
     parts.append("</ol>")
     style = "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}img{height:60px}"
-    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Moderation {html.escape(run_id)}</title>"
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Moderation {e(run_id)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def write_outputs(output: str, run_id: str, run_rows: list[dict], policy: Policy, *,
+                  review_out: str | None = None) -> dict:
+    """After a run's decisions are written: the cumulative report ``runs/<run_id>-moderation.html``
+    and, with ``review_out``, the review queue of every current video (effective decisions).
+    Returns ``{"report", "review_items"?, "review_out"?, "counts"}`` (counts: effective decisions)."""
+    from moderation.reviews import current_decisions, queue_rows
+    from moderation.store import write_review_queue, write_text
+    from xclip_core import storage
+    from xclip_store import held
+
+    rows = current_decisions(output)
+    page = render_report(rows, policy, output=output, run_id=run_id, run_rows=run_rows)
+    owner = held(output)  # under `run` / `moderate`: the leased output writes it (atomic, lease checked)
+    relpath = f"runs/{run_id}-moderation.html"
+    out = {"report": owner.write_text(relpath, page) if owner is not None else write_text(storage.join(output, relpath), page),
+           "counts": dict(collections.Counter(r["effective"] for r in rows))}
+    if review_out:
+        out["review_items"] = write_review_queue(review_out, queue_rows(rows))
+        out["review_out"] = review_out
+    return out
+
+
+def moderate_manifest(result, policy: Policy, started, done: dict) -> str:
+    """``runs/<run_id>.json`` of ``xclip-index moderate`` (``"kind": "moderate"``; no ``model_source``,
+    so ``xclip_search`` never takes it for an indexing run)."""
+    import datetime as dt
+    import json
+
+    return json.dumps({
+        "kind": "moderate", "run_id": result.run_id, "status": "finished", "started_at": started.isoformat(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "policy": policy.source,
+        "policy_hash": policy.policy_hash, "mode": result.mode, "counts": result.counts,
+        "counts_after_review": done["counts"], "num_videos": len(result.rows), "blocklist_matched": result.matched,
+        "blocklist_kept": result.kept,
+        "tables": {"moderation": result.table}, "report": done["report"],
+        "review_out": done.get("review_out"), "review_items": done.get("review_items")}, indent=2)

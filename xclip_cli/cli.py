@@ -14,7 +14,7 @@ import sys
 
 from xclip_cli import errors
 
-COMMANDS = ("run", "search", "relabel", "build_index", "moderate", "restore", "hash_videos")  # modules of xclip_cli
+COMMANDS = ("run", "search", "relabel", "build_index", "moderate", "restore", "hash_videos", "serve")  # modules of xclip_cli
 
 
 def commands() -> dict:
