@@ -81,7 +81,7 @@ class ModerationRun:
             return
         out = write_decisions(self.cfg.writer.output, self.run_id, decisions, part=self._parts)
         self._parts += 1
-        self._written = {**out, "parquet": [*self._written.get("parquet", []), out["parquet"]]}
+        self._written = {**out, "parquet": [*self._written.get("parquet", []), *([out["parquet"]] if out["parquet"] else [])]}
         self.collector.committed(ids)  # only now: a retried commit writes them again (an upsert)
 
     def close(self, writer) -> dict:

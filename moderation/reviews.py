@@ -18,7 +18,6 @@ import datetime as dt
 import uuid
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from schemas.output import VIDEOS_TABLE, from_columns
 from schemas.reviews import REVIEW_ACTIONS, REVIEWS_TABLE, reviews_schema
@@ -40,17 +39,17 @@ def _db(output: str):
 
 def write_reviews(output: str, table: pa.Table) -> dict:
     """Append ``table`` (``reviews`` rows) to the Parquet log, then to the LanceDB table (created
-    when missing). Never updates or deletes a row. Returns ``{"version", "parquet"}``."""
-    fs, base = storage.pyarrow_filesystem(output)
+    when missing), through the store (``xclip_store.output.side_table``; the lease is not taken:
+    no run writes this append-only table). Never updates or deletes a row. Returns
+    ``{"version", "parquet"}``."""
+    from xclip_store.output import side_table
+    from xclip_store.parquet_log import append_log
+
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    path = f"{base.rstrip('/')}/parquet/{REVIEWS_TABLE}/{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-    if not storage.is_s3(output):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    pq.write_table(table, path, filesystem=fs, compression="zstd")
-    db = _db(output)
-    tbl = db.create_table(REVIEWS_TABLE, schema=reviews_schema(), exist_ok=True)
+    parquet = append_log(output, REVIEWS_TABLE, table, run_id=stamp, tag="review")
+    tbl = side_table(output, REVIEWS_TABLE, reviews_schema())
     tbl.add(table)
-    return {"version": int(tbl.version), "parquet": ("s3://" + path) if storage.is_s3(output) else path}
+    return {"version": int(tbl.version), "parquet": parquet}
 
 
 def read_reviews(output: str, video_ids=None) -> list[dict]:

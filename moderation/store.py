@@ -17,13 +17,11 @@ import json
 
 import pyarrow as pa
 import pyarrow.compute
-import pyarrow.parquet as pq
 
 from schemas import check_table
 from schemas.moderation import (EVIDENCE_FIELD, FRAME_PDQ_TABLE, MODERATION_KEY, MODERATION_TABLE,
                                 frame_pdq_schema, moderation_schema)
 from xclip_core import storage
-from xclip_store import held
 
 _SEVERITY = {"block": 0, "review": 1, "error": 2}
 
@@ -32,42 +30,28 @@ def open_table(output: str, name: str = MODERATION_TABLE, *, create: bool = True
     """A moderation LanceDB table (``moderation`` or ``frame_pdq``) under ``output``, created
     when missing and ``create`` (else None); an existing one must have this schema (a
     ``moderation`` table from before ``evidence`` gets that column, as nulls)."""
-    import lancedb
+    from xclip_store.output import side_table
 
     schema = {MODERATION_TABLE: moderation_schema, FRAME_PDQ_TABLE: frame_pdq_schema}[name]()
-    owner = held(output)  # inside `run` / `moderate`: commits go through the leased output (lease checked)
-    if owner is not None:
-        if not create and name not in owner.table_names():
-            return None
-        owner.open_table(name, create_schema=schema)
-        tbl = owner.table(name)
-        if name == MODERATION_TABLE and EVIDENCE_FIELD.name not in tbl.schema.names:
-            tbl.add_columns(EVIDENCE_FIELD)
-        check_table(tbl.schema.empty_table(), schema)
-        return tbl
-    db = lancedb.connect(storage.join(output, "lancedb"), storage_options=storage.lancedb_storage_options(output))
-    if name in set(db.list_tables().tables):
-        tbl = db.open_table(name)
-        if name == MODERATION_TABLE and EVIDENCE_FIELD.name not in tbl.schema.names:
-            tbl.add_columns(EVIDENCE_FIELD)
-        check_table(tbl.schema.empty_table(), schema)
-        return tbl
-    return db.create_table(name, schema=schema, exist_ok=True) if create else None
+    tbl = side_table(output, name, schema, create=create)  # the leased output inside `run` / `moderate`
+    if tbl is None:
+        return None
+    if name == MODERATION_TABLE and EVIDENCE_FIELD.name not in tbl.schema.names:
+        tbl.add_columns(EVIDENCE_FIELD)
+    check_table(tbl.schema.empty_table(), schema)
+    return tbl
 
 
 def write_decisions(output: str, run_id: str, table: pa.Table, *, part: int = 0) -> dict:
-    """Upsert ``table`` (``moderation`` rows) into LanceDB and append it to Parquet (file ``part`` of
-    the run: ``<run_id>-<part>.parquet``); returns ``{"version", "rows", "parquet"}``."""
-    fs, base = storage.pyarrow_filesystem(output)
-    path = f"{base.rstrip('/')}/parquet/{MODERATION_TABLE}/{run_id}-{part:05d}.parquet"
-    if not storage.is_s3(output):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    pq.write_table(table, path, filesystem=fs, compression="zstd")
+    """Upsert ``table`` (``moderation`` rows) into LanceDB and append it to the Parquet log (file
+    ``part`` of the run); returns ``{"version", "rows", "parquet"}``."""
+    from xclip_store.parquet_log import append_log
+
     tbl = open_table(output)
+    parquet = append_log(output, MODERATION_TABLE, table, run_id=run_id, tag=f"{part:05d}")
     if table.num_rows:
         tbl.merge_insert(MODERATION_KEY).when_matched_update_all().when_not_matched_insert_all().execute(table)
-    return {"version": int(tbl.version), "rows": int(tbl.count_rows()),
-            "parquet": ("s3://" + path) if storage.is_s3(output) else path}
+    return {"version": int(tbl.version), "rows": int(tbl.count_rows()), "parquet": parquet}
 
 
 def write_frame_pdq(output: str, table: pa.Table) -> dict:

@@ -46,9 +46,9 @@ def test_reviews_are_appended_and_the_latest_decides(index):
     assert [r["video_id"] for r in pending(rows, decision="escalate")] == ["f"]
     assert [r["video_id"] for r in pending(rows, decision="block")] == ["d"]
     assert [r["video_id"] for r in pending(rows, category="c")] == ["d", "f"]
-    # --review-out: allowed leave, confirmed block stays block, escalated stays review
+    # --review-out: allowed leave, confirmed block stays block, escalated stays review, errors last
     assert [(i["video_id"], i["decision"]) for i in review_queue(queue_rows(rows))] == \
-        [("d", "block"), ("b", "block"), ("f", "review")]
+        [("d", "block"), ("b", "block"), ("f", "review"), ("e", "error")]
 
 
 def test_a_new_model_decision_keeps_the_reviews(index):

@@ -325,3 +325,17 @@ def _looks_damaged(e: BaseException) -> bool:
     text = str(e)
     return "LanceError(IO)" in text or "Not found" in text or "corrupt" in text.lower() or \
         "file size is too small" in text
+
+
+def side_table(uri: str, name: str, schema, *, create: bool = True):
+    """Table ``name`` of the output at ``uri`` for the packages above the store (``moderation``,
+    ``frame_pdq``, ``reviews``): created with ``schema`` when absent and ``create`` (else None).
+    Inside a leased command (``run``, ``moderate``) it comes from the leased output, so each commit
+    checks the lease; otherwise (the append-only ``reviews`` of ``serve``, tests) from an unleased
+    one. Either way its commits are ``Output.commit``: retried, one-line errors."""
+    out = held(uri) or Output(uri, mode="w", command="write")
+    if name not in out.table_names():
+        if not create:
+            return None
+        out.open_table(name, create_schema=schema)
+    return out.table(name)
