@@ -26,7 +26,7 @@ from xclip_core.video.errors import MEDIA_ERRORS
 from xclip_core.video.meta import VideoError, _short, open_container
 from xclip_core.video.results import Clip
 from xclip_core.video.sampling import frames_at
-from xclip_core.video.shots import ShotDetector, ShotParams, frame_signature, regular_window, shot_windows
+from xclip_core.video.shots import ShotDetector, ShotParams, regular_window, shot_windows
 
 _MAX_CONSECUTIVE_ERRORS = 50
 _LOOKAHEAD_WINDOWS = 2  # stride windows of the current shot whose frames are decoded exactly
@@ -58,7 +58,7 @@ class ShotSampler:
             self.s0 = t
             self._predict()
         self.frames.append([j, t, frame])
-        for cut in self.det.push(t, frame_signature(frame)):
+        for cut in self.det.push_frame(t, frame):
             self._close(cut)
         self._emit_ready()
         if len(self.frames) > self._prune_at:
