@@ -128,3 +128,26 @@ def test_config_is_validated_and_fixed_identity_is_unchanged():
     assert decode_identity(DecodeConfig(segments="shots"))["segments"] == "shots"
     assert decode_identity(DecodeConfig(segments="shots")) != decode_identity(DecodeConfig(segments="shots",
                                                                                            shot_min_s=1.0))
+
+
+def test_batched_frame_path_finds_the_same_cuts_as_per_frame_signatures(multi_shot):
+    """``push_frame`` (gathers, 16 frames scored at once) against ``push`` of each frame's own
+    ``frame_signature``, on every decoded frame of the 5-shot video; both near the true cuts. An
+    rgb24 copy of the frames goes through the swscale path and must find the same cuts too."""
+    import av
+
+    from xclip_core.video.shots import frame_signature
+
+    path, cuts, _, _ = multi_shot
+    with av.open(str(path)) as c:
+        frames = [(float(f.pts * f.time_base), f) for f in c.decode(video=0)]
+    one, batched, rgb = ShotDetector(), ShotDetector(batch=16), ShotDetector(batch=16)
+    a, b, d = [], [], []
+    for t, f in frames:
+        a += one.push(t, frame_signature(f))
+        b += batched.push_frame(t, f)
+        d += rgb.push_frame(t, f.reformat(format="rgb24"))
+    a, b, d = a + one.finish(), b + batched.finish(), d + rgb.finish()
+    assert a == b and len(a) == len(cuts)
+    assert all(abs(x - y) <= 0.2 for x, y in zip(a, cuts)) and len(d) == len(cuts)
+    assert all(abs(x - y) <= 0.2 for x, y in zip(d, cuts))
