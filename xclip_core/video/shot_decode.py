@@ -14,7 +14,7 @@ window is emitted once it is known to hold no cut:
 Each sampled time takes the frame shown at that time when it was decoded, else the nearest decoded
 frame *of the same shot* (a frame across a cut is never used). Frames are kept (as decoded
 ``av.VideoFrame`` objects, not converted) only from the earliest start a pending window can have:
-at most about one window plus the detector's look-ahead.
+at most about one window plus the detector's look-ahead (its 2 frames and its 16-frame batch).
 """
 from __future__ import annotations
 
