@@ -139,3 +139,24 @@ def test_shots_mode_hashes_the_same_seconds_as_fixed(multi_shot):
     assert len(r.frame_hashes) == len(fixed.frame_hashes) >= int(r.meta.duration_s)
     np.testing.assert_allclose(r.frame_hashes.times, fixed.frame_hashes.times)
     assert np.array_equal(np.asarray(r.frame_hashes.hashes), np.asarray(fixed.frame_hashes.hashes))
+def test_batched_frame_path_finds_the_same_cuts_as_per_frame_signatures(multi_shot):
+    """``push_frame`` (gathers, 16 frames scored at once) against ``push`` of each frame's own
+    ``frame_signature``, on every decoded frame of the 5-shot video; both near the true cuts. An
+    rgb24 copy of the frames goes through the swscale path and must find the same cuts too."""
+    import av
+
+    from xclip_core.video.shots import frame_signature
+
+    path, cuts, _, _ = multi_shot
+    with av.open(str(path)) as c:
+        frames = [(float(f.pts * f.time_base), f) for f in c.decode(video=0)]
+    one, batched, rgb = ShotDetector(), ShotDetector(batch=16), ShotDetector(batch=16)
+    a, b, d = [], [], []
+    for t, f in frames:
+        a += one.push(t, frame_signature(f))
+        b += batched.push_frame(t, f)
+        d += rgb.push_frame(t, f.reformat(format="rgb24"))
+    a, b, d = a + one.finish(), b + batched.finish(), d + rgb.finish()
+    assert a == b and len(a) == len(cuts)
+    assert all(abs(x - y) <= 0.2 for x, y in zip(a, cuts)) and len(d) == len(cuts)
+    assert all(abs(x - y) <= 0.2 for x, y in zip(d, cuts))

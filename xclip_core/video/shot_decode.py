@@ -14,7 +14,7 @@ window is emitted once it is known to hold no cut:
 Each sampled time takes the frame shown at that time when it was decoded, else the nearest decoded
 frame *of the same shot* (a frame across a cut is never used). Frames are kept (as decoded
 ``av.VideoFrame`` objects, not converted) only from the earliest start a pending window can have:
-at most about one window plus the detector's look-ahead.
+at most about one window plus the detector's look-ahead (its 2 frames and its 16-frame batch).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from xclip_core.video.errors import MEDIA_ERRORS, Stopped as _Stopped
 from xclip_core.video.meta import VideoError, _short, open_container
 from xclip_core.video.results import Clip
 from xclip_core.video.sampling import frames_at
-from xclip_core.video.shots import ShotDetector, ShotParams, frame_signature, regular_window, shot_windows
+from xclip_core.video.shots import ShotDetector, ShotParams, regular_window, shot_windows
 
 _MAX_CONSECUTIVE_ERRORS = 50
 _LOOKAHEAD_WINDOWS = 2  # stride windows of the current shot whose frames are decoded exactly
@@ -41,7 +41,7 @@ class ShotSampler:
     def __init__(self, times: np.ndarray, cfg, emit):
         self.times, self.cfg, self.emit = times, cfg, emit
         self.det = ShotDetector(shot_params(cfg))
-        self.frames: list[list] = []        # [display index, time, av frame, crop or None], display order
+        self.frames: list[list] = []        # [display index, time, av frame], display order
         self.shots: list[tuple[float, float]] = []
         self.s0: float | None = None        # start of the open shot
         self.k_next = 0                     # next stride window of the open shot
@@ -56,8 +56,8 @@ class ShotSampler:
         if self.s0 is None:
             self.s0 = t
             self._predict()
-        self.frames.append([j, t, frame, None])
-        for cut in self.det.push(t, frame_signature(frame)):
+        self.frames.append([j, t, frame])
+        for cut in self.det.push_frame(t, frame):
             self._close(cut)
         self._emit_ready()
         if len(self.frames) > self._prune_at:
@@ -127,16 +127,17 @@ class ShotSampler:
         used = np.empty(T, np.int64)
         sample_t = a + (np.arange(T) + 0.5) * ((b - a) / T)
         exact = frames_at(self.times, sample_t)
+        done: dict[int, int] = {}  # candidate -> slot it was converted into (a frame sampled twice)
         for s in range(T):
             k = int(np.searchsorted(idx, exact[s]))
             if not (k < len(idx) and idx[k] == exact[s]):  # not decoded: nearest decoded frame of the shot
                 k = int(np.argmin(np.abs(ts - sample_t[s])))
-            f = cand[k]
-            if f[3] is None:
-                f[3] = np.empty((S, S, 3), np.uint8)
-                frame_to_crop(f[2], S, self.cfg.shortest_edge, self.cfg.interpolation, f[3])
-            frames[s] = f[3]
-            used[s] = f[0]
+            if k in done:
+                frames[s] = frames[done[k]]
+            else:  # straight into the clip (a frame shared with an earlier window is converted again: rare)
+                frame_to_crop(cand[k][2], S, self.cfg.shortest_edge, self.cfg.interpolation, frames[s])
+                done[k] = s
+            used[s] = cand[k][0]
         self.emit(Clip(segment_index=self.segment_index, start_s=round(a, 6), end_s=round(b, 6),
                        frame_indices=used, timestamps=np.round(self.times[used], 6), frames=frames,
                        shot_index=len(self.shots)))
