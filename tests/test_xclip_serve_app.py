@@ -219,7 +219,8 @@ def test_moderate_keeps_reviews_and_writes_report_queue_and_manifest(server, bui
                  "--run-id", "mod-2", "--review-out", str(queue)]) == 0
     assert _reviews(built) == before  # a rerun never touches reviews
     items = [json.loads(x) for x in queue.read_text().splitlines()]
-    assert {i["video_id"] for i in items} & allowed == set() and len(items) == 2  # allowed left the queue
+    assert {i["video_id"] for i in items} & allowed == set() and len(items) == 3  # allowed left the queue
+    assert [i["name"] for i in items if i["decision"] == "error"] == ["broken.mp4"]  # the broken upload, named
     manifest = json.loads(open(f"{built['out']}/runs/mod-2.json").read())
     assert manifest["kind"] == "moderate" and manifest["counts"]["review"] == 3
     assert manifest["counts_after_review"]["allow"] == 1 and manifest["counts_after_review"]["error"] == 1
@@ -245,7 +246,8 @@ def test_runs_page_lists_runs_failures_deletions_and_reports(server, built, brow
     try:
         index_videos([str(built["videos"])], built["out"], built["model"], labels=str(built["root"] / "labels.txt"),
                      run_id="run-2", decoder={"window_s": 1.0},  # on the module's Ray (fixture `built`)
-                     encoder={"batch_size": 8, "top_k": 3, "policy": str(built["root"] / "policy.yaml")})
+                     encoder={"batch_size": 8, "top_k": 3, "policy": str(built["root"] / "policy.yaml")},
+                     writer={"max_delete_share": 1.0})  # 1 of 4 videos gone: above the 10% guard
     finally:
         gone.write_bytes(data)
     page = browser_session.get(f"{server.url}/runs").text
