@@ -10,8 +10,7 @@ import dataclasses
 import os
 
 from jobs import cluster
-from jobs.errors import PipelineError
-from xclip_store.retry import PROGRAMMING_ERRORS, short_error
+from jobs.errors import ray_start_errors
 
 
 def identity_encoder(cfg, resources: dict | None = None):
@@ -33,12 +32,8 @@ def identity_encoder(cfg, resources: dict | None = None):
 
             resources = {"GPU": float(torch.cuda.device_count())}
         else:
-            try:
+            with ray_start_errors():
                 cluster.connect(cfg.ray_address)
                 resources = ray.cluster_resources()
-            except PROGRAMMING_ERRORS:
-                raise
-            except Exception as e:  # noqa: BLE001 (Ray cannot start: the run's pipeline error, exit 1)
-                raise PipelineError(f"cannot start or reach Ray ({short_error(e)})") from None
     cuda = encoder_uses_cuda(enc, float((resources or {}).get("GPU", 0.0)))
     return dataclasses.replace(enc, precision=resolve_encoder(enc, cuda=cuda).precision)

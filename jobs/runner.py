@@ -43,7 +43,7 @@ from jobs.decoder import decode_batch, decode_config
 from jobs.deletions import guard_deletions
 from jobs.encoder import Encoder, ModelError, inspect_model
 from jobs.failures import bug_reason
-from jobs.errors import InternalError, PipelineError
+from jobs.errors import InternalError, PipelineError, ray_start_errors
 from jobs.identity import identity_encoder
 from jobs.incremental import changed_mask, gone_videos, processing_id
 from jobs.labeler import Labeler
@@ -260,16 +260,12 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         t_pipe = time.perf_counter()
         if inputs.num_rows:
             t0 = time.perf_counter()
-            try:
+            with ray_start_errors(*JobError):
                 cluster.connect(cfg.ray_address)
                 # GPU defaults (precision, batch, compile) and the NVDEC share, from what the cluster has
                 cfg, dcfg = gpu_decode.resolve_for_cluster(cfg, dcfg, ray.cluster_resources())
                 plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
                                               clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
-            except (PROGRAMMING_ERRORS + JobError):
-                raise
-            except Exception as e:
-                raise PipelineError(f"cannot start or reach Ray ({short_error(e)})") from None
             seconds["ray_init"] = time.perf_counter() - t0
             log.info("resources: %s", plan)
             t_pipe = time.perf_counter()

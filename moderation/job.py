@@ -81,7 +81,8 @@ class ModerationRun:
             return
         out = write_decisions(self.cfg.writer.output, self.run_id, decisions, part=self._parts)
         self._parts += 1
-        self._written = {**out, "parquet": [*self._written.get("parquet", []), *([out["parquet"]] if out["parquet"] else [])]}
+        files = self._written.get("parquet", []) + ([out["parquet"]] if out["parquet"] else [])
+        self._written = {**out, "parquet": files}
         self.collector.committed(ids)  # only now: a retried commit writes them again (an upsert)
 
     def close(self, writer) -> dict:
