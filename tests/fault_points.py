@@ -1,7 +1,7 @@
 """Test-only fault points: act at an exact point, the Nth call of a function (no sleeps, no timing).
 
     with at_call(Writer, "_flush", 2, steal_lease):     # an action right before the 2nd call
-    calls = fail_at(monkeypatch, Writer, "_upsert", n=2, exc=OSError(28, "No space left on device"))
+    calls = fail_at(monkeypatch, Writer, "_replace", n=2, exc=OSError(28, "No space left on device"))
     with barrier("lancedb.table:LanceMergeInsertBuilder.execute", 1, fn) as calls:   # by dotted name
     proc = run_killed([("lancedb.table:LanceMergeInsertBuilder.execute", 12)], ["run", ...])
 

@@ -58,7 +58,7 @@ def _copy(base, tmp_path):
     return str(out)
 
 
-def _segments_commit(self, name, table):
+def _segments_commit(self, name, *args, **kwargs):
     return name == schemas.SEGMENTS_TABLE
 
 
@@ -66,7 +66,7 @@ def test_disk_full_during_a_full_rerun_keeps_the_ok_rows(base, tmp_path, monkeyp
     out = _copy(base, tmp_path)
     before = _visible(out)
     assert len(before[0]) == N
-    calls = fail_at(monkeypatch, Writer, "_upsert", n=1, exc=DISK_FULL, when=_segments_commit)
+    calls = fail_at(monkeypatch, Writer, "_replace", n=1, exc=DISK_FULL, when=_segments_commit)
     with pytest.raises(OutputError, match="No space left"):
         index_videos(base["videos"], out, base["model"], run_id="full-disk", writer={"full": True}, **OPTS)
     assert calls.raised >= 1
@@ -91,7 +91,7 @@ def test_s3_disk_full_keeps_the_ok_rows(base, s3_bucket, monkeypatch):
     out = f"s3://{s3_bucket}/index"
     assert index_videos(base["videos"], out, base["model"], run_id="s3-base", **OPTS).counts["ok"] == N
     before = _visible(out)
-    fail_at(monkeypatch, Writer, "_upsert", n=1, exc=DISK_FULL, when=_segments_commit)
+    fail_at(monkeypatch, Writer, "_replace", n=1, exc=DISK_FULL, when=_segments_commit)
     with pytest.raises(OutputError):
         index_videos(base["videos"], out, base["model"], run_id="s3-full", writer={"full": True}, **OPTS)
     assert _visible(out) == before

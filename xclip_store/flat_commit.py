@@ -1,8 +1,8 @@
-"""Flat-cost commits of LanceDB tables through Lance's fragment API (issue 16; prototype).
+"""Flat-cost commits of LanceDB tables through Lance's fragment API (issue 16).
 
-Why. ``jobs/writer.py`` commits a segments chunk with ``merge_insert(segment_id)`` and
+Why. The writer used to commit a segments chunk with ``merge_insert(segment_id)`` and
 ``when_not_matched_by_source_delete``: Lance joins the chunk against the whole table, so one
-4,096-row chunk costs ~0.5 s at 100k rows and ~7 s at 1M (bench/RESULTS.md, "Scale"). Here a
+4,096-row chunk cost ~0.5 s at 100k rows and ~7 s at 1M (bench/RESULTS.md, "Scale"). Here a
 chunk's commit is instead:
 
 1. **write** (anywhere: the driver, or many workers in parallel): the chunk's rows become new
@@ -18,19 +18,14 @@ The cost is the index lookup plus the rewritten deletion vectors of the touched 
 the new files: it depends on the chunk (and on the unindexed delta the lookup scans), not on the
 table's size.
 
-Reader guarantees (the consistency order of ``jobs/writer.py``, kept): :class:`FlatCommitter`
-commits per chunk (a) a placeholder ``status = 'indexing'`` videos row for each video of the
-chunk that has NO videos row yet (a video that already has a row keeps it: good rows stay visible),
-(b) the segments, replacing the video's earlier segments in the same transaction (so a reader
-never sees a video without the segments it had before, nor a video with two generations of
-segments), and later (c) the final videos rows, replacing the placeholders / old rows in one
-transaction, then deleting the segments of videos that are no longer ``ok``. A segment is never
-visible before its video has a row. A crash leaves at worst uncommitted data files (invisible;
-removed by ``optimize``'s cleanup) and ``indexing`` rows that the next run reindexes: repair by
-rerun, as today. Replacing by ``video_id`` also removes duplicate keys left by concurrent runs.
+The consistency order of a run (placeholders, segments, final videos rows) is the writer's
+(``xclip_store.writer``): it calls :func:`commit_replace` once per step. A crash leaves at worst
+uncommitted data files (invisible; removed by the version cleanup once they are old) and what the
+writer's order leaves. Replacing by ``video_id`` also removes duplicate keys left by concurrent runs.
 
-Every commit calls ``before_commit()`` first (the lease check: raise to refuse) and records
-``commit_message`` (e.g. the lease generation) in the Lance transaction. Commit conflicts
+Every commit calls ``before_commit()`` first (raise to refuse) and records ``properties`` (the
+writer's: run id, command, lease generation, what) as the Lance transaction's properties
+(``LanceDataset.read_transaction(version).transaction_properties``). Commit conflicts
 (``lance.commit.CommitConflictError``) are retried from the lookup.
 
 ``optimize_delta`` is the nightly upkeep whose cost follows the delta: compaction that never
@@ -43,13 +38,15 @@ It imports nothing from jobs/, xclip_search/ or moderation/.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from schemas import STATUS_INDEXING, STATUS_OK, VECTOR_COLUMN
+from schemas import VECTOR_COLUMN
 from schemas.sql import sql_list
 from xclip_core import storage
 
@@ -83,6 +80,7 @@ class Staged:
     fragments: tuple  # lance.fragment.FragmentMetadata
     video_ids: tuple[str, ...]
     rows: int
+    per_video: pa.Table | None = None  # ``write(per_video=...)``: those columns of each video's first row
 
 
 def table_uri(db_uri: str, name: str) -> str:
@@ -115,10 +113,12 @@ def _clean_vectors(table: pa.Table, how: str) -> pa.Table:
     return table.set_column(i, table.schema.field(i), fixed)
 
 
-def write(uri: str, table: pa.Table, *, storage_options: dict | None = None,
+def write(uri: str, table: pa.Table, *, storage_options: dict | None = None, per_video: Sequence[str] = (),
           cfg: FlatCommitConfig = FlatCommitConfig()) -> Staged:
     """Write ``table`` (the dataset's schema, with a ``video_id`` column) as new data files of the
-    dataset at ``uri`` without committing them. Safe to run in many processes at once."""
+    dataset at ``uri`` without committing them. Safe to run in many processes at once. The
+    ``per_video`` columns of each video's first row travel with the result (what the committer
+    needs to know of the chunk: e.g. the writer's placeholder rows, or a videos row's status)."""
     from lance.fragment import write_fragments
 
     ds = _dataset(uri, storage_options)
@@ -126,10 +126,13 @@ def write(uri: str, table: pa.Table, *, storage_options: dict | None = None,
     if [f.name for f in table.schema] != schema.names:
         raise ValueError(f"{uri}: columns {table.column_names} do not match the table's {schema.names}")
     table = _clean_vectors(table.cast(schema), cfg.on_bad_vectors)
-    vids = tuple(dict.fromkeys(table.column(VIDEO_KEY).to_pylist()))
+    col = table.column(VIDEO_KEY).to_pylist()
+    first = dict(zip(reversed(col), range(len(col) - 1, -1, -1)))  # video -> its first row
     frags = write_fragments(table, ds, schema=schema, max_rows_per_file=cfg.max_rows_per_file,
                             storage_options=storage_options or None) if table.num_rows else []
-    return Staged(tuple(frags), vids, table.num_rows)
+    rows = (table.select(list(per_video)).take(pa.array(sorted(first.values()), pa.int64()))
+            if per_video else None)
+    return Staged(tuple(frags), tuple(sorted(first, key=first.get)), table.num_rows, rows)
 
 
 def existing(uri: str, video_ids: Sequence[str], *, storage_options: dict | None = None,
@@ -165,11 +168,12 @@ def _deletions(ds, video_ids: Sequence[str]):
 def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_video_ids: Sequence[str] = (),
                    replace_staged: bool = True, storage_options: dict | None = None,
                    before_commit: Callable[[], None] | None = None,
-                   commit_message: str | None = None, cfg: FlatCommitConfig = FlatCommitConfig()) -> int:
+                   properties: dict[str, str] | None = None, cfg: FlatCommitConfig = FlatCommitConfig()) -> int:
     """One transaction: every row of ``delete_video_ids`` (and, with ``replace_staged``, of the staged
     videos) disappears and the staged rows appear. Returns the new version (the current one when
     there was nothing to do). ``replace_staged=False`` skips the lookup for videos the caller knows
-    have no rows (the lookup scans the rows not yet indexed: it grows with the unindexed delta)."""
+    have no rows (the lookup scans the rows not yet indexed: it grows with the unindexed delta).
+    ``properties``: recorded as the transaction's properties."""
     import lance
     from lance.commit import CommitConflictError
 
@@ -186,69 +190,15 @@ def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_v
               if removed or updated else lance.LanceOperation.Append(frags))
         if before_commit is not None:
             before_commit()
+        tx = lance.Transaction(read_version=ds.version, operation=op,
+                               transaction_properties={k: str(v) for k, v in (properties or {}).items()})
         try:
-            return lance.LanceDataset.commit(ds, op, read_version=ds.version, commit_message=commit_message,
-                                             storage_options=storage_options or None).version
+            return lance.LanceDataset.commit(ds, tx, storage_options=storage_options or None).version
         except CommitConflictError:
             if attempt == cfg.conflict_retries:
                 raise
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
     raise AssertionError("unreachable")
-
-
-class FlatCommitter:
-    """The writer's consistency order on flat-cost commits, for ``videos`` and ``segments``.
-
-    ``commit_segments(staged, placeholders)`` then, once the chunk's videos are final,
-    ``commit_videos(rows)``. ``placeholders``: ``indexing`` videos rows for the chunk's videos
-    (the writer's ``_indexing_rows``); only those of videos without any row are committed."""
-
-    def __init__(self, db_uri: str, *, storage_options: dict | None = None,
-                 before_commit: Callable[[], None] | None = None, commit_message: str | None = None,
-                 cfg: FlatCommitConfig = FlatCommitConfig(), videos: str = "videos", segments: str = "segments"):
-        self.videos_uri = table_uri(db_uri, videos)
-        self.segments_uri = table_uri(db_uri, segments)
-        self.kw = {"storage_options": storage_options, "before_commit": before_commit,
-                   "commit_message": commit_message, "cfg": cfg}
-        self.storage_options = storage_options
-        self.cfg = cfg
-
-    def stage_segments(self, segments: pa.Table) -> Staged:
-        """Worker side: write a chunk's segments (all segments of each of its videos)."""
-        return write(self.segments_uri, segments, storage_options=self.storage_options, cfg=self.cfg)
-
-    def commit_segments(self, staged: Staged | Sequence[Staged], placeholders: pa.Table) -> None:
-        staged = [staged] if isinstance(staged, Staged) else list(staged)
-        vids = [v for s in staged for v in s.video_ids]
-        have = existing(self.videos_uri, vids, storage_options=self.storage_options)
-        new = [v for v in vids if v not in have]
-        if new:
-            import pyarrow.compute as pc
-
-            rows = placeholders.filter(pc.is_in(placeholders.column(VIDEO_KEY), pa.array(new, pa.string())))
-            if set(rows.column(VIDEO_KEY).to_pylist()) != set(new):
-                raise ValueError("placeholders lack a row for a video of the chunk: "
-                                 f"{sorted(set(new) - set(rows.column(VIDEO_KEY).to_pylist()))[:3]}")
-            if set(rows.column("status").to_pylist()) != {STATUS_INDEXING}:
-                raise ValueError(f"placeholders must have status {STATUS_INDEXING!r}")
-            # (a) placeholders first: a segment is never visible before its video has a row
-            commit_replace(self.videos_uri, self._write_videos(rows), **self.kw)
-        # (b) the segments, replacing the videos' earlier segments in the same transaction. A video
-        # without a videos row has no segments (they are committed after its row, deleted before
-        # it): only the others are looked up
-        commit_replace(self.segments_uri, staged, delete_video_ids=[v for v in vids if v in have],
-                       replace_staged=False, **self.kw)
-
-    def commit_videos(self, rows: pa.Table) -> None:
-        """(c) Final videos rows replace placeholders / old rows; then segments of videos not ``ok`` go."""
-        commit_replace(self.videos_uri, self._write_videos(rows), **self.kw)
-        not_ok = [v for v, st in zip(rows.column(VIDEO_KEY).to_pylist(), rows.column("status").to_pylist())
-                  if st != STATUS_OK]
-        if not_ok:
-            commit_replace(self.segments_uri, delete_video_ids=not_ok, **self.kw)
-
-    def _write_videos(self, rows: pa.Table) -> Staged:
-        return write(self.videos_uri, rows, storage_options=self.storage_options, cfg=self.cfg)
 
 
 def optimize_delta(uri: str, *, big_fragment_rows: int = 262_144, target_rows_per_fragment: int = 1_048_576,
@@ -280,14 +230,27 @@ def optimize_delta(uri: str, *, big_fragment_rows: int = 262_144, target_rows_pe
     if before_commit is not None:
         before_commit()
     t0 = time.perf_counter()
-    if ds.list_indices():
+    if ds.describe_indices():
         ds.optimize.optimize_indices(num_indices_to_merge=0)
     out["index_s"] = time.perf_counter() - t0
     out["unindexed_after"] = unindexed_rows(_dataset(uri, storage_options))
     return out
 
 
+def unindexed(uri: str, *, storage_options: dict | None = None) -> dict[str, int]:
+    """Index name -> rows of the dataset at ``uri`` not covered by it."""
+    return unindexed_rows(_dataset(uri, storage_options))
+
+
 def unindexed_rows(ds) -> dict[str, int]:
     """Index name -> rows not covered by it (Lance ``index_stats``)."""
-    return {ix["name"]: int(ds.stats.index_stats(ix["name"])["num_unindexed_rows"])
-            for ix in ds.list_indices()}
+    # the future default of Lance: no centroids in a vector index's stats (else a warning, and memory)
+    os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
+    return {ix.name: int(ds.stats.index_stats(ix.name)["num_unindexed_rows"]) for ix in ds.describe_indices()}
+
+
+def cleanup(uri: str, *, older_than: dt.timedelta, storage_options: dict | None = None) -> dict:
+    """Remove the versions older than ``older_than`` (but the latest) and the files only they use,
+    and data files no version uses (a crashed run's staged files) once they are a week old."""
+    stats = _dataset(uri, storage_options).cleanup_old_versions(older_than=older_than)
+    return {"bytes_removed": int(stats.bytes_removed), "old_versions": int(stats.old_versions)}

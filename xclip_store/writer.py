@@ -7,41 +7,51 @@ Layout under ``WriterConfig.output`` (a local folder or ``s3://``):
     parquet/segments/<run_id>-<n>.parquet
     runs/<run_id>.json             run manifest (``schemas.manifest.RunManifest``)
 
-LanceDB tables are written by upsert (``merge_insert`` on ``video_id`` /
-``segment_id``), so rerunning a job replaces rows instead of duplicating
-them: they are the deduplicated view. Parquet is an append-only log: each run
-writes its own files (named by ``run_id``, never overwriting another run's),
-and every row carries ``run_id`` and ``indexed_at``. The current row of a key
-is the one with the latest ``indexed_at``, and the current segments are those
-of the run that wrote their video's current row (``CURRENT_VIDEOS_SQL``,
-``CURRENT_SEGMENTS_SQL`` for DuckDB). In LanceDB, stale segments go away too:
-when a video now has fewer segments, the segments upsert deletes the rest
-(``when_not_matched_by_source_delete`` restricted to the chunk's videos; all
-segments of a video are committed in the same chunk), and a video that is no
-longer ``ok`` has its segments deleted when its videos row is committed.
+LanceDB tables are the deduplicated view: a video's rows (its videos row, its segments, its
+side-table rows) are replaced as a whole by ``video_id``, so rerunning a job replaces rows instead
+of duplicating them, and a video that now has fewer segments loses the rest (all segments of a
+video are committed in the same chunk). Parquet is an append-only log: each run writes its own
+files (named by ``run_id``, never overwriting another run's), and every row carries ``run_id`` and
+``indexed_at``. The current row of a key is the one with the latest ``indexed_at``, and the current
+segments are those of the run that wrote their video's current row (``CURRENT_VIDEOS_SQL``,
+``CURRENT_SEGMENTS_SQL`` for DuckDB). A video that is no longer ``ok`` has its segments deleted
+when its videos row is committed.
 
-Side tables keyed by ``segment_id`` (``side_tables``: e.g. ``thumbnails``,
-``prompt_features`` from ``schemas.features``) are written like ``segments``:
-upserted, stale rows of the chunk's videos deleted, committed before the
-videos rows, and deleted with a video that is no longer ``ok``.
+Flat commit cost (issue 16; ``xclip_store.flat_commit``). A chunk is first *staged*
+(``stage``: its Parquet file and its Lance data files, invisible until committed; a write pool can
+stage chunks elsewhere with ``flat_commit.write``), then *committed* (``commit_staged``): each
+step is ONE Lance transaction that deletes the rows of the chunk's videos found through the
+``video_id`` scalar index (deletion vectors on the fragments that hold them) and adds the staged
+files. Its cost follows the chunk, not the table (the ``merge_insert`` with
+``when_not_matched_by_source_delete`` used before joined the chunk with the whole table: ~7 s per
+chunk at 1M rows). ``close()`` compacts only the small fragments, adds the night's rows to the
+indexes as a delta (``flat_commit.optimize_delta``), drops versions older than
+``keep_versions_days`` and reports each index's unindexed rows.
 
-Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file
-and one LanceDB commit per table per chunk), then ``optimize()`` compacts.
-Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with
-the same ``run_id`` never overwrites an earlier file.
+Side tables keyed by ``segment_id`` (``side_tables``: e.g. ``thumbnails``, ``prompt_features``
+from ``schemas.features``, ``shots``) are written like ``segments``: their videos' rows replaced,
+committed before the videos rows, and deleted with a video that is no longer ``ok``.
 
-Fault safety. A buffer is cleared only after its chunk is committed; transient
-S3/LanceDB errors are retried with backoff (``xclip_store.retry``), and a write that
-still fails raises ``OutputError`` with a one-line reason (nothing is counted
-written that was not). Every commit is an upsert by key, so a rerun repairs a
-chunk that failed half-way.
+Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file and one commit per
+table per chunk). Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with the
+same ``run_id`` never overwrites an earlier file.
 
-Consistency order (a LanceDB reader never sees a segment without its videos
-row). Each segments chunk is committed in three steps: (1) its videos get a
-placeholder videos row with ``status = 'indexing'``, (2) the segments are
-upserted, (3) later, the final videos rows replace the placeholders. A crash
-between (1) and (3) leaves ``indexing`` rows: readers filter on
-``status = 'ok'``, and the next run reindexes them since they are not ``ok``.
+Fault safety and the lease. Every commit is an ``Output.commit``: the lease is checked first,
+transient S3/LanceDB errors are retried with backoff (``xclip_store.retry``), and a write that
+still fails raises ``OutputError`` with a one-line reason (nothing is counted written that was
+not). Each Lance transaction records the run id, the command, the lease generation and what it
+commits (its transaction properties). A staged chunk whose commit failed stays pending and is
+committed by the next ``flush``. Every commit replaces by ``video_id``, so a rerun repairs a chunk
+that failed half-way.
+
+Consistency order (a LanceDB reader never sees a segment without its videos row, nor a video
+without segments it had before). Each segments chunk is committed in three steps: (1) its videos
+get a placeholder videos row with ``status = 'indexing'`` (not those of ``keep_visible``), (2) the
+segments replace the videos' earlier segments in one transaction, (3) later, the final videos rows
+replace the placeholders. A crash between (1) and (3) leaves ``indexing`` rows: readers filter on
+``status = 'ok'``, and the next run reindexes them since they are not ``ok``. A video without a
+videos row has no segments (they come after its row and go before it), so only the videos that
+have one are looked up in ``segments``.
 """
 from __future__ import annotations
 
@@ -49,6 +59,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+import warnings
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,6 +69,7 @@ from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, V
 from schemas.output import STATUS_DELETED
 from schemas.sql import sql_list
 from xclip_core import storage
+from xclip_store import flat_commit
 from xclip_store.errors import OutputError, OutputMismatchError  # noqa: F401 (OutputError: re-exported)
 from xclip_store.indexes import ensure_indexes
 from xclip_store.migrate import migrate_table
@@ -109,6 +121,16 @@ def _side_table_names() -> tuple[str, ...]:
     return (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, SHOTS_TABLE)
 
 
+# the per-video columns a staged chunk carries to the committer (flat_commit.write(per_video=...)):
+# a segments chunk's placeholder videos rows are made of them; a videos chunk's status says which go
+PLACEHOLDER_COLUMNS = ("video_id", "uri", "model_id", "label_set", "run_id", "indexed_at")
+
+
+def per_video_columns(name: str) -> tuple[str, ...]:
+    """What ``flat_commit.write`` keeps of each video of a chunk of table ``name`` for ``commit_staged``."""
+    return {SEGMENTS_TABLE: PLACEHOLDER_COLUMNS, VIDEOS_TABLE: ("video_id", "status")}.get(name, ())
+
+
 class Writer:
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
@@ -125,17 +147,19 @@ class Writer:
         self.processing_id = processing_id  # stamped on every videos row (jobs.incremental)
         self.schemas = {VIDEOS_TABLE: videos_schema(dim), SEGMENTS_TABLE: segments_schema(dim),
                         **(side_tables or {})}
-        self.keys = {VIDEOS_TABLE: VIDEOS_KEY, SEGMENTS_TABLE: SEGMENTS_KEY,
-                     **{name: schema.names[0] for name, schema in (side_tables or {}).items()}}  # the key is first
         self.per_segment = [*(side_tables or {}), SEGMENTS_TABLE]  # committed before videos, in this order
         self.db_uri = self.out.db_uri
+        self.storage_options = storage.lancedb_storage_options(self.out.uri)  # as Output's LanceDB connection
         self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.schemas}
         self._rows = {name: 0 for name in self.schemas}
+        self._pending: dict[str, list[tuple]] = {name: [] for name in self.schemas}  # staged, not committed
         self._file_seq = {name: 0 for name in self.schemas}
         self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
         self.parquet_files: list[str] = []
-        self.seconds = {"parquet": 0.0, "lancedb": 0.0, "optimize": 0.0}
-        self.before_videos_commit = None  # fn(videos chunk): commits what must precede it (jobs.runner)
+        self.seconds = {"parquet": 0.0, "stage": 0.0, "lancedb": 0.0, "optimize": 0.0}
+        self.before_videos_commit = None  # fn(video_id, status of a videos chunk): what must precede it
+        self._keep_visible: set[str] = set()
+        self._stale: set[str] = set()  # tables committed through Lance since their LanceDB handle was read
         self.db = self.out.db
         self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
         self._migrate()
@@ -146,20 +170,22 @@ class Writer:
                 raise OutputMismatchError(f"--output {cfg.output}: existing table {name!r} does not match this job "
                                   f"(another model or schema version?): {e}") from None
         self.fs, self.base = self.out.fs, self.out.base
-        self.other_side = self._other_side_tables()
-
-    def _other_side_tables(self) -> dict:
-        """Side tables the output has but this run does not write (e.g. ``thumbnails`` under
-        ``--no-thumbnails``): a video this run rewrites or fails loses its rows there too, so no
-        stale thumbnail or visual tokens outlive the segments they were computed for."""
+        # side tables the output has but this run does not write (e.g. ``thumbnails`` under
+        # ``--no-thumbnails``): a video this run rewrites or fails loses its rows there too, so no
+        # stale thumbnail or visual tokens outlive the segments they were computed for
         existing = self.out.table_names()
-        return {n: self.out.open_table(n) for n in _side_table_names()
-                if n in existing and n not in self.tables}
+        self.other_side = [n for n in _side_table_names() if n in existing and n not in self.tables]
 
-    def _drop_other_side(self, where: str) -> None:
-        for name, tbl in self.other_side.items():
-            if tbl.count_rows(where):
-                self._commit(f"delete stale {name}", lambda: tbl.delete(where), table=tbl)
+    def _table(self, name: str):
+        """The LanceDB handle of a table this writer writes, at its latest version."""
+        if name in self._stale:
+            self.out.read(name, self.tables[name].checkout_latest, what=f"read {name}")
+            self._stale.discard(name)
+        return self.tables[name]
+
+    def uri(self, name: str) -> str:
+        """The Lance dataset of table ``name`` (``flat_commit.write`` stages chunks there)."""
+        return flat_commit.table_uri(self.db_uri, name)
 
     def _migrate(self) -> None:
         """An older output's tables get the columns added since (``schemas.output.migration``): nulls,
@@ -172,8 +198,31 @@ class Writer:
     def indexed(self) -> pa.Table:
         """Every existing videos row's key, URI, status, processing id and fingerprint (jobs.incremental)."""
         cols = [VIDEOS_KEY, "uri", "status", "processing_id", "source_size", "source_etag", "source_mtime"]
-        return self.out.read(VIDEOS_TABLE, lambda: self.tables[VIDEOS_TABLE].search().select(cols).limit(None)
+        return self.out.read(VIDEOS_TABLE, lambda: self._table(VIDEOS_TABLE).search().select(cols).limit(None)
                              .to_arrow(), what="read videos")
+
+    # ------------------------------------------------------------ flat commits
+    def _replace(self, name: str, staged=(), *, delete=(), replace_staged: bool = True, what: str = "") -> None:
+        """ONE Lance transaction on table ``name``: the rows of ``delete`` (and, with ``replace_staged``,
+        of the staged chunks' videos) go, the staged rows come (``flat_commit.commit_replace``)."""
+        lease = self.out.lease
+        props = {"lance.commit.message": what, "xclip.run_id": self.run_id, "xclip.command": self.out.command,
+                 **({"xclip.lease_generation": lease.generation, "xclip.lease_id": lease.lease_id} if lease else {})}
+        self._stale.add(name)
+        flat_commit.commit_replace(self.uri(name), staged, delete_video_ids=list(delete),
+                                   replace_staged=replace_staged, storage_options=self.storage_options,
+                                   properties=props)
+
+    def _flat(self, what: str, name: str, staged=(), *, delete=(), replace_staged: bool = True) -> None:
+        self._commit(what, lambda: self._replace(name, staged, delete=delete, replace_staged=replace_staged,
+                                                 what=what))
+
+    def _delete(self, name: str, video_ids: list[str], what: str) -> None:
+        self._flat(what, name, delete=video_ids)
+
+    def _drop_other_side(self, video_ids: list[str]) -> None:
+        for name in self.other_side:
+            self._delete(name, video_ids, f"delete stale {name}")
 
     def delete_videos(self, video_ids: list[str], *, mark: bool = False) -> int:
         """Remove videos gone from the source: segments first (never a segment without its videos
@@ -183,31 +232,32 @@ class Writer:
             return 0
         existing = self.out.table_names()
         for i in range(0, len(video_ids), 1000):
-            where = f"video_id IN ({sql_list(video_ids[i:i + 1000])})"
+            ids = video_ids[i:i + 1000]
+            where = f"video_id IN ({sql_list(ids)})"
             self._log_removed(where, "gone from the source", mark_status=STATUS_DELETED if mark else None)
-            self._commit("delete segments", lambda: self.tables[SEGMENTS_TABLE].delete(where))
+            self._delete(SEGMENTS_TABLE, ids, "delete segments")
             for side in _side_table_names():
                 if side in existing:
-                    self._commit(f"delete {side}", lambda: (  # not `tables.get() or`: a Table's truth counts rows
-                        self.tables[side] if side in self.tables else self.out.open_table(side)).delete(where))
+                    self._delete(side, ids, f"delete {side}")
             if mark:
-                self._commit("mark videos deleted", lambda: self.tables[VIDEOS_TABLE].update(
+                tbl = self._table(VIDEOS_TABLE)
+                self._commit("mark videos deleted", lambda: tbl.update(
                     where=where, values={"status": STATUS_DELETED, "error": "gone from the source",
-                                         "num_segments": 0, "run_id": self.run_id}))
+                                         "num_segments": 0, "run_id": self.run_id}), table=tbl)
             else:
-                self._commit("delete videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
+                self._delete(VIDEOS_TABLE, ids, "delete videos")
         return len(video_ids)
 
     def repair_duplicates(self) -> int:
-        """Rows sharing a key (left by concurrent runs before the output lease existed) cannot be
-        fixed by an upsert, which updates every copy. Their videos are reset for reindexing: first an
-        ``indexing`` row (so a crash here leaves them to be redone), then their segments and videos rows
-        go; the run then processes them as new. Returns how many videos."""
+        """Rows sharing a key (left by concurrent runs before the output lease existed). Their videos
+        are reset for reindexing: first an ``indexing`` row (so a crash here leaves them to be
+        redone), then their segments and videos rows go; the run then processes them as new.
+        Returns how many videos."""
         import pyarrow.compute as pc
 
         def dup_videos(name: str, key: str) -> set[str]:
             cols = list(dict.fromkeys([key, "video_id"]))
-            t = self.out.read(name, lambda: self.tables[name].search().select(cols).limit(None).to_arrow(),
+            t = self.out.read(name, lambda: self._table(name).search().select(cols).limit(None).to_arrow(),
                               what=f"read {name}")
             if len(pc.unique(t.column(key))) == t.num_rows:
                 return set()
@@ -221,12 +271,13 @@ class Writer:
         log.warning("%d videos have duplicate rows (concurrent runs?): reindexing them", len(vids))
         where = f"video_id IN ({sql_list(vids)})"
         self._log_removed(where, "duplicate rows: reindexing")
-        self._commit("reset duplicated videos", lambda: self.tables[VIDEOS_TABLE].update(
-            where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}))
+        tbl = self._table(VIDEOS_TABLE)
+        self._commit("reset duplicated videos", lambda: tbl.update(
+            where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}), table=tbl)
         for other in self.per_segment:  # side tables first, then segments: never a side row without them
-            self._commit(f"delete duplicated {other}", lambda: self.tables[other].delete(where))
-        self._drop_other_side(where)
-        self._commit("delete duplicated videos", lambda: self.tables[VIDEOS_TABLE].delete(where))
+            self._delete(other, vids, f"delete duplicated {other}")
+        self._drop_other_side(vids)
+        self._delete(VIDEOS_TABLE, vids, "delete duplicated videos")
         return len(vids)
 
     def _log_removed(self, where: str, reason: str, mark_status: str | None = None) -> None:
@@ -235,7 +286,7 @@ class Writer:
 
         out = []
         self._commit("log removed videos in Parquet", lambda: out.append(log_removed(
-            self.cfg.output, self.tables[VIDEOS_TABLE], where, self.schemas[VIDEOS_TABLE], run_id=self.run_id,
+            self.cfg.output, self._table(VIDEOS_TABLE), where, self.schemas[VIDEOS_TABLE], run_id=self.run_id,
             reason=reason, mark_status=mark_status)))
         self.parquet_files += [u for u in out if u]
 
@@ -257,33 +308,69 @@ class Writer:
         self._flush(VIDEOS_TABLE)
 
     def _flush(self, name: str) -> None:
-        if not self._buffers[name]:
-            return
         if name == VIDEOS_TABLE:
             for other in self.per_segment:
                 self._flush(other)
-        table = pa.concat_tables(self._buffers[name]).combine_chunks()
+        if self._buffers[name]:
+            table = pa.concat_tables(self._buffers[name]).combine_chunks()
+            self._pending[name].append(self.stage(name, table))
+            self._buffers[name], self._rows[name] = [], 0  # the rows are in staged files now
+        while self._pending[name]:  # in order; a chunk leaves only once committed
+            self.commit_staged(name, *self._pending[name][0])
+            self._pending[name].pop(0)
+
+    def stage(self, name: str, table: pa.Table) -> tuple[flat_commit.Staged, str]:
+        """A chunk of table ``name`` written, not committed: its Parquet log file (leased: the log is
+        read as soon as a file exists) and its Lance data files. Returns (staged, Parquet URI) for
+        ``commit_staged``."""
         t0 = time.perf_counter()
         path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
         self._commit(f"write {name} Parquet", lambda: self._write_parquet(table, path))
         self._file_seq[name] += 1
-        self.parquet_files.append(("s3://" + path) if storage.is_s3(self.cfg.output) else path)
         t1 = time.perf_counter()
         self.seconds["parquet"] += t1 - t0
+        out = []
+        self._commit(f"stage {name} data files", lambda: out.append(flat_commit.write(
+            self.uri(name), table, storage_options=self.storage_options, per_video=per_video_columns(name))))
+        self.seconds["stage"] += time.perf_counter() - t1
+        return out[0], ("s3://" + path) if storage.is_s3(self.cfg.output) else path
+
+    def commit_staged(self, name: str, staged: flat_commit.Staged, parquet_uri: str | None = None) -> None:
+        """Commit a staged chunk of table ``name`` in the consistency order (module doc). Chunks
+        staged elsewhere (``flat_commit.write(writer.uri(name), rows, per_video=per_video_columns(name))``)
+        are committed here in submission order; ``parquet_uri`` is recorded in the manifest."""
+        if parquet_uri and parquet_uri not in self.parquet_files:
+            self.parquet_files.append(parquet_uri)
+        t0 = time.perf_counter()
+        vids = list(staged.video_ids)
         if name == SEGMENTS_TABLE:
-            placeholders = self._indexing_rows(table)
+            have = self.out.read(VIDEOS_TABLE, lambda: flat_commit.existing(
+                self.uri(VIDEOS_TABLE), vids, storage_options=self.storage_options), what="read videos")
+            placeholders = self._indexing_rows(staged.per_video)
             if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
-                self._commit("commit videos (indexing)", lambda: self._upsert(VIDEOS_TABLE, placeholders),
-                             table=self.tables[VIDEOS_TABLE])
-            self._drop_other_side(f"video_id IN ({sql_list(table.column('video_id').unique().to_pylist())})")
-            self._commit("commit segments", lambda: self._upsert(SEGMENTS_TABLE, table),
-                         table=self.tables[SEGMENTS_TABLE])
+                ph = placeholders.column("video_id").to_pylist()
+                self._commit("commit videos (indexing)", lambda: self._replace(
+                    VIDEOS_TABLE, flat_commit.write(self.uri(VIDEOS_TABLE), placeholders,
+                                                    storage_options=self.storage_options),
+                    delete=[v for v in ph if v in have], replace_staged=False, what="commit videos (indexing)"))
+            self._drop_other_side(vids)
+            self._flat("commit segments", SEGMENTS_TABLE, staged, delete=[v for v in vids if v in have],
+                       replace_staged=False)
+        elif name == VIDEOS_TABLE:
+            if self.before_videos_commit is not None:
+                self._commit("commit what precedes the videos rows", lambda: self.before_videos_commit(
+                    staged.per_video))
+            self._flat("commit videos", VIDEOS_TABLE, staged)
+            not_ok = [v for v, st in zip(staged.per_video.column("video_id").to_pylist(),
+                                         staged.per_video.column("status").to_pylist())
+                      if st not in (STATUS_OK, STATUS_INDEXING)]
+            if not_ok:  # segments (and side rows) of a video no longer ok
+                for other in self.per_segment:
+                    self._delete(other, not_ok, f"delete {other} of videos not ok")
+                self._drop_other_side(not_ok)
         else:
-            if name == VIDEOS_TABLE and self.before_videos_commit is not None:
-                self._commit("commit what precedes the videos rows", lambda: self.before_videos_commit(table))
-            self._commit(f"commit {name}", lambda: self._upsert(name, table), table=self.tables[name])
-        self.seconds["lancedb"] += time.perf_counter() - t1
-        self._buffers[name], self._rows[name] = [], 0  # only now: the chunk is committed
+            self._flat(f"commit {name}", name, staged)
+        self.seconds["lancedb"] += time.perf_counter() - t0
 
     def _commit(self, what: str, fn, table=None) -> None:
         """Lease check, then the commit, retried (``xclip_store.output.Output.commit``)."""
@@ -293,43 +380,22 @@ class Writer:
         self._parent(path)
         pq.write_table(table, path, filesystem=self.fs, compression="zstd")
 
-    def _upsert(self, name: str, table: pa.Table) -> None:
-        tbl = self.tables[name]
-        merge = tbl.merge_insert(self.keys[name]).when_matched_update_all().when_not_matched_insert_all()
-        if name in self.per_segment:
-            # drop this run's videos' stale segments from an earlier run (e.g. fewer clips now)
-            vids = table.column("video_id").unique().to_pylist()
-            merge = merge.when_not_matched_by_source_delete(f"video_id IN ({sql_list(vids)})")
-        merge.execute(table, on_bad_vectors="null")
-        if name == VIDEOS_TABLE:
-            done = {STATUS_OK, STATUS_INDEXING}
-            not_ok = [v for v, st in zip(table.column("video_id").to_pylist(), table.column("status").to_pylist())
-                      if st not in done]
-            where = f"video_id IN ({sql_list(not_ok)})"
-            for other in self.per_segment:
-                if not_ok and self.tables[other].count_rows(where):
-                    self.tables[other].delete(where)  # segments (and side rows) of a video no longer ok
-            if not_ok:
-                self._drop_other_side(where)
-
     def keep_visible(self, video_ids: set[str]) -> None:
         """Videos whose earlier ``ok`` row stays until their new final row replaces it: no ``indexing``
         placeholder for them (``jobs.visibility``)."""
         self._keep_visible = set(video_ids)
 
-    def _indexing_rows(self, segments: pa.Table) -> pa.Table:
-        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk, except
-        those of ``keep_visible``."""
-        first = {}
-        keep = getattr(self, "_keep_visible", ())
-        for i, vid in enumerate(segments.column("video_id").to_pylist()):
-            if vid not in keep:
-                first.setdefault(vid, i)
-        seg = segments.take(pa.array(list(first.values()), pa.int64()))
+    def _indexing_rows(self, first: pa.Table) -> pa.Table:
+        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk (``first``:
+        each video's ``PLACEHOLDER_COLUMNS``), except those of ``keep_visible``."""
+        import pyarrow.compute as pc
+
+        seg = first.filter(pc.invert(pc.is_in(first.column("video_id"),
+                                               pa.array(sorted(self._keep_visible), pa.string()))))
         schema = self.schemas[VIDEOS_TABLE]
         n = seg.num_rows
         cols = {f.name: pa.nulls(n, f.type) for f in schema}
-        for c in ("video_id", "uri", "model_id", "label_set", "run_id", "indexed_at"):
+        for c in PLACEHOLDER_COLUMNS:
             cols[c] = seg.column(c).cast(schema.field(c).type)
         cols["status"] = pa.array([STATUS_INDEXING] * n, pa.string())
         cols["error"] = pa.array([f"being indexed by run {self.run_id}"] * n, pa.string())
@@ -338,16 +404,28 @@ class Writer:
 
     # ------------------------------------------------------------ closing
     def close(self) -> dict:
-        """Flush, optimize, build indexes when large enough; returns table versions and row counts."""
+        """Flush, then per table: delta upkeep (``flat_commit.optimize_delta``) and version cleanup
+        (``cfg.optimize``), missing indexes once large enough; returns each table's version, rows
+        and unindexed rows per index (Lance ``index_stats``)."""
         self.flush()
         t0 = time.perf_counter()
         out = {}
-        for name, tbl in self.tables.items():
-            if self.cfg.optimize:  # compact, and drop versions older than the retention (time travel window)
-                self._commit(f"optimize {name}", lambda: tbl.optimize(
-                    cleanup_older_than=dt.timedelta(days=self.cfg.keep_versions_days)), table=tbl)
+        if self.cfg.optimize and self.cfg.keep_versions_days <= 0:
+            warnings.warn("keep_versions_days = 0 removes every version except the latest: a reader still "
+                          "on an older version fails", UserWarning, stacklevel=2)
+        for name in self.tables:
+            uri, so = self.uri(name), self.storage_options
+            if self.cfg.optimize:  # compact the small fragments, index the delta, drop old versions
+                self._stale.add(name)
+                self._commit(f"optimize {name}", lambda: flat_commit.optimize_delta(
+                    uri, storage_options=so, before_commit=lambda: self.out.check(f"optimize {name}")))
+                self._commit(f"remove old versions of {name}", lambda: flat_commit.cleanup(
+                    uri, older_than=dt.timedelta(days=self.cfg.keep_versions_days), storage_options=so))
+            tbl = self._table(name)
             self._ensure_indexes(name, tbl)
-            out[name] = {"version": int(tbl.version), "rows": int(tbl.count_rows())}
+            unindexed = self.out.read(name, lambda: flat_commit.unindexed(uri, storage_options=so),
+                                      what=f"read the index stats of {name}")
+            out[name] = {"version": int(tbl.version), "rows": int(tbl.count_rows()), "unindexed": unindexed}
         self.seconds["optimize"] += time.perf_counter() - t0
         return out
 
@@ -360,5 +438,5 @@ class Writer:
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
     def write_text(self, relpath: str, text: str, *, check: bool = True) -> str:
-        """Write a small text file under the output (the run manifest) atomically; returns its URI."""
+        """Write a small text file under the output atomically (the run manifest); returns its URI."""
         return self.out.write_text(relpath, text, check=check)
