@@ -1,5 +1,6 @@
-"""xclip_store.flat_commit on real LanceDB (local and moto S3): the consistency order at every
-commit, kills between commits repaired by a rerun, parallel writers, flat commit cost."""
+"""xclip_store.flat_commit and the writer's consistency order on it, on real LanceDB (local and moto
+S3): the reader guarantees at every commit, kills between commits repaired by a rerun, chunks
+staged by parallel processes and committed by the writer, flat commit cost."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -14,10 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from jobs.config import WriterConfig
 from schemas import STATUS_FAILED, STATUS_INDEXING, STATUS_OK, segments_schema, videos_schema
 from schemas.output import from_columns, segment_id
 from xclip_core import storage
 from xclip_store import flat_commit as fc
+from xclip_store import open_output
+from xclip_store.writer import Writer, per_video_columns
 
 DIM = 8
 MODEL = "m@000000000000"
@@ -45,10 +49,6 @@ def videos(rows: list[tuple[str, str, int]], run: str, dim: int = DIM) -> pa.Tab
         "num_segments": [r[2] for r in rows], "model_id": [MODEL] * n, "label_set": [LABELS] * n,
         "run_id": [run] * n, "indexed_at": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
     }, videos_schema(dim), n)
-
-
-def placeholders(vids: list[str], run: str) -> pa.Table:
-    return videos([(v, STATUS_INDEXING, 0) for v in vids], run)
 
 
 def make_output(db_uri: str, dim: int = DIM) -> lancedb.DBConnection:
@@ -84,13 +84,12 @@ def check_reader_view(v: pa.Table, s: pa.Table) -> None:
             assert len(set(mine.column("run_id").to_pylist())) == 1, f"{vid}: two generations of segments"
 
 
-def run_r2(db_uri: str, before_commit=None) -> None:
-    """Run r2: A again with 2 segments (one stale), B new (2 segments), C now failed."""
-    so = storage.lancedb_storage_options(db_uri)
-    com = fc.FlatCommitter(db_uri, storage_options=so, before_commit=before_commit, commit_message="lease 7")
-    chunk = pa.concat_tables([segs("A", 2, "r2", seed=1), segs("B", 2, "r2", seed=2)])
-    com.commit_segments(com.stage_segments(chunk), placeholders(["A", "B"], "r2"))
-    com.commit_videos(videos([("A", STATUS_OK, 2), ("B", STATUS_OK, 2), ("C", STATUS_FAILED, 0)], "r2"))
+def run_r2(out: str, output=None, chunk_rows: int = 10 ** 6) -> None:
+    """Run r2 through the Writer: A again with 2 segments (one stale), B new (2 segments), C now failed."""
+    w = Writer(WriterConfig(output=out, chunk_rows=chunk_rows), run_id="r2", dim=DIM, output=output)
+    w.add("segments", pa.concat_tables([segs("A", 2, "r2", seed=1), segs("B", 2, "r2", seed=2)]))
+    w.add("videos", videos([("A", STATUS_OK, 2), ("B", STATUS_OK, 2), ("C", STATUS_FAILED, 0)], "r2"))
+    w.flush()
 
 
 EXPECTED_VIDEOS = {("A", STATUS_OK, "r2"), ("B", STATUS_OK, "r2"), ("C", STATUS_FAILED, "r2")}
@@ -103,53 +102,67 @@ def as_sets(v: pa.Table, s: pa.Table):
 
 
 @pytest.fixture(params=["local", "s3"])
-def db_uri(request, tmp_path):
+def out(request, tmp_path):
+    """An output location (its LanceDB database is ``<out>/lancedb``)."""
     if request.param == "local":
-        return str(tmp_path / "lancedb")
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/out/lancedb"
+        return str(tmp_path / "out")
+    return f"s3://{request.getfixturevalue('s3_bucket')}/out"
 
 
-def test_every_commit_keeps_the_reader_guarantees(db_uri):
-    make_output(db_uri)
+def db(out: str) -> str:
+    return storage.join(out, "lancedb")
+
+
+def test_every_commit_keeps_the_reader_guarantees(out, monkeypatch):
+    make_output(db(out))
     views = []
+    real = Writer._replace
 
-    def snapshot():  # the reader's view just before each commit
-        views.append(state(db_uri))
+    def snapshot(self, *args, **kwargs):  # the reader's view just before each Lance commit
+        views.append(state(db(out)))
+        return real(self, *args, **kwargs)
 
-    run_r2(db_uri, before_commit=snapshot)
-    views.append(state(db_uri))
-    assert len(views) == 5  # placeholder B, segments, videos, C's segments, final
+    monkeypatch.setattr(Writer, "_replace", snapshot)
+    with open_output(out, mode="w", command="run", run_id="r2") as leased:
+        run_r2(out, leased)
+        generation = leased.lease.generation
+    views.append(state(db(out)))
+    assert len(views) == 5  # placeholders A and B, segments, videos, C's segments, final
     for v, s in views:
         check_reader_view(v, s)
     assert as_sets(*views[-1]) == (EXPECTED_VIDEOS, EXPECTED_SEGMENTS)
     # LanceDB reads the same tables; the lease generation is in the transactions
-    db = lancedb.connect(db_uri, storage_options=storage.lancedb_storage_options(db_uri))
-    assert db.open_table("segments").count_rows() == 4
-    ds = lance.dataset(fc.table_uri(db_uri, "segments"), storage_options=storage.lancedb_storage_options(db_uri))
-    assert ds.versions()[-1]["version"] == ds.version
+    so = storage.lancedb_storage_options(out)
+    assert lancedb.connect(db(out), storage_options=so).open_table("segments").count_rows() == 4
+    ds = lance.dataset(fc.table_uri(db(out), "segments"), storage_options=so)
+    props = ds.read_transaction(ds.version).transaction_properties
+    assert props["xclip.lease_generation"] == str(generation) and props["xclip.run_id"] == "r2"
+    assert props["lance.commit.message"] == "delete segments of videos not ok"
 
 
-class Killed(Exception):
+class Killed(BaseException):  # as a kill: no retry, no cleanup catches it
     pass
 
 
 @pytest.mark.parametrize("kill_at", [1, 2, 3, 4])
-def test_killed_before_the_nth_commit_is_repaired_by_a_rerun(tmp_path, kill_at):
-    db_uri = str(tmp_path / "lancedb")
-    make_output(db_uri)
-    calls = []
+def test_killed_before_the_nth_commit_is_repaired_by_a_rerun(tmp_path, monkeypatch, kill_at):
+    out = str(tmp_path / "out")
+    make_output(db(out))
+    real, calls = Writer._replace, []
 
-    def stop():
+    def stop(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == kill_at:
             raise Killed
+        return real(self, *args, **kwargs)
 
+    monkeypatch.setattr(Writer, "_replace", stop)
     with pytest.raises(Killed):
-        run_r2(db_uri, before_commit=stop)
-    check_reader_view(*state(db_uri))
-    run_r2(db_uri)  # the rerun repairs
-    assert as_sets(*state(db_uri)) == (EXPECTED_VIDEOS, EXPECTED_SEGMENTS)
+        run_r2(out)
+    monkeypatch.undo()
+    check_reader_view(*state(db(out)))
+    run_r2(out)  # the rerun repairs
+    assert as_sets(*state(db(out))) == (EXPECTED_VIDEOS, EXPECTED_SEGMENTS)
 
 
 def test_replace_is_one_transaction_and_drops_duplicate_keys(tmp_path):
@@ -184,36 +197,39 @@ def test_non_finite_vectors_are_nulled_or_refused(tmp_path):
 
 
 def _stage_chunk(args):
-    db_uri, vid, n = args
-    return fc.FlatCommitter(db_uri, storage_options=storage.lancedb_storage_options(db_uri)).stage_segments(
-        segs(vid, n, "r2", seed=sum(map(ord, vid))))
+    """A write-pool worker: a chunk's Lance data files, staged for the writer's commit_staged."""
+    out, vid, n = args
+    return fc.write(fc.table_uri(db(out), "segments"), segs(vid, n, "r2", seed=sum(map(ord, vid))),
+                    storage_options=storage.lancedb_storage_options(out), per_video=per_video_columns("segments"))
 
 
-def test_parallel_writers_and_one_committer_equal_one_writer(db_uri):
-    """Four chunks written by 2 worker processes, committed by this one, in two commits; vs the
-    same chunks written and committed here one by one: the same tables."""
+def test_chunks_staged_in_parallel_and_committed_by_the_writer_equal_one_writer(out):
+    """Five chunks staged by 2 worker processes and committed in order by ``Writer.commit_staged``;
+    vs the same chunks added to one Writer: the same tables."""
     chunks = [(f"P{i}", 3 + i) for i in range(4)] + [("A", 2)]
     results = {}
     for mode in ("one", "parallel"):
-        uri = f"{db_uri}-{mode}"
-        make_output(uri)
-        com = fc.FlatCommitter(uri, storage_options=storage.lancedb_storage_options(uri))
+        uri = f"{out}-{mode}"
+        make_output(db(uri))
+        w = Writer(WriterConfig(output=uri), run_id="r2", dim=DIM)
         if mode == "one":
             for vid, n in chunks:
-                com.commit_segments(_stage_chunk((uri, vid, n)), placeholders([vid], "r2"))
+                w.add("segments", segs(vid, n, "r2", seed=sum(map(ord, vid))))
+                w.flush()
         else:
             with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
                 staged = list(pool.map(_stage_chunk, [(uri, vid, n) for vid, n in chunks]))
-            com.commit_segments(staged[:2], placeholders([v for v, _ in chunks[:2]], "r2"))
-            com.commit_segments(staged[2:], placeholders([v for v, _ in chunks[2:]], "r2"))
+            for s in staged:
+                w.commit_staged("segments", s)
         so = storage.lancedb_storage_options(uri)
-        t = lancedb.connect(uri, storage_options=so).open_table("segments").to_arrow().sort_by("segment_id")
-        v = lancedb.connect(uri, storage_options=so).open_table("videos").to_arrow().sort_by("video_id")
+        t = lancedb.connect(db(uri), storage_options=so).open_table("segments").to_arrow().sort_by("segment_id")
+        v = lancedb.connect(db(uri), storage_options=so).open_table("videos").to_arrow().sort_by("video_id")
         results[mode] = (t, v.select(["video_id", "status", "run_id"]))
         check_reader_view(v, t)
     assert results["one"][0].num_rows == 2 + 3 + 4 + 5 + 6 + 2  # C's 2 rows stay
     assert results["one"][0].equals(results["parallel"][0])
     assert results["one"][1].equals(results["parallel"][1])
+    assert set(results["one"][1].column("status").to_pylist()) == {STATUS_OK, STATUS_INDEXING}  # C ok, others placeholders
 
 
 def _min_commit(uri: str, first: int, reps: int, replace_from: list[str] | None, dim: int) -> float:
