@@ -78,7 +78,9 @@ def segments_rows(first_video: int, n_videos: int, *, run_id: str = "grow", seed
         "run_id": pa.array([run_id] * n), "indexed_at": pa.array([now.value] * n, pa.timestamp("us", tz="UTC")),
         "label_text": pa.array(["; ".join(LABELS)] * n),
     }
-    return pa.Table.from_arrays([cols[f.name].cast(f.type) for f in schema], schema=schema)
+    # a column added to the schema later (e.g. shot_index, nullable) is null, as in rows of fixed segments
+    return pa.Table.from_arrays([cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type)
+                                 for f in schema], schema=schema)
 
 
 def vids_of(chunk: pa.Table) -> list[str]:
@@ -265,7 +267,7 @@ def main(argv=None) -> None:
             rows0 = tbl.count_rows()
             res, next_video = measure_size(tbl, uri, grown, next_video, args.reps)
             res["rows_before"], res["grow_s"], res["scalar_index_s"] = rows0, round(grow_s, 1), round(idx_s, 1)
-            res["unindexed_after"] = fc.unindexed_rows(__import__("lance").dataset(uri))
+            res["unindexed_after"] = fc.unindexed(uri)
             res["throughput"], next_video = throughput(uri, next_video, pool)
             res["load"] = os.getloadavg()[0]
             summary["sizes"][size] = res

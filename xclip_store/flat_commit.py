@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -49,6 +48,7 @@ import pyarrow as pa
 from schemas import VECTOR_COLUMN
 from schemas.sql import sql_list
 from xclip_core import storage
+from xclip_store.indexes import unindexed_rows, update_indexes
 
 VIDEO_KEY = "video_id"
 LOOKUP_BATCH = 1000  # video ids per IN (...) filter
@@ -207,8 +207,8 @@ def optimize_delta(uri: str, *, big_fragment_rows: int = 262_144, target_rows_pe
     """Nightly upkeep whose cost follows the delta. Compaction leaves out every fragment of at least
     ``big_fragment_rows`` rows (unless more than ``materialize_deletions_threshold`` of it is deleted),
     so a large fragment is never rewritten to absorb a small one; then every index gets the
-    unindexed rows as a new delta (``num_indices_to_merge=0``), no retraining. Returns seconds and
-    the unindexed rows per index before and after."""
+    unindexed rows as a new delta (``xclip_store.indexes.update_indexes``), no retraining. Returns
+    seconds and the unindexed rows per indexed column before and after."""
     ds = _dataset(uri, storage_options)
     out = {"unindexed_before": unindexed_rows(ds)}
     big = []
@@ -226,27 +226,19 @@ def optimize_delta(uri: str, *, big_fragment_rows: int = 262_144, target_rows_pe
     out["compact_s"] = time.perf_counter() - t0
     out["fragments_removed"] = metrics.fragments_removed
     out["fragments_added"] = metrics.fragments_added
-    ds = _dataset(uri, storage_options)
     if before_commit is not None:
         before_commit()
     t0 = time.perf_counter()
-    if ds.describe_indices():
-        ds.optimize.optimize_indices(num_indices_to_merge=0)
+    upkeep = update_indexes(uri, storage_options=storage_options)
     out["index_s"] = time.perf_counter() - t0
-    out["unindexed_after"] = unindexed_rows(_dataset(uri, storage_options))
+    out["delta"] = upkeep["delta"]
+    out["unindexed_after"] = upkeep["unindexed"]
     return out
 
 
 def unindexed(uri: str, *, storage_options: dict | None = None) -> dict[str, int]:
-    """Index name -> rows of the dataset at ``uri`` not covered by it."""
+    """Indexed column(s) -> rows of the dataset at ``uri`` not covered by the index."""
     return unindexed_rows(_dataset(uri, storage_options))
-
-
-def unindexed_rows(ds) -> dict[str, int]:
-    """Index name -> rows not covered by it (Lance ``index_stats``)."""
-    # the future default of Lance: no centroids in a vector index's stats (else a warning, and memory)
-    os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
-    return {ix.name: int(ds.stats.index_stats(ix.name)["num_unindexed_rows"]) for ix in ds.describe_indices()}
 
 
 def cleanup(uri: str, *, older_than: dt.timedelta, storage_options: dict | None = None) -> dict:
