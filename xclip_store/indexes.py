@@ -18,6 +18,7 @@ table's latest version.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from schemas import SEGMENTS_KEY, SEGMENTS_TABLE, VECTOR_COLUMN, VIDEOS_KEY, VIDEOS_TABLE
