@@ -384,7 +384,9 @@ def _decided(output: str) -> dict:
 
 @pytest.mark.slow
 def test_run_killed_mid_way_leaves_no_committed_video_undecided(ray_session, setup, tmp_path):
-    """A --policy run dies at the 12th LanceDB merge commit (tests/fault_points.py; chunks of one row).
+    """A --policy run dies before the writer's 10th Lance commit, the 3rd video's segments (tests/fault_points.py;
+    chunks of one row; the 12th commit counting the frame_pdq and moderation merges between them, where
+    the kill was when the writer committed by merge_insert too).
     Every videos row it committed has its decision (today: decisions were held until the end, so
     none); the next run, which keeps those videos as unchanged, leaves every input with a decision."""
     import ray
@@ -395,7 +397,7 @@ def test_run_killed_mid_way_leaves_no_committed_video_undecided(ray_session, set
     out, inputs = str(tmp_path / "index"), str(setup["root"] / "in")
     writer = {"chunk_rows": 1, "lease_heartbeat_s": 0.5, "lease_stale_after_s": 2.0}
     (tmp_path / "job.toml").write_text("[writer]\n" + "".join(f"{k} = {v}\n" for k, v in writer.items()))
-    proc = run_killed([("lancedb.table:LanceMergeInsertBuilder.execute", 12)], [
+    proc = run_killed([("lance.dataset:LanceDataset.commit", 10)], [
         "run", "--input", inputs, "--output", out, "--model", setup["model"], "--batch-size", "4",
         "--policy", setup["policy"], "--config", str(tmp_path / "job.toml"),
         "--ray-address", ray.get_runtime_context().gcs_address])
