@@ -8,8 +8,15 @@
     embedding    ANN (``vector_index_config``: IVF_HNSW_SQ, cosine; chosen over IVF_PQ by
                  ``bench/query.py``, see bench/RESULTS.md "Query") once the table has ``min_vector_rows``
                  non-null vectors (PQ training needs at least 256)
+IVF partitions follow the row count (LanceDB's guidance): rows/1,048,576 for IVF_HNSW_SQ (each
+partition is one HNSW graph), rows/4,096 for IVF_PQ, clamped to 1..4,096.
+``update_indexes(table_or_uri)`` is the upkeep of existing indexes: the rows they do not cover yet
+become a delta index of each (Lance ``optimize_indices(num_indices_to_merge=0)``): no retraining,
+the base index files are not rewritten, so the cost follows the delta, not the table; it reports
+the unindexed rows per index (Lance ``index_stats``) before and after.
 ``build_indexes`` first adds the columns an older index lacks (``xclip_store.migrate.migrate_table``:
-``label_text`` is derived from ``labels``).
+``label_text`` is derived from ``labels``), then adds the delta to the existing indexes
+(``retrain=True``: rebuilds them all instead) and builds the missing ones.
 ``build_indexes`` holds the output lease (command ``build-index``; exit 7 while a run holds it) and
 every index build is one commit through ``Output.commit``: the lease is checked first, and a LanceDB
 commit conflict (another process compacted or indexed the table meanwhile) is retried on the
