@@ -78,7 +78,9 @@ def segments_rows(first_video: int, n_videos: int, *, run_id: str = "grow", seed
         "run_id": pa.array([run_id] * n), "indexed_at": pa.array([now.value] * n, pa.timestamp("us", tz="UTC")),
         "label_text": pa.array(["; ".join(LABELS)] * n),
     }
-    return pa.Table.from_arrays([cols[f.name].cast(f.type) for f in schema], schema=schema)
+    # columns the bench does not set (e.g. shot_index) are null
+    return pa.Table.from_arrays([cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type)
+                                 for f in schema], schema=schema)
 
 
 def vids_of(chunk: pa.Table) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from schemas import STATUS_FAILED, STATUS_OK
 from xclip_core import storage
 from xclip_store import flat_commit as fc
-from xclip_store.errors import OutputError
+from xclip_store.errors import LeaseError, OutputError
 from xclip_store.output import Output
 from xclip_store.write_pool import WritePool, WritePoolConfig, Written
 from tests.conftest import own_ray
@@ -284,3 +284,30 @@ def test_a_failing_task_stops_the_run_and_nothing_after_it_is_committed(ray_sess
     with pytest.raises(OutputError, match="stopped after an error"):  # the pool is stopped: no later commit
         com.pool.submit("segments", segment_chunk(4), info=placeholders(["N5", "N6"], RUN))
     assert versions == len(lance.dataset(seg_uri, storage_options=so).versions())
+
+
+def test_a_lost_lease_stops_the_pool_before_the_chunks_in_flight_are_committed(ray_session, tmp_path):
+    """max_in_flight=2, chunk 1's task held (never released): the 3rd submit waits for chunk 0's
+    commit; the lease check before the 4th submit fails: LeaseError as is, chunks 1 and 2 are never
+    committed, their tasks are cancelled, chunk 2's Parquet file is gone."""
+    uri = str(tmp_path / "out")
+    make_output(storage.join(uri, "lancedb"))
+    com = Committer(uri)
+    checks = []
+
+    def check():
+        checks.append(1)
+        if len(checks) == 4:
+            raise LeaseError("lease lost")
+
+    pool = WritePool(uri, run_id=RUN, commit=com, cfg=WritePoolConfig(writers=2, max_in_flight=2), check=check,
+                     hook=Hold(gate_actor(), 1, ("never",)))
+    with pytest.raises(LeaseError, match="lease lost"):
+        for i in range(4):
+            chunk = segment_chunk(i)
+            pool.submit("segments", chunk, info=placeholders(chunk.column("video_id").unique().to_pylist(), RUN))
+    assert com.order == [("segments", 0)]
+    assert pool.in_flight == 0
+    t = tables(uri)
+    assert t["files segments"] == [f"{RUN}-00000-{pool.token}.parquet"]
+    assert set(t["segments"].column("video_id").to_pylist()) == {"A", "N0", "C"}

@@ -196,8 +196,8 @@ class WritePool:
         if self._failed is not None:
             raise OutputError(f"--output {self.output_uri}: the write pool stopped after an error: "
                               f"{short_error(self._failed)}")
-        if self._check is not None:
-            self._check()
+        if self._check is not None:  # the lease: once lost, no chunk in flight is committed either
+            self._guard(self._check)
         if barrier:
             self.drain()
         seq = self._seq[name]
