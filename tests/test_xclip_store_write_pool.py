@@ -308,6 +308,8 @@ def test_a_lost_lease_stops_the_pool_before_the_chunks_in_flight_are_committed(r
             pool.submit("segments", chunk, info=placeholders(chunk.column("video_id").unique().to_pylist(), RUN))
     assert com.order == [("segments", 0)]
     assert pool.in_flight == 0
+    with pytest.raises(OutputError, match="stopped after an error: LeaseError"):
+        pool.drain()  # never reads as "everything committed"
     t = tables(uri)
     assert t["files segments"] == [f"{RUN}-00000-{pool.token}.parquet"]
     assert set(t["segments"].column("video_id").to_pylist()) == {"A", "N0", "C"}

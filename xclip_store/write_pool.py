@@ -47,10 +47,13 @@ driver, ``flat_commit``). Rejected:
   of all the dataset's fragments itself at the end (``on_write_complete``): no deletion vectors (a
   rerun's rows cannot replace the old ones in the same transaction), no lease check before the
   commit, no per-chunk order (no placeholder videos rows before the segments), and nothing visible
-  until the whole dataset is written. It does work with pylance 13 here (append measured).
-* lance-ray (0.5.0 on PyPI, downloadable, not installed): its ``write_lance`` likewise commits
-  ``Append``/``Overwrite`` itself (per batch in its streaming mode), same objections, plus a
-  dependency for what ``write_fragments`` + a commit already do.
+  until the whole dataset is written. And it does not run here: Ray 2.60's datasink passes
+  ``storage_options_provider`` to ``write_fragments`` / ``LanceDataset``, which pylance 13.0.0
+  (the Lance of LanceDB 0.40) does not take (``TypeError`` in create and append mode alike).
+* lance-ray (0.5.0 on PyPI: ``pip download`` works; not installed, and it needs ``more_itertools``
+  on Python 3.11, which the venv lacks): its ``write_lance`` likewise commits ``Append``/``Overwrite``
+  itself (per batch in its streaming mode): same objections, plus a dependency for what
+  ``write_fragments`` + a commit already do. Not measured.
 
 Imports nothing from jobs/; Ray only when ``writers > 1`` (the caller starts it: ``jobs.cluster.connect``).
 """
@@ -193,9 +196,7 @@ class WritePool:
     def submit(self, name: str, table, *, info: Any = None, barrier: bool = False) -> None:
         """Hand one chunk over; returns once it is queued (blocking while ``max_in_flight`` chunks
         are in flight). ``barrier``: commit every earlier chunk first."""
-        if self._failed is not None:
-            raise OutputError(f"--output {self.output_uri}: the write pool stopped after an error: "
-                              f"{short_error(self._failed)}")
+        self._alive()
         if self._check is not None:  # the lease: once lost, no chunk in flight is committed either
             self._guard(self._check)
         if barrier:
@@ -218,6 +219,7 @@ class WritePool:
 
     def drain(self) -> None:
         """Commit every submitted chunk (in order)."""
+        self._alive()
         while self._queue:
             self._guard(self._step, True)
 
@@ -234,6 +236,11 @@ class WritePool:
             self.abort()
 
     # ------------------------------------------------------------ inside
+    def _alive(self) -> None:
+        if self._failed is not None:  # an earlier error dropped the chunks in flight: never "all committed"
+            raise OutputError(f"--output {self.output_uri}: the write pool stopped after an error: "
+                              f"{short_error(self._failed)}")
+
     def _guard(self, fn, *args) -> None:
         """Run a pool step; on any error stop the pool (``abort``) and raise."""
         try:
