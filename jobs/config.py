@@ -46,6 +46,9 @@ A ``job.toml`` has one table per stage; every key is optional::
     lease_heartbeat_s = 30       # output lease (one run at a time per output)
     lease_stale_after_s = 300
     keep_versions_days = 7       # LanceDB versions kept for time travel
+    writers = 1                  # processes writing Parquet + Lance data files (xclip_store.write_pool);
+                                 # 1 = in the driver; one committer either way
+    max_in_flight = 0            # chunks written but not yet committed at most; 0 = 2 x writers
 
 Command line flags override the file.
 """
@@ -214,6 +217,8 @@ class WriterConfig:
     lease_stale_after_s: float = 300.0   # a lease not refreshed for this long is taken over
     keep_versions_days: float = 7.0      # LanceDB versions older than this are cleaned up at the end
     review_out: str | None = None  # with encoder.policy: JSON lines of review/block decisions
+    writers: int = 1              # write tasks at once (xclip_store.write_pool); 1 = in the driver
+    max_in_flight: int = 0        # chunks submitted but not committed at most; 0 = 2 x writers
 
     def __post_init__(self):
         _check(bool(self.output), "writer.output: an output location is required (--output)")
@@ -229,6 +234,12 @@ class WriterConfig:
         _check(self.keep_versions_days >= 0,
                f"writer.keep_versions_days: must be >= 0, got {self.keep_versions_days}")
         _check(self.chunk_rows >= 1, f"writer.chunk_rows: must be >= 1, got {self.chunk_rows}")
+        _check(isinstance(self.writers, int) and not isinstance(self.writers, bool) and self.writers >= 1,
+               f"writer.writers: must be an integer >= 1 (1: write in the driver), got {self.writers!r}")
+        _check(isinstance(self.max_in_flight, int) and not isinstance(self.max_in_flight, bool)
+               and (self.max_in_flight == 0 or self.max_in_flight >= self.writers),
+               f"writer.max_in_flight: must be 0 (2 x writers) or an integer >= writer.writers "
+               f"({self.writers}), got {self.max_in_flight!r}")
         _check(self.vector_index_min_rows >= 256,
                f"writer.vector_index_min_rows: must be >= 256 (IVF-PQ training), got {self.vector_index_min_rows}")
 

@@ -39,6 +39,9 @@ def test_toml_then_overrides(tmp_path):
     ({}, {"writer": {"output": ""}}, "output location is required"),
     ({}, {"reader": {"inputs": []}}, "at least one --input"),
     ({}, {"reader": {"extensions": []}}, "at least one extension"),
+    ({"writer": {"writers": 0}}, {}, r"^writer\.writers: must be an integer >= 1"),
+    ({"writer": {"writers": 2.5}}, {}, r"^writer\.writers: must be an integer >= 1"),
+    ({"writer": {"writers": 4, "max_in_flight": 2}}, {}, r"^writer\.max_in_flight: must be 0 .* >= writer\.writers \(4\)"),
 ])
 def test_validation_names_the_setting(file_values, overrides, match):
     base = {"reader": {"inputs": ["x/"]}, "encoder": {"model": "m"}, "writer": {"output": "o"}}
@@ -82,3 +85,13 @@ def test_decoder_keys_round_trip_and_job_defaults():
     default = build_config(None, base).decoder
     assert default == DecoderConfig() and default.decode.nvdec_share is None and default.decode.timeout_s == 300.0
     assert DecoderConfig.from_settings(timeout_s=None).decode.timeout_s >= 1e9  # None: no timeout
+
+
+def test_writers_default_to_the_driver_and_build_the_pool_config():
+    from xclip_store.write_pool import WritePoolConfig
+
+    base = {"reader": {"inputs": ["x/"]}, "encoder": {"model": "m"}, "writer": {"output": "o"}}
+    assert build_config(None, base).writer.writers == 1  # today's in-driver writes
+    w = build_config({"writer": {"writers": 4}}, base).writer
+    pool = WritePoolConfig(writers=w.writers, max_in_flight=w.max_in_flight)
+    assert (pool.writers, pool.in_flight_limit) == (4, 8)

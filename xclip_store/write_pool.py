@@ -1,0 +1,357 @@
+"""Writes from many workers, one committer (issue 16, item 2).
+
+A chunk (an Arrow table, or a Ray object ref to one) of table ``name`` becomes, in a write task,
+
+* its Parquet file ``parquet/<name>/<run_id>-<n>-<token>.parquet`` (the naming of
+  ``xclip_store/writer.py``), and
+* its Lance data files (``flat_commit.write``: written, not committed, invisible to readers),
+
+and the task returns only the small picklable :class:`Written` record (``flat_commit.Staged`` +
+the Parquet URI). The driver (:class:`WritePool`) keeps at most ``max_in_flight`` chunks
+submitted-but-uncommitted (queued, running, or written and waiting their turn), runs at most
+``writers`` write tasks at once, and hands every result to ONE commit callback strictly in
+submission order, so the writer's consistency order holds (placeholder videos rows and segments of
+a chunk before the videos rows that follow them). ``writers = 1`` (the default) writes in the
+driver itself, chunk by chunk, as ``jobs/writer.py`` did: no Ray.
+
+The commit callback is the writer's leased commit. Expected hook in ``xclip_store.writer.Writer``
+(branch i16a): ``Writer.commit_staged(name, staged, parquet_uri, info)`` commits one written chunk
+through ``Output.commit`` (lease check, lease generation as the Lance commit message,
+``FlatCommitter.commit_segments(staged, placeholders=info)`` for segments and side tables, the
+videos rows' ``commit_replace`` for ``videos``) and records ``parquet_uri``. The adapter is then::
+
+    pool = WritePool(cfg.output, run_id=run_id, token=writer._token, cfg=WritePoolConfig(cfg.writers,
+                     cfg.max_in_flight), check=lambda: writer.out.check("write Parquet"),
+                     commit=lambda w: writer.commit_staged(w.name, w.staged, w.parquet_uri, w.info))
+    pool.submit("segments", chunk, info=writer._indexing_rows(chunk))   # per segments chunk
+    pool.submit("videos", rows, barrier=True)                             # a videos chunk
+    pool.drain()                                                          # before optimize
+
+``barrier=True`` (videos chunks) first commits every earlier chunk: a finished video's Parquet row
+is never written before the segments Parquet files of its chunk are committed.
+
+Failure. A write task that fails (a storage error still failing after ``attempts`` tries with
+backoff, ``xclip_store.retry``; a worker that died twice) makes ``submit``/``drain`` raise
+``OutputError`` in one line. The chunks before it are committed, the failed one and every later
+one are not: their tasks are cancelled, their Lance data files stay unreferenced (invisible;
+removed by ``optimize``'s cleanup) and their Parquet files are deleted when their task has ended
+(a crash of the driver leaves them: they hold rows of videos whose videos row this run did not
+write, so ``CURRENT_SEGMENTS_SQL`` does not show them). A failed commit callback stops the pool
+the same way and is raised as is.
+
+Chosen (bench/write_pool.py, bench/RESULTS.md "Writes from many workers"): Lance's fragment API
+(``lance.fragment.write_fragments`` in the tasks, one ``LanceDataset.commit`` per chunk in the
+driver, ``flat_commit``). Rejected:
+
+* Ray Data ``Dataset.write_lance`` (Ray 2.60): its datasink commits ONE ``Append``/``Overwrite``
+  of all the dataset's fragments itself at the end (``on_write_complete``): no deletion vectors (a
+  rerun's rows cannot replace the old ones in the same transaction), no lease check before the
+  commit, no per-chunk order (no placeholder videos rows before the segments), and nothing visible
+  until the whole dataset is written. And it does not run here: Ray 2.60's datasink passes
+  ``storage_options_provider`` to ``write_fragments`` / ``LanceDataset``, which pylance 13.0.0
+  (the Lance of LanceDB 0.40) does not take (``TypeError`` in create and append mode alike).
+* lance-ray (0.5.0 on PyPI: ``pip download`` works; not installed, and it needs ``more_itertools``
+  on Python 3.11, which the venv lacks): its ``write_lance`` likewise commits ``Append``/``Overwrite``
+  itself (per batch in its streaming mode): same objections, plus a dependency for what
+  ``write_fragments`` + a commit already do. Not measured.
+
+Imports nothing from jobs/; Ray only when ``writers > 1`` (the caller starts it: ``jobs.cluster.connect``).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xclip_core import storage
+from xclip_store import flat_commit
+from xclip_store.errors import OutputError
+from xclip_store.retry import PROGRAMMING_ERRORS, retry, short_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class WritePoolConfig:
+    """``writers``: write tasks at once (1: in the driver, no Ray); ``max_in_flight``: chunks
+    submitted and not yet committed (0: ``2 * writers``); ``num_cpus``: CPUs a write task books;
+    ``attempts``: tries of each storage write in a task (transient errors only)."""
+
+    writers: int = 1
+    max_in_flight: int = 0
+    num_cpus: float = 1.0
+    attempts: int = 5
+    flat: flat_commit.FlatCommitConfig = flat_commit.FlatCommitConfig()
+
+    def __post_init__(self):
+        if not isinstance(self.writers, int) or self.writers < 1:
+            raise ValueError(f"writers must be an integer >= 1, got {self.writers!r}")
+        if self.max_in_flight and self.max_in_flight < self.writers:
+            raise ValueError(f"max_in_flight must be 0 (2 x writers) or >= writers ({self.writers}), "
+                             f"got {self.max_in_flight}")
+        if self.max_in_flight < 0 or self.num_cpus <= 0 or self.attempts < 1:
+            raise ValueError(f"max_in_flight >= 0, num_cpus > 0 and attempts >= 1 needed, got "
+                             f"{self.max_in_flight}, {self.num_cpus}, {self.attempts}")
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or 2 * self.writers
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """One written, uncommitted chunk, as the commit callback gets it. ``info``: what the caller
+    passed to ``submit`` (e.g. the chunk's placeholder videos rows)."""
+
+    name: str
+    seq: int
+    staged: flat_commit.Staged
+    parquet_uri: str
+    info: Any = None
+
+
+def parquet_relpath(name: str, run_id: str, seq: int, token: str) -> str:
+    """Where chunk ``seq`` of table ``name`` goes under the output (the writer's naming)."""
+    return f"parquet/{name}/{run_id}-{seq:05d}-{token}.parquet"
+
+
+def write_chunk(output_uri: str, name: str, table: pa.Table, relpath: str, *, attempts: int = 5,
+                flat: flat_commit.FlatCommitConfig = flat_commit.FlatCommitConfig(),
+                hook: Callable | None = None, seq: int = 0) -> tuple[flat_commit.Staged, str]:
+    """Write ``table`` as its Parquet file and as Lance data files of table ``name`` (uncommitted).
+    Runs in a write task or in the driver; storage options come from this process's environment.
+    ``hook(name, seq, point)`` (tests): ``"parquet"`` before each try of the Parquet write,
+    ``"done"`` once the chunk is written."""
+    fs, base = storage.pyarrow_filesystem(output_uri)
+    path = f"{base.rstrip('/')}/{relpath}"
+    local = not storage.is_s3(output_uri)
+
+    def parquet():
+        if hook is not None:
+            hook(name, seq, "parquet")
+        if local:
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        pq.write_table(table, path, filesystem=fs, compression="zstd")
+
+    retry(parquet, what=f"write {name} Parquet", attempts=attempts)
+    uri = flat_commit.table_uri(storage.join(output_uri, "lancedb"), name)
+    opts = storage.lancedb_storage_options(output_uri)
+    staged = retry(lambda: flat_commit.write(uri, table, storage_options=opts, cfg=flat),
+                   what=f"write {name} data files", attempts=attempts)
+    if hook is not None:
+        hook(name, seq, "done")
+    return staged, (path if local else "s3://" + path)
+
+
+@dataclasses.dataclass
+class _Chunk:
+    name: str
+    seq: int
+    relpath: str
+    info: Any
+    table: Any = None      # not started yet (the table or its object ref)
+    ref: Any = None        # the running / finished task
+    done: bool = False     # written (or failed): its task has ended
+    committing: bool = False  # handed to the commit callback
+    result: tuple | None = None  # (staged, parquet_uri) once known
+
+
+class WritePool:
+    """The driver side (see module doc). ``commit(written)``: the one committer, called in
+    submission order; ``check()``: the lease check, before each chunk is submitted."""
+
+    def __init__(self, output_uri: str, *, run_id: str, commit: Callable[[Written], None],
+                 cfg: WritePoolConfig = WritePoolConfig(), token: str | None = None,
+                 check: Callable[[], None] | None = None, hook: Callable | None = None,
+                 start_seq: dict[str, int] | None = None):
+        self.output_uri, self.run_id, self.cfg = output_uri, run_id, cfg
+        self.token = token or uuid.uuid4().hex[:8]
+        self._commit_fn, self._check, self._hook = commit, check, hook
+        self._seq = collections.Counter(start_seq or {})
+        self._queue: collections.deque[_Chunk] = collections.deque()
+        self.parquet_files: list[str] = []
+        self.committed = 0
+        self.max_seen_in_flight = 0
+        self._remote = None
+        self._failed: BaseException | None = None
+
+    # ------------------------------------------------------------ state
+    @property
+    def in_flight(self) -> int:
+        """Chunks submitted and not committed."""
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        """Write tasks started and not seen ended."""
+        return sum(1 for c in self._queue if c.ref is not None and not c.done)
+
+    # ------------------------------------------------------------ driver API
+    def submit(self, name: str, table, *, info: Any = None, barrier: bool = False) -> None:
+        """Hand one chunk over; returns once it is queued (blocking while ``max_in_flight`` chunks
+        are in flight). ``barrier``: commit every earlier chunk first."""
+        self._alive()
+        if self._check is not None:  # the lease: once lost, no chunk in flight is committed either
+            self._guard(self._check)
+        if barrier:
+            self.drain()
+        seq = self._seq[name]
+        self._seq[name] += 1
+        chunk = _Chunk(name, seq, parquet_relpath(name, self.run_id, seq, self.token), info, table=table)
+        if self.cfg.writers == 1:
+            self._queue.append(chunk)
+            self.max_seen_in_flight = max(self.max_seen_in_flight, 1)
+            self._guard(self._write_here, chunk)
+            chunk.done = True
+            self._guard(self._commit_head)
+            return
+        while self.in_flight >= self.cfg.in_flight_limit:
+            self._guard(self._step, True)
+        self._queue.append(chunk)
+        self.max_seen_in_flight = max(self.max_seen_in_flight, self.in_flight)
+        self._guard(self._step, False)
+
+    def drain(self) -> None:
+        """Commit every submitted chunk (in order)."""
+        self._alive()
+        while self._queue:
+            self._guard(self._step, True)
+
+    def close(self) -> None:
+        self.drain()
+
+    def __enter__(self) -> "WritePool":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.drain()
+        elif self._queue:
+            self.abort()
+
+    # ------------------------------------------------------------ inside
+    def _alive(self) -> None:
+        if self._failed is not None:  # an earlier error dropped the chunks in flight: never "all committed"
+            raise OutputError(f"--output {self.output_uri}: the write pool stopped after an error: "
+                              f"{short_error(self._failed)}")
+
+    def _guard(self, fn, *args) -> None:
+        """Run a pool step; on any error stop the pool (``abort``) and raise."""
+        try:
+            fn(*args)
+        except BaseException as e:
+            self._failed = e
+            self.abort()
+            raise
+
+    def _write_here(self, chunk: _Chunk) -> None:
+        table, chunk.table = chunk.table, None
+        if not isinstance(table, pa.Table):  # an object ref
+            import ray
+
+            table = ray.get(table)
+        try:
+            chunk.result = write_chunk(self.output_uri, chunk.name, table, chunk.relpath,
+                                       attempts=self.cfg.attempts, flat=self.cfg.flat, hook=self._hook, seq=chunk.seq)
+        except Exception as e:
+            raise self._write_error(chunk, e) from None
+
+    def _task(self):
+        if self._remote is None:
+            import ray
+
+            if not ray.is_initialized():
+                raise RuntimeError("WritePool with writers > 1 needs a Ray session (jobs.cluster.connect)")
+            self._remote = ray.remote(write_chunk).options(num_cpus=self.cfg.num_cpus, max_retries=1,
+                                                           name="write_chunk")
+        return self._remote
+
+    def _step(self, block: bool) -> None:
+        """Start queued chunks while fewer than ``writers`` tasks run; commit the written head of the
+        queue, in order. ``block``: return only once at least one chunk is committed."""
+        import ray
+
+        while True:
+            running = [c for c in self._queue if c.ref is not None and not c.done]
+            if running:  # which tasks have ended (a later one may end before the head)
+                ready, _ = ray.wait([c.ref for c in running], num_returns=len(running), timeout=0)
+                for c in running:
+                    c.done = c.ref in ready
+                running = [c for c in running if not c.done]
+            for chunk in self._queue:
+                if len(running) >= self.cfg.writers:
+                    break
+                if chunk.ref is None:
+                    chunk.ref = self._task().remote(self.output_uri, chunk.name, chunk.table, chunk.relpath,
+                                                    attempts=self.cfg.attempts, flat=self.cfg.flat,
+                                                    hook=self._hook, seq=chunk.seq)
+                    chunk.table = None  # the object store holds it now
+                    running.append(chunk)
+            committed = False
+            while self._queue and self._queue[0].done:
+                head = self._queue[0]
+                if head.result is None:
+                    try:
+                        head.result = ray.get(head.ref)
+                    except Exception as e:
+                        raise self._write_error(head, getattr(e, "cause", None) or e) from None
+                self._commit_head()
+                committed = True
+            if committed:  # slots are free: start the next chunks before returning
+                block = False
+                continue
+            if not block or not self._queue:
+                return
+            ray.wait([c.ref for c in self._queue if c.ref is not None and not c.done], num_returns=1)
+
+    def _commit_head(self) -> None:
+        chunk = self._queue[0]
+        staged, parquet_uri = chunk.result
+        chunk.committing = True
+        self._commit_fn(Written(chunk.name, chunk.seq, staged, parquet_uri, chunk.info))
+        self._queue.popleft()
+        self.parquet_files.append(parquet_uri)
+        self.committed += 1
+
+    def _write_error(self, chunk: _Chunk, e: BaseException) -> BaseException:
+        if isinstance(e, PROGRAMMING_ERRORS + (ValueError,)):  # a bug or a schema mismatch: as is
+            return e
+        return OutputError(f"--output {self.output_uri}: cannot write {chunk.name} chunk {chunk.seq} "
+                           f"({short_error(e)}); nothing after the last commit is lost: rerun the job to finish")
+
+    def abort(self, wait_s: float = 30.0) -> None:
+        """Stop: cancel the write tasks of every uncommitted chunk, delete the Parquet files of those
+        whose task has ended (their Lance data files stay unreferenced), forget them all."""
+        chunks, self._queue = list(self._queue), collections.deque()
+        refs = [c.ref for c in chunks if c.ref is not None]
+        ended = set()
+        if refs:
+            import ray
+
+            for ref in refs:
+                try:
+                    ray.cancel(ref)
+                except Exception as e:  # already finished, or Ray gone
+                    log.debug("cancel: %s", e)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+            ended = set(ready)
+        fs, base = storage.pyarrow_filesystem(self.output_uri)
+        for c in chunks:
+            if c.table is not None or c.committing:
+                continue  # never started: nothing written; or (partly) committed: its rows may be visible
+            if c.ref is not None and c.ref not in ended:
+                log.warning("write pool: task of %s chunk %d still running; its Parquet file may stay",
+                            c.name, c.seq)
+                continue
+            try:
+                fs.delete_file(f"{base.rstrip('/')}/{c.relpath}")
+            except FileNotFoundError:
+                pass
+            except Exception as e:
+                log.warning("write pool: cannot delete %s: %s", c.relpath, short_error(e))
