@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -131,6 +132,7 @@ def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict
     """Steps 3 and 4 of the module doc for a manifest whose columns are staged."""
     updated, logged = {}, []
     rid = manifest["run_id"]
+    seconds, t0 = dict(manifest.get("seconds") or {}), time.perf_counter()
     streamed = _read_json(manifest["staged_columns"]) if manifest.get("staged_columns") else None
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
         message = f"relabel {rid} {name}"
@@ -149,10 +151,12 @@ def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict
             logged.append(_log_labels(uri, name, cols, rid))
     # rewritten label columns leave the indexes on them until optimize() folds them in (searches would
     # fall back to brute force there); versions older than the job's retention go, as in the job
+    seconds["commit"] = round(time.perf_counter() - t0, 3)
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
         tables[name].optimize(cleanup_older_than=dt.timedelta(days=float(keep_days)))
+    seconds["optimize"] = round(time.perf_counter() - t0 - seconds["commit"], 3)
     manifest = {**manifest, "status": FINISHED, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "updated_rows": updated, "parquet_files": [f for f in logged if f]}
+                "updated_rows": updated, "parquet_files": [f for f in logged if f], "seconds": seconds}
     manifest["tables"] = {**manifest.get("tables", {}),
                           "after": {n: int(tables[n].version) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}}
     write_json(uri, f"runs/{manifest['run_id']}.json", manifest)

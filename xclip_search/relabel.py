@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import time
 import uuid
 
 from jobs.fragment_map import FragmentMap
@@ -94,14 +95,19 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     stage = storage.join(uri, f"runs/{relabel_id}-labels")
     job = LabelJob(db_uri, opts, stage, versions, tuple(ls.labels), top_k, label_set_id, parts, exact,
                    ClipScorer(idx.model if exact else _ScaleOnly(idx.model), text), batch_size)
+    t0 = time.perf_counter()
+    seconds = {}
     with FragmentMap.start(rows=num_segments, use_ray=use_ray) as fmap:
+        seconds["start"] = time.perf_counter() - t0
         seg_parts = _run(fmap, label_segments, [f.fragment_id for f in seg_ds.get_fragments()], job)
         if seg_parts is None:  # a segment without stored tokens: approximate for all, as one label set
             job = dataclasses.replace(job, exact=False, scorer=ClipScorer(_ScaleOnly(idx.model), text),
                                       stage=storage.join(uri, f"runs/{relabel_id}-labels/approximate"))
             seg_parts = _run(fmap, label_segments, [f.fragment_id for f in seg_ds.get_fragments()], job)
+        seconds["segments"] = time.perf_counter() - t0 - seconds["start"]
         list(fmap.map(label_video_part, range(parts), job))
         vid_parts = _run(fmap, label_videos, [f.fragment_id for f in vid_ds.get_fragments()], job)
+        seconds["videos"] = time.perf_counter() - t0 - seconds["start"] - seconds["segments"]
     n, m = sum(r["rows"] for r in seg_parts), sum(r["rows"] for r in vid_parts)
     mode = EXACT if job.exact else APPROXIMATE
     keep_days = ((idx.manifest.get("config") or {}).get("writer") or {}).get("keep_versions_days", 7.0)
@@ -112,7 +118,8 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
         "weights_sha256": idx.manifest.get("weights_sha256"), "config": idx.manifest.get("config"),
         "label_set": {"name": ls.name, "sha256": ls.sha256, "num_labels": len(ls), "source": str(labels),
                       "labels": list(ls.labels)},
-        "mode": mode, "top_k": top_k, "num_segments": n, "num_videos": m, "video_partitions": parts}
+        "mode": mode, "top_k": top_k, "num_segments": n, "num_videos": m, "video_partitions": parts,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     staged = {name: {"columns": (merge_staged((r["read_version"], r["meta"], r["fields"]) for r in rs if "meta" in r)),
                      "log": sorted(r["log"] for r in rs if r.get("log"))}
               for name, rs in ((SEGMENTS_TABLE, seg_parts), (VIDEOS_TABLE, vid_parts))}

@@ -87,13 +87,28 @@ def _matrix(col, dtype=np.float32) -> np.ndarray:
 
 
 def label_table(job: LabelJob, probs: np.ndarray, extra: dict) -> pa.Table:
-    """``extra`` columns, then the label columns for ``probs`` [N, K]."""
+    """``extra`` columns, then the label columns for ``probs`` [N, K] (``jobs.labeler.Labeler.top_k``,
+    built as Arrow arrays without Python lists)."""
     from jobs.labeler import Labeler
 
-    labs, scores = Labeler(job.labels, job.top_k)(probs) if len(probs) else ([], [])
-    labs = pa.array(labs, pa.list_(pa.string()))
-    return pa.table({**extra, "labels": labs, "label_scores": pa.array(scores, pa.list_(pa.float32())),
-                     "label_text": label_text(labs), "label_set": pa.array([job.label_set] * len(probs), pa.string())})
+    idx, scores = Labeler(job.labels, job.top_k).top_k(probs)
+    n, k = idx.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    labs = pa.ListArray.from_arrays(offsets, pa.array(job.labels, pa.string()).take(pa.array(idx.reshape(-1))))
+    return pa.table({**extra, "labels": labs,
+                     "label_scores": pa.ListArray.from_arrays(offsets, pa.array(scores.reshape(-1), pa.float32())),
+                     "label_text": label_text(labs), "label_set": pa.array([job.label_set] * n, pa.string())})
+
+
+def group_sum(keys: list, values: np.ndarray, weights: np.ndarray | None = None):
+    """(unique keys, per-key sum of ``values`` rows [float64], per-key sum of ``weights`` (default 1))."""
+    uniq, inv = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(inv[order]) != 0])
+    sums = np.add.reduceat(values[order].astype(np.float64), starts, axis=0) if len(order) else \
+        np.zeros((0, values.shape[1]))
+    w = np.ones(len(keys)) if weights is None else np.asarray(weights, np.float64)
+    return uniq, sums, np.bincount(inv, weights=w, minlength=len(uniq))
 
 
 def _tokens(pf, ids: list[str]) -> np.ndarray | None:
@@ -132,11 +147,7 @@ def label_segments(job: LabelJob, fid: int) -> dict:
         out.append(label_table(job, probs, {"segment_id": batch.column("segment_id"),
                                             "indexed_at": batch.column("indexed_at")}))
         addrs.append(batch.column(ROW_ADDR))
-        v = batch.column("video_id").to_pylist()
-        uniq, inv = np.unique(np.asarray(v, dtype=object), return_inverse=True)
-        s = np.zeros((len(uniq), probs.shape[1]), np.float64)
-        np.add.at(s, inv, probs)
-        c = np.bincount(inv, minlength=len(uniq))
+        uniq, s, c = group_sum(batch.column("video_id").to_pylist(), probs)
         for j, u in enumerate(uniq):  # per video, within this fragment: bounded by the fragment
             if u in sums:
                 sums[u] += s[j]
@@ -167,10 +178,8 @@ def label_video_part(job: LabelJob, part: int) -> dict:
     if not files:
         return {"part": part, "videos": 0}
     t = pa.concat_tables([read_parquet(f) for f in files])
-    uniq, inv = np.unique(np.asarray(t.column("video_id").to_pylist(), dtype=object), return_inverse=True)
-    sums = np.zeros((len(uniq), len(job.labels)), np.float64)
-    np.add.at(sums, inv, _matrix(t.column("sum"), np.float64))
-    n = np.bincount(inv, weights=t.column("n").to_numpy(), minlength=len(uniq))
+    uniq, sums, n = group_sum(t.column("video_id").to_pylist(), _matrix(t.column("sum"), np.float64),
+                              t.column("n").to_numpy())
     probs = (sums / n[:, None]).astype(np.float32)
     write_parquet(storage.join(job.stage, f"videos-labels/p{part:05d}.parquet"),
                   label_table(job, probs, {"video_id": pa.array(list(uniq), pa.string())}))
