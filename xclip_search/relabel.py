@@ -65,7 +65,7 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     """Relabel the index at ``uri`` with the label set ``labels`` (a built-in name or a file).
     ``use_ray``: None decides by table size (``jobs.fragment_map``)."""
     from xclip_core.labels import load_labels
-    from xclip_core.scoring import ClipScorer, class_text_features
+    from xclip_core.scoring import ClipScorer, ScaleOnly, class_text_features
     from xclip_search.index import Index
 
     idx = index or Index(uri, model=model)
@@ -94,14 +94,14 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     parts = max(1, math.ceil(vid_ds.count_rows() / VIDEOS_PER_PART))
     stage = storage.join(uri, f"runs/{relabel_id}-labels")
     job = LabelJob(db_uri, opts, stage, versions, tuple(ls.labels), top_k, label_set_id, parts, exact,
-                   ClipScorer(idx.model if exact else _ScaleOnly(idx.model), text), batch_size)
+                   ClipScorer(idx.model if exact else ScaleOnly(idx.model), text), batch_size)
     t0 = time.perf_counter()
     seconds = {}
     with FragmentMap.start(rows=num_segments, use_ray=use_ray) as fmap:
         seconds["start"] = time.perf_counter() - t0
         seg_parts = _run(fmap, label_segments, [f.fragment_id for f in seg_ds.get_fragments()], job)
         if seg_parts is None:  # a segment without stored tokens: approximate for all, as one label set
-            job = dataclasses.replace(job, exact=False, scorer=ClipScorer(_ScaleOnly(idx.model), text),
+            job = dataclasses.replace(job, exact=False, scorer=ClipScorer(ScaleOnly(idx.model), text),
                                       stage=storage.join(uri, f"runs/{relabel_id}-labels/approximate"))
             seg_parts = _run(fmap, label_segments, [f.fragment_id for f in seg_ds.get_fragments()], job)
         seconds["segments"] = time.perf_counter() - t0 - seconds["start"]
@@ -137,13 +137,6 @@ def _run(fmap, task, fragments: list[int], job) -> list[dict] | None:
             return None
         out.append(r)
     return out
-
-
-class _ScaleOnly:
-    """What approximate scoring needs of the model (``logit_scale``): tasks get this, not the model."""
-
-    def __init__(self, model):
-        self.logit_scale = model.logit_scale.detach().clone()
 
 
 def _latest(idx, uri: str, name: str):

@@ -79,7 +79,7 @@ def read_parquet(uri: str) -> pa.Table:
     return pq.read_table(path, filesystem=fs)
 
 
-def _matrix(col, dtype=np.float32) -> np.ndarray:
+def matrix(col, dtype=np.float32) -> np.ndarray:
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     size = col.type.list_size
     return col.values.slice(col.offset * size, len(col) * size).to_numpy(zero_copy_only=False) \
@@ -111,15 +111,23 @@ def group_sum(keys: list, values: np.ndarray, weights: np.ndarray | None = None)
     return uniq, sums, np.bincount(inv, weights=w, minlength=len(uniq))
 
 
-def _tokens(pf, ids: list[str]) -> np.ndarray | None:
-    """[B, N, P] float32 tokens of ``ids`` from dataset ``pf``, None unless every id has them."""
+def tokens_found(pf, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(found mask [B], float32 tokens [found, N, P]) of segments ``ids`` in dataset ``pf`` (through its
+    scalar index on ``segment_id`` when it has one)."""
     t = pf.to_table(columns=["segment_id", "visual_tokens", "num_tokens"], filter=f"segment_id IN ({sql_list(ids)})")
     pos = dict(zip(t.column("segment_id").to_pylist(), range(t.num_rows)))
-    if any(s not in pos for s in ids):
-        return None
-    flat = _matrix(t.column("visual_tokens")).take(np.asarray([pos[s] for s in ids], np.int64), axis=0)
+    found = np.asarray([s in pos for s in ids], bool)
+    if not t.num_rows:
+        return found, np.zeros((0, 0, 0), np.float32)
+    take = np.asarray([pos[s] for s, f in zip(ids, found) if f], np.int64)
     n_tok = int(t.column("num_tokens")[0].as_py())
-    return flat.reshape(len(ids), n_tok, -1)
+    return found, matrix(t.column("visual_tokens")).take(take, axis=0).reshape(len(take), n_tok, -1)
+
+
+def tokens_for(pf, ids: list[str]) -> np.ndarray | None:
+    """[B, N, P] float32 tokens of ``ids``, None unless every id has them."""
+    found, tok = tokens_found(pf, ids)
+    return tok if found.all() else None
 
 
 def label_segments(job: LabelJob, fid: int) -> dict:
@@ -135,10 +143,10 @@ def label_segments(job: LabelJob, fid: int) -> dict:
     for batch in frag.to_batches(columns=["segment_id", "video_id", "embedding", "indexed_at"],
                                  with_row_address=True, batch_size=job.batch_rows, batch_readahead=2):
         ids = batch.column("segment_id").to_pylist()
-        emb = torch.from_numpy(_matrix(batch.column("embedding")))
+        emb = torch.from_numpy(matrix(batch.column("embedding")))
         tok = None
         if pf is not None:
-            tok = _tokens(pf, ids)
+            tok = tokens_for(pf, ids)
             if tok is None:
                 return {"fragment": fid, "missing_tokens": True}
             tok = torch.from_numpy(tok)
@@ -178,7 +186,7 @@ def label_video_part(job: LabelJob, part: int) -> dict:
     if not files:
         return {"part": part, "videos": 0}
     t = pa.concat_tables([read_parquet(f) for f in files])
-    uniq, sums, n = group_sum(t.column("video_id").to_pylist(), _matrix(t.column("sum"), np.float64),
+    uniq, sums, n = group_sum(t.column("video_id").to_pylist(), matrix(t.column("sum"), np.float64),
                               t.column("n").to_numpy())
     probs = (sums / n[:, None]).astype(np.float32)
     write_parquet(storage.join(job.stage, f"videos-labels/p{part:05d}.parquet"),
