@@ -18,17 +18,20 @@ class Labeler:
         self.labels = tuple(labels)
         self.k = min(int(k), len(self.labels))
 
-    def __call__(self, probs: np.ndarray) -> tuple[list[list[str]], list[list[float]]]:
+    def top_k(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(label indices [N, k], scores [N, k]), best first: the rule of ``__call__`` in numpy."""
         probs = np.asarray(probs, dtype=np.float32)
         if probs.ndim != 2 or probs.shape[1] != len(self.labels):
             raise ValueError(f"probs must be [N, {len(self.labels)}], got {probs.shape}")
-        if probs.shape[0] == 0:
-            return [], []
         k = self.k
+        if probs.shape[0] == 0:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         part = np.argpartition(-probs, k - 1, axis=1)[:, :k]
         part_scores = np.take_along_axis(probs, part, axis=1)
         order = np.argsort(-part_scores, axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, axis=1)
-        scores = np.take_along_axis(part_scores, order, axis=1)
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+    def __call__(self, probs: np.ndarray) -> tuple[list[list[str]], list[list[float]]]:
+        idx, scores = self.top_k(probs)
         return ([[self.labels[j] for j in row] for row in idx.tolist()],
                 [[float(s) for s in row] for row in scores.tolist()])

@@ -31,11 +31,8 @@ import dataclasses
 import datetime as dt
 import json
 
-import numpy as np
 
-from moderation.blocklist import frame_hashes_from_lists
-from moderation.collector import decision_row, rows_table, video_decision
-from moderation.decide import Clip, with_matches
+from moderation.collector import rows_table
 from moderation.policy import load_policy
 from moderation.report import moderate_manifest, write_outputs
 from moderation.store import write_decisions
@@ -43,9 +40,7 @@ from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.manifest import RunManifest
 from schemas.moderation import FRAME_PDQ_TABLE
 from schemas.output import SEGMENTS_TABLE, VIDEOS_TABLE
-from schemas.sql import sql_list
 from xclip_core import storage
-from xclip_core.scoring import APPROXIMATE, EXACT
 from xclip_store import held, leased
 
 VIDEOS_PER_QUERY = 256
@@ -115,7 +110,6 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
         hashes_tbl = db.open_table(FRAME_PDQ_TABLE)
         _check_hashed(index, videos_tbl, hashes_tbl)
     matched, kept = 0, 0
-    earlier = {} if items is not None or drop_blocklist else _earlier_matches(index, names)
     other = segments_tbl.search().where(f"model_id != '{manifest.model_id}'").select(["model_id"]).limit(1) \
         .to_arrow()
     if other.num_rows:
@@ -131,61 +125,43 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
                             f"({manifest.model_source}: {type(e).__name__}: {e}); it must still be readable "
                             "from where the run read it") from None
     text = class_text_features(model, tokenizer, pol.class_prompts)
-    scorer = ClipScorer(model, text)
-    dim = int(model.config.projection_dim)
 
-    shots_col = ["shots"] if "shots" in videos_tbl.schema.names else []  # schema "4" (moderation.snap)
-    videos = videos_tbl.search().select(["video_id", "uri", "status", "error", "duration_s", *shots_col]) \
-        .limit(None).to_arrow().to_pylist()
-    rows, modes = [], set()
-    for i in range(0, len(videos), VIDEOS_PER_QUERY):
-        chunk = videos[i:i + VIDEOS_PER_QUERY]
-        where = f"video_id IN ({sql_list(v['video_id'] for v in chunk)})"
-        segs = segments_tbl.search().where(where).select(["segment_id", "video_id", "start_s", "end_s",
-                                                          "embedding"]).limit(None).to_arrow().to_pylist()
-        tokens = {}
-        if features_tbl is not None and segs:
-            for r in features_tbl.search().where(where).select(["segment_id", "visual_tokens", "num_tokens"]) \
-                    .limit(None).to_arrow().to_pylist():
-                tokens[r["segment_id"]] = np.asarray(r["visual_tokens"], np.float32).reshape(r["num_tokens"], dim)
-        probs = {}
-        with torch.inference_mode():
-            exact = [s for s in segs if s["segment_id"] in tokens]
-            approx = [s for s in segs if s["segment_id"] not in tokens]
-            if exact:
-                emb = torch.tensor(np.asarray([s["embedding"] for s in exact], np.float32))
-                tok = torch.from_numpy(np.stack([tokens[s["segment_id"]] for s in exact]))
-                probs.update(zip((s["segment_id"] for s in exact), scorer.probs(emb, tok).numpy()))
-            if approx:
-                emb = torch.tensor(np.asarray([s["embedding"] for s in approx], np.float32))
-                probs.update(zip((s["segment_id"] for s in approx), scorer.probs(emb, None).numpy()))
-        stored = {}
-        if hashes_tbl is not None:
-            stored = {r["video_id"]: r for r in hashes_tbl.search().where(where)
-                      .select(["video_id", "times", "hashes", "mirror", "quality"]).limit(None).to_arrow().to_pylist()}
-        by_video: dict[str, list] = {}
-        for s in segs:
-            by_video.setdefault(s["video_id"], []).append(s)
-        for v in chunk:
-            vs = sorted(by_video.get(v["video_id"], []), key=lambda s: s["start_s"])
-            d = video_decision(pol, [Clip(s["start_s"], s["end_s"], probs[s["segment_id"]]) for s in vs], v)
-            if items is not None and d.decision != "error":
-                h = stored.get(v["video_id"])
-                if h is not None and h["hashes"]:
-                    found = items.match(frame_hashes_from_lists(h["times"], h["hashes"], h["mirror"], h["quality"]))
-                    matched += bool(found)
-                    d = with_matches(d, found)
-            elif v["video_id"] in earlier and d.decision != "error":
-                d = with_matches(d, earlier[v["video_id"]])
-                kept += 1
-            kinds = {EXACT if s["segment_id"] in tokens else APPROXIMATE for s in vs}
-            mode = None if d.decision == "error" else (kinds.pop() if len(kinds) == 1 else "mixed")
-            modes.add(mode)
-            rows.append(decision_row(d, video_id=v["video_id"], uri=v["uri"], policy=pol,
-                                     model_id=manifest.model_id, run_id=run_id, score_mode=mode))
+    # streamed over the tables' fragments on Ray (moderation.stream): per-video decisions from clips
+    # grouped by video in hash partitions, never a whole table in this process
+    from jobs.fragment_map import FragmentMap
+    from moderation.store import open_table
+    from moderation.stream import VIDEOS_PER_PART, ModerateJob, decide_part, finish_part, score_segments, video_rows
+    from schemas.moderation import MODERATION_TABLE
+    from xclip_core.scoring import ScaleOnly
+    from xclip_store.label_commit import dataset
+
+    db_uri, opts = storage.join(index, "lancedb"), storage.lancedb_storage_options(index)
+    keep_earlier = items is None and not drop_blocklist and MODERATION_TABLE in names
+    if keep_earlier:
+        open_table(index, create=False)  # a table from before evidence gets the column first
+    present = [VIDEOS_TABLE, SEGMENTS_TABLE, *(t for t in (PROMPT_FEATURES_TABLE, FRAME_PDQ_TABLE, MODERATION_TABLE)
+                                                if t in names)]
+    versions = {n: int(dataset(db_uri, n, storage_options=opts).version) for n in present}
+    seg_ds, vid_ds = (dataset(db_uri, n, version=versions[n], storage_options=opts) for n in (SEGMENTS_TABLE,
+                                                                                              VIDEOS_TABLE))
+    parts = max(1, -(-vid_ds.count_rows() // VIDEOS_PER_PART))
+    job = ModerateJob(db_uri, opts, storage.join(index, f"runs/{run_id}-stage"), versions, parts, pol,
+                      ClipScorer(model if features_tbl is not None else ScaleOnly(model), text),
+                      manifest.model_id, run_id, keep_earlier=keep_earlier)
+    rows, modes, table = [], set(), None
+    with FragmentMap.start(rows=seg_ds.count_rows()) as fmap:
+        list(fmap.map(score_segments, [f.fragment_id for f in seg_ds.get_fragments()], job))
+        list(fmap.map(video_rows, [f.fragment_id for f in vid_ds.get_fragments()], job))
+        for res in fmap.map(decide_part, range(parts), job):
+            part_rows, found = finish_part(job, res, items)
+            if part_rows:
+                table = write_decisions(index, run_id, rows_table(part_rows), part=res["part"])
+            rows += part_rows
+            matched, kept = matched + found, kept + res["kept"]
+    modes = {r["score_mode"] for r in rows}
     modes.discard(None)
     mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else "none")
-    table = write_decisions(index, run_id, rows_table(rows))
+    table = table or write_decisions(index, run_id, rows_table([]))
     done = write_outputs(index, run_id, rows, pol, review_out=review_out)  # cumulative report and queue
     counts: dict = {}
     for r in rows:
@@ -194,31 +170,6 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
                             review_items=done.get("review_items"), matched=matched, kept=kept)
     held(index).write_text(f"runs/{run_id}.json", moderate_manifest(result, pol, started, done))  # atomic, leased
     return result
-
-
-def _earlier_matches(index: str, names: set) -> dict[str, list]:
-    """video_id -> the known-bad matches (``moderation.blocklist.Match``) of its current
-    ``moderation`` row, from its ``evidence`` (or, for rows from before evidence was stored, its
-    ``blocklist:*`` flags)."""
-    from moderation.blocklist import Match
-    from moderation.store import open_table
-    from schemas.moderation import MODERATION_TABLE
-
-    if MODERATION_TABLE not in names:
-        return {}
-    prefix = "blocklist:"
-    keys = [f.name for f in dataclasses.fields(Match)]
-    out: dict[str, list] = {}
-    for r in open_table(index, create=False).search().select(["video_id", "flags", "evidence"]).limit(None) \
-            .to_arrow().to_pylist():
-        found = [Match(**{k: e[k] for k in keys}) for e in r["evidence"] or [] if e["item_id"] is not None]
-        if not found:  # before evidence: the flag's range and confidence (1 - median distance / 256)
-            found = [Match(f["category"][len(prefix):], f["start_s"], f["end_s"], 0.0, 0.0,
-                           round((1 - f["confidence"]) * 256), (1 - f["confidence"]) * 256, f["end_s"] - f["start_s"],
-                           0.0, "kept") for f in r["flags"] or [] if f["category"].startswith(prefix)]
-        if found:
-            out[r["video_id"]] = found
-    return out
 
 
 def _blocklist(uri: str):

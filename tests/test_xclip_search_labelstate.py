@@ -17,7 +17,7 @@ from tests.search_helpers import LABELS, LABELS_2, label_file, make_videos
 pytestmark = pytest.mark.slow
 
 OPTIONS = {"decoder": {"window_s": 1.0}, "encoder": {"batch_size": 4, "top_k": 3, "store_prompt_features": True}}
-EXECUTE = "lancedb.table:LanceMergeInsertBuilder.execute"   # one LanceDB merge commit
+EXECUTE = "xclip_store.label_commit:commit_columns"   # one relabel commit (segments, then videos)
 OPTIMIZE = "lancedb.table:LanceTable.optimize"
 
 

@@ -85,14 +85,14 @@ def test_a_relabel_whose_lease_is_taken_over_commits_nothing_more(corpus, capsys
     """Barrier: right after relabel's 1st commit (segments), another command takes the lease over
     (as after a stall past stale_after_s): the relabel's next commit (videos) is refused, exit 7."""
     from tests.test_xclip_store_output import _take_over
-    from xclip_store.guarded import _GuardedMerge
+    from xclip_store import label_commit
 
     out = str(corpus["tmp"] / "index-2")
     index_videos([corpus["videos"]], out, corpus["model"], labels=corpus["l1"], run_id="run-1", **OPTIONS)
     videos_before = read_lance(out, "videos").to_pylist()
     thieves = []
     capsys.readouterr()
-    with at_call(_GuardedMerge, "execute", 1, lambda *a, **k: thieves.append(_take_over(out)), when="after"):
+    with at_call(label_commit, "commit_columns", 1, lambda *a, **k: thieves.append(_take_over(out)), when="after"):
         code = main(["relabel", "--index", out, "--labels", corpus["l2"]])
     err = capsys.readouterr().err.strip()
     # the next commit after the takeover (the segments' label rows in the Parquet log) is refused

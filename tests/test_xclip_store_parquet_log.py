@@ -93,6 +93,7 @@ def test_relabels_reach_the_log(where, tmp_path, request):
     import lancedb
 
     from xclip_search.labelstate import commit_relabel, label_columns
+    from xclip_store import open_output
     from schemas.output import label_text
 
     out = str(tmp_path / "out") if where == "local" else f"s3://{request.getfixturevalue('s3_bucket')}/idx"
@@ -113,8 +114,10 @@ def test_relabels_reach_the_log(where, tmp_path, request):
             cols = cols.set_column(i, cols.schema.field(i), pa.array(values, cols.schema.field(i).type))
         return cols
 
-    commit_relabel(out, tables, {"run_id": "20261203T000000Z-relabel-a", "kind": "relabel"},
-                   relabelled(schemas.SEGMENTS_TABLE, "b"), relabelled(schemas.VIDEOS_TABLE, "b"))
+    with open_output(out, mode="w", command="relabel") as owner:  # a relabel commits under the output lease
+        commit_relabel(out, {n: owner.table(n) for n in tables}, {"run_id": "20261203T000000Z-relabel-a",
+                                                                  "kind": "relabel"},
+                       relabelled(schemas.SEGMENTS_TABLE, "b"), relabelled(schemas.VIDEOS_TABLE, "b"))
     lance = _labels_lance(out)
     assert set(map(tuple, lance[1].values())) == {("b",)}  # the relabel reached LanceDB
     assert _labels_views(_local_log(out, tmp_path / "a")) == lance  # and the log's views

@@ -68,3 +68,11 @@ class ClipScorer:
 
     def probs(self, video_embeds: torch.Tensor, visual_tokens: torch.Tensor | None = None) -> torch.Tensor:
         return torch.softmax(self.logits(video_embeds, visual_tokens).float(), dim=-1)
+
+
+class ScaleOnly:
+    """What approximate scoring needs of a model (``logit_scale``): ``ClipScorer(ScaleOnly(model), text)``
+    is small enough to ship to many workers."""
+
+    def __init__(self, model):
+        self.logit_scale = model.logit_scale.detach().clone()

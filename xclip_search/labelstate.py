@@ -30,12 +30,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import SEGMENTS_TABLE, VIDEOS_TABLE
 from xclip_core import storage
+from xclip_store.errors import LeaseError
+from xclip_store.label_commit import LabelCommitError
 from xclip_store.output import held, write_atomic
 
 log = logging.getLogger(__name__)
@@ -55,21 +58,37 @@ def label_columns(table: pa.Table, name: str) -> pa.Table:
     return table.select([KEYS[name], GUARD_COLUMN, *LABEL_COLUMNS])
 
 
-def apply_labels(tbl, name: str, cols: pa.Table) -> int:
-    """THE relabel write path: merge ``cols`` (``label_columns``) into LanceDB table ``tbl`` by key,
-    label columns only, into rows whose ``indexed_at`` is unchanged. Returns the rows updated."""
-    key = KEYS[name]
-    if cols.num_rows:  # the guard is checked here: LanceDB 0.40 panics on a merge that has both a
-        # partial schema and a `where` on a table with scalar indexes (the output lease keeps
-        # writers out between this read and the merge)
-        now = tbl.search().select([key, GUARD_COLUMN]).limit(None).to_arrow()
-        current = set(zip(now.column(key).to_pylist(), now.column(GUARD_COLUMN).to_pylist()))
-        same = [k in current for k in zip(cols.column(key).to_pylist(), cols.column(GUARD_COLUMN).to_pylist())]
-        cols = cols.filter(pa.array(same, pa.bool_())).combine_chunks()
-    if not cols.num_rows:
+def apply_labels(tbl, name: str, cols: pa.Table, *, uri: str, message: str) -> int:
+    """Label columns ``cols`` (``label_columns``) held in memory into LanceDB table ``tbl`` of the
+    output at ``uri``: staged into the rows whose key and ``indexed_at`` are unchanged, one fragment at
+    a time, then one flat commit (``_commit``). Returns the rows updated."""
+    from xclip_store.label_commit import dataset, stage_by_key
+
+    ds = dataset(storage.join(uri, "lancedb"), name, storage_options=storage.lancedb_storage_options(uri))
+    staged = stage_by_key(ds, KEYS[name], GUARD_COLUMN, cols)
+    if staged is None:
         return 0
-    res = tbl.merge_insert(key).when_matched_update_all().execute(cols)
-    return int(getattr(res, "num_updated_rows", cols.num_rows))
+    _commit(uri, tbl, name, staged, message)
+    return sum(int(f.physical_rows) for f in staged.fragments) and int(cols.num_rows)
+
+
+def _commit(uri: str, tbl, name: str, staged, message: str) -> int:
+    """THE relabel write path: the staged label columns of table ``name`` become visible in one Lance
+    transaction (``xclip_store.label_commit.commit_columns``: flat cost, idempotent by ``message``),
+    through the leased ``Output.commit`` (the lease is checked first)."""
+    from xclip_store import label_commit
+
+    out = held(uri)
+    if out is None:
+        raise LeaseError(f"{uri}: refused to commit the relabelled {name}: this process does not hold the "
+                         "output lease")
+    done = []
+    out.commit(f"commit the relabelled {name}", lambda: done.append(label_commit.commit_columns(
+        storage.join(uri, "lancedb"), name, staged, message=message,
+        storage_options=storage.lancedb_storage_options(uri))))
+    if hasattr(tbl, "checkout_latest"):
+        tbl.checkout_latest()
+    return done[-1]
 
 
 def relabel_manifests(uri: str) -> list[dict]:
@@ -112,20 +131,40 @@ def _read_staged(staged: str) -> pa.Table:
 def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict:
     """Steps 3 and 4 of the module doc for a manifest whose columns are staged."""
     updated, logged = {}, []
+    rid = manifest["run_id"]
+    seconds, t0 = dict(manifest.get("seconds") or {}), time.perf_counter()
+    streamed = _read_json(manifest["staged_columns"]) if manifest.get("staged_columns") else None
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
-        cols = _read_staged(manifest["staged"][name])
-        updated[name] = apply_labels(tables[name], name, cols)
-        logged.append(_log_labels(uri, name, cols, manifest["run_id"]))  # the Parquet log hears of it too
-    # an upsert rewrites its rows: until optimize() folds them in, no index covers them (searches
-    # would fall back to brute force); versions older than the job's retention go, as in the job
+        message = f"relabel {rid} {name}"
+        if streamed is not None:  # a streaming relabel: fragments rewritten by its tasks
+            from xclip_store.label_commit import StagedColumns
+
+            doc = streamed[name]
+            if doc["columns"] is not None:
+                _commit(uri, tables[name], name, StagedColumns.from_json(doc["columns"]), message)
+            updated[name] = int(doc["rows"])
+            for f in doc["log"]:  # the Parquet log hears of it too, one fragment's rows at a time
+                logged.append(_log_labels(uri, name, _read_staged(f), rid))
+        else:
+            cols = _read_staged(manifest["staged"][name])
+            updated[name] = apply_labels(tables[name], name, cols, uri=uri, message=message)
+            logged.append(_log_labels(uri, name, cols, rid))
+    # rewritten label columns leave the indexes on them until optimize() folds them in (searches would
+    # fall back to brute force there); versions older than the job's retention go, as in the job
+    seconds["commit"] = round(time.perf_counter() - t0, 3)
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
         tables[name].optimize(cleanup_older_than=dt.timedelta(days=float(keep_days)))
+    seconds["optimize"] = round(time.perf_counter() - t0 - seconds["commit"], 3)
     manifest = {**manifest, "status": FINISHED, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "updated_rows": updated, "parquet_files": [f for f in logged if f]}
+                "updated_rows": updated, "parquet_files": [f for f in logged if f], "seconds": seconds}
     manifest["tables"] = {**manifest.get("tables", {}),
                           "after": {n: int(tables[n].version) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}}
     write_json(uri, f"runs/{manifest['run_id']}.json", manifest)
     return manifest
+
+
+def _read_json(uri: str) -> dict:
+    return json.loads(storage.read_bytes(uri).decode("utf-8"))
 
 
 def _log_labels(uri: str, name: str, cols: pa.Table, relabel_id: str) -> str | None:
@@ -156,30 +195,50 @@ def commit_relabel(uri: str, tables: dict, manifest: dict, seg_cols: pa.Table, v
     return manifest, storage.join(uri, f"runs/{rid}.json")
 
 
+def commit_staged(uri: str, tables: dict, manifest: dict, staged: dict, *,
+                  keep_days: float = 7.0) -> tuple[dict, str]:
+    """``commit_relabel`` for a streaming relabel (``xclip_search.relabel``): ``staged``: table name ->
+    ``{"columns": StagedColumns | None, "log": [label-row Parquet files]}``, written by its tasks. The
+    staged fragments go to ``runs/<relabel_id>-labels/staged.json``, named by the manifest."""
+    rid = manifest["run_id"]
+    doc = {n: {"columns": s["columns"].to_json() if s["columns"] is not None else None, "log": list(s["log"]),
+               "rows": int(manifest["num_segments" if n == SEGMENTS_TABLE else "num_videos"])}
+           for n, s in staged.items()}
+    write_json(uri, f"runs/{rid}-labels/staged.json", doc)
+    manifest = {**manifest, "status": RUNNING, "finished_at": "",
+                "staged_columns": storage.join(uri, f"runs/{rid}-labels/staged.json"),
+                "keep_versions_days": float(keep_days),
+                "tables": {"before": {n: int(tables[n].version) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}}}
+    write_json(uri, f"runs/{rid}.json", manifest)
+    manifest = _finish(uri, tables, manifest, keep_days=keep_days)
+    return manifest, storage.join(uri, f"runs/{rid}.json")
+
+
 def pending(uri: str) -> list[dict]:
     """Relabels that announced themselves and did not finish (killed), oldest first."""
-    return [m for m in relabel_manifests(uri) if m.get("status") == RUNNING and m.get("staged")]
+    return [m for m in relabel_manifests(uri) if m.get("status") == RUNNING
+            and (m.get("staged") or m.get("staged_columns"))]
 
 
 def repair(uri: str, db=None) -> list[str]:
-    """Finish every relabel left ``running`` (caller holds the output lease); returns their ids."""
+    """Finish every relabel left ``running``, under the output lease (the caller's, else taken here for
+    the call: exit 7 while another process holds it); returns their ids."""
     todo = pending(uri)
     if not todo:
         return []
-    import lancedb
+    owner = held(uri)
+    if owner is None:
+        from xclip_store.output import open_output
 
-    owner = held(uri)  # under the caller's lease: guarded tables (each commit checks it)
-    if owner is not None:
-        tables = {n: owner.table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}
-    else:
-        db = db or lancedb.connect(storage.join(uri, "lancedb"), storage_options=storage.lancedb_storage_options(uri))
-        tables = {n: db.open_table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}
+        with open_output(uri, mode="w", command="relabel"):
+            return repair(uri)
+    tables = {n: owner.table(n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}  # guarded: each commit checks the lease
     done = []
     for m in todo:
         try:
             _finish(uri, tables, {**m, "repaired_at": dt.datetime.now(dt.timezone.utc).isoformat()},
                     keep_days=m.get("keep_versions_days", 7.0))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, LabelCommitError) as e:
             raise RelabelStateError(
                 f"{uri}: relabel {m['run_id']} was interrupted and cannot be finished from its staged labels "
                 f"({type(e).__name__}: {e}); rerun `xclip-index relabel --index {uri} --labels "

@@ -26,19 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
+import time
 import uuid
 
-import numpy as np
-import pyarrow as pa
-
+from jobs.fragment_map import FragmentMap
 from jobs.labeler import Labeler
-from xclip_store import held, leased, migrate_table
-from schemas import SEGMENTS_TABLE, STATUS_OK, VIDEOS_TABLE, SCHEMA_VERSION
+from schemas import SEGMENTS_TABLE, VIDEOS_TABLE, SCHEMA_VERSION
 from schemas.features import PROMPT_FEATURES_TABLE
-from schemas.output import label_text
-from xclip_search.labelstate import GUARD_COLUMN, LABEL_COLUMNS, commit_relabel, label_columns, repair
+from xclip_core import storage
+from xclip_search.labelstate import commit_staged, repair
+from xclip_search.relabel_tasks import LabelJob, label_segments, label_video_part, label_videos
+from xclip_store import held, leased, migrate_table
+from xclip_store.label_commit import dataset, merge_staged
 
 EXACT, APPROXIMATE = "exact", "approximate"
+VIDEOS_PER_PART = 100_000  # per-video partial sums are reduced in partitions of about this many videos
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,29 +58,14 @@ class RelabelResult:
                 f"{self.num_segments} segments, {self.num_videos} videos\nmanifest: {self.manifest_uri}")
 
 
-def _tokens_for(index, segment_ids: list[str]) -> np.ndarray | None:
-    """[S, N, P] float32 stored visual tokens aligned with ``segment_ids``, or None unless all have them."""
-    if PROMPT_FEATURES_TABLE not in index.table_names or not segment_ids:
-        return None
-    pf = index.table(PROMPT_FEATURES_TABLE).to_arrow().select(["segment_id", "visual_tokens", "num_tokens"])
-    pos = dict(zip(pf.column("segment_id").to_pylist(), range(pf.num_rows)))
-    if any(s not in pos for s in segment_ids):
-        return None
-    col = pf.column("visual_tokens").combine_chunks()
-    flat = col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1)
-    n_tok = int(pf.column("num_tokens")[0].as_py())
-    take = np.asarray([pos[s] for s in segment_ids])
-    return flat[take].astype(np.float32).reshape(len(segment_ids), n_tok, -1)
-
-
 @leased("relabel", uri_arg="uri")  # holds the output lease for the whole call (exit 7 while a run holds it)
 def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | None = None,
-            relabel_id: str | None = None, batch_size: int = 256, index=None) -> RelabelResult:
-    """Relabel the index at ``uri`` with the label set ``labels`` (a built-in name or a file)."""
-    import torch
-
+            relabel_id: str | None = None, batch_size: int = 2048, index=None,
+            use_ray: bool | None = None) -> RelabelResult:
+    """Relabel the index at ``uri`` with the label set ``labels`` (a built-in name or a file).
+    ``use_ray``: None decides by table size (``jobs.fragment_map``)."""
     from xclip_core.labels import load_labels
-    from xclip_core.scoring import ClipScorer, class_text_features
+    from xclip_core.scoring import ClipScorer, ScaleOnly, class_text_features
     from xclip_search.index import Index
 
     idx = index or Index(uri, model=model)
@@ -87,49 +75,41 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
     top_k = int(top_k or enc_cfg.get("top_k") or 5)
     ls = load_labels(labels)
     label_set_id = f"{ls.name}@{ls.sha256[:12]}"
+    Labeler(ls.labels, top_k)  # a bad --top-k fails here, before any work
     text = class_text_features(idx.model, idx.tokenizer, ls.class_prompts(enc_cfg.get("prompt_template") or "{}"))
-    scorer, labeler = ClipScorer(idx.model, text), Labeler(ls.labels, top_k)
 
     repair(uri)  # a relabel killed earlier is finished first (its label set, then this one)
     seg_tbl, vid_tbl = (_latest(idx, uri, n) for n in (SEGMENTS_TABLE, VIDEOS_TABLE))  # latest, not pinned
     migrate_table(seg_tbl, SEGMENTS_TABLE)  # an index written before a column was added
     migrate_table(vid_tbl, VIDEOS_TABLE)
-    segs = seg_tbl.search().select(["segment_id", "video_id", "embedding", GUARD_COLUMN, *LABEL_COLUMNS]) \
-        .limit(None).to_arrow()
-    vids = vid_tbl.search().where(f"status = '{STATUS_OK}'") \
-        .select(["video_id", GUARD_COLUMN, *LABEL_COLUMNS]).limit(None).to_arrow()
-    ids = segs.column("segment_id").to_pylist()
-    emb_col = segs.column("embedding").combine_chunks()
-    emb = emb_col.values.to_numpy(zero_copy_only=False).reshape(len(emb_col), -1).astype(np.float32)
-    tokens = _tokens_for(idx, ids)
-    mode = EXACT if tokens is not None else APPROXIMATE
-    probs = np.zeros((len(ids), len(ls)), np.float32)
-    with torch.inference_mode():
-        for i in range(0, len(ids), batch_size):
-            v = torch.from_numpy(emb[i:i + batch_size])
-            t = None if tokens is None else torch.from_numpy(tokens[i:i + batch_size])
-            probs[i:i + batch_size] = scorer.probs(v, t).numpy()
-    seg_labels, seg_scores = labeler(probs)
-    n = segs.num_rows
-    segs = _set(segs, "labels", pa.array(seg_labels, pa.list_(pa.string())))
-    segs = _set(segs, "label_scores", pa.array(seg_scores, pa.list_(pa.float32())))
-    segs = _set(segs, "label_text", label_text(segs.column("labels")))
-    segs = _set(segs, "label_set", pa.array([label_set_id] * n, pa.string()))
-
-    seg_vid = np.asarray(segs.column("video_id").to_pylist(), dtype=object)
-    means, keep = [], []
-    for j, vid in enumerate(vids.column("video_id").to_pylist()):
-        mask = seg_vid == vid
-        if mask.any():
-            means.append(probs[mask].mean(axis=0))
-            keep.append(j)
-    vids = vids.take(pa.array(keep, pa.int64()))
-    v_labels, v_scores = labeler(np.stack(means)) if means else ([], [])
-    m = vids.num_rows
-    vids = _set(vids, "labels", pa.array(v_labels, pa.list_(pa.string())))
-    vids = _set(vids, "label_scores", pa.array(v_scores, pa.list_(pa.float32())))
-    vids = _set(vids, "label_text", label_text(vids.column("labels")))
-    vids = _set(vids, "label_set", pa.array([label_set_id] * m, pa.string()))
+    db_uri, opts = storage.join(uri, "lancedb"), storage.lancedb_storage_options(uri)
+    seg_ds, vid_ds = (dataset(db_uri, n, storage_options=opts) for n in (SEGMENTS_TABLE, VIDEOS_TABLE))
+    versions = {SEGMENTS_TABLE: int(seg_ds.version), VIDEOS_TABLE: int(vid_ds.version)}
+    num_segments = seg_ds.count_rows()
+    exact = PROMPT_FEATURES_TABLE in idx.table_names and num_segments > 0
+    if exact:
+        pf = dataset(db_uri, PROMPT_FEATURES_TABLE, storage_options=opts)
+        versions[PROMPT_FEATURES_TABLE] = int(pf.version)
+        exact = pf.count_rows() >= num_segments  # each task checks its segments' tokens too
+    parts = max(1, math.ceil(vid_ds.count_rows() / VIDEOS_PER_PART))
+    stage = storage.join(uri, f"runs/{relabel_id}-labels")
+    job = LabelJob(db_uri, opts, stage, versions, tuple(ls.labels), top_k, label_set_id, parts, exact,
+                   ClipScorer(idx.model if exact else ScaleOnly(idx.model), text), batch_size)
+    t0 = time.perf_counter()
+    seconds = {}
+    with FragmentMap.start(rows=num_segments, use_ray=use_ray) as fmap:
+        seconds["start"] = time.perf_counter() - t0
+        seg_parts = _run(fmap, label_segments, [f.fragment_id for f in seg_ds.get_fragments()], job)
+        if seg_parts is None:  # a segment without stored tokens: approximate for all, as one label set
+            job = dataclasses.replace(job, exact=False, scorer=ClipScorer(ScaleOnly(idx.model), text),
+                                      stage=storage.join(uri, f"runs/{relabel_id}-labels/approximate"))
+            seg_parts = _run(fmap, label_segments, [f.fragment_id for f in seg_ds.get_fragments()], job)
+        seconds["segments"] = time.perf_counter() - t0 - seconds["start"]
+        list(fmap.map(label_video_part, range(parts), job))
+        vid_parts = _run(fmap, label_videos, [f.fragment_id for f in vid_ds.get_fragments()], job)
+        seconds["videos"] = time.perf_counter() - t0 - seconds["start"] - seconds["segments"]
+    n, m = sum(r["rows"] for r in seg_parts), sum(r["rows"] for r in vid_parts)
+    mode = EXACT if job.exact else APPROXIMATE
     keep_days = ((idx.manifest.get("config") or {}).get("writer") or {}).get("keep_versions_days", 7.0)
     manifest = {
         "kind": "relabel", "run_id": relabel_id, "schema_version": SCHEMA_VERSION,
@@ -138,12 +118,25 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
         "weights_sha256": idx.manifest.get("weights_sha256"), "config": idx.manifest.get("config"),
         "label_set": {"name": ls.name, "sha256": ls.sha256, "num_labels": len(ls), "source": str(labels),
                       "labels": list(ls.labels)},
-        "mode": mode, "top_k": top_k, "num_segments": n, "num_videos": m}
+        "mode": mode, "top_k": top_k, "num_segments": n, "num_videos": m, "video_partitions": parts,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+    staged = {name: {"columns": (merge_staged((r["read_version"], r["meta"], r["fields"]) for r in rs if "meta" in r)),
+                     "log": sorted(r["log"] for r in rs if r.get("log"))}
+              for name, rs in ((SEGMENTS_TABLE, seg_parts), (VIDEOS_TABLE, vid_parts))}
     # label columns only, staged, announced, committed, then finished (xclip_search.labelstate)
-    manifest, manifest_uri = commit_relabel(
-        uri, {SEGMENTS_TABLE: seg_tbl, VIDEOS_TABLE: vid_tbl}, manifest,
-        label_columns(segs, SEGMENTS_TABLE), label_columns(vids, VIDEOS_TABLE), keep_days=keep_days)
+    manifest, manifest_uri = commit_staged(uri, {SEGMENTS_TABLE: seg_tbl, VIDEOS_TABLE: vid_tbl}, manifest,
+                                           staged, keep_days=keep_days)
     return RelabelResult(relabel_id, mode, label_set_id, n, m, manifest_uri)
+
+
+def _run(fmap, task, fragments: list[int], job) -> list[dict] | None:
+    """Every fragment's result; None when a task found a segment without stored tokens."""
+    out = []
+    for r in fmap.map(task, fragments, job):
+        if r.get("missing_tokens"):
+            return None
+        out.append(r)
+    return out
 
 
 def _latest(idx, uri: str, name: str):
@@ -153,7 +146,4 @@ def _latest(idx, uri: str, name: str):
     return owner.table(name) if owner is not None else idx.db.open_table(name)
 
 
-def _set(t: pa.Table, name: str, col: pa.Array) -> pa.Table:
-    i = t.column_names.index(name)
-    return t.set_column(i, t.schema.field(name), col.cast(t.schema.field(name).type))
 
