@@ -14,8 +14,10 @@ that an upload's one-per-second hashes find a partner whatever it did to the vid
     ~35 bits from the rotated frame's hash on small frames, ``tests/test_xclip_core_pdq.py``);
   * the frame at each centre-crop level (fraction cut per side), upright only (a mirrored crop
     is found through the upload's own mirror hash);
-  * the frame area-averaged down to a 64 px short side (``xclip_core.pdq.pdq_area``, mode
-    ``scale:64px``): what a copy scaled down to a few dozen pixels keeps of it.
+  * the frame area-averaged down to a 64 px short side, then bars trimmed
+    (``xclip_core.pdq.pdq_area``, mode ``scale:64px``): what a copy scaled down to a few dozen
+    pixels keeps of it (trimmed after scaling, as that copy's own frames are: on a dark
+    background the trimmed box is not the same at 60x32 as at 480x270).
 Rows: (time, level index, dihedral index, hash, quality); level ``len(crop_levels)`` is the
 ``scale:64px`` row (``item_modes`` names each ``level * 8 + dihedral``).
 """
@@ -95,14 +97,15 @@ def item_hashes(uri: str, every_s: float = 0.1, crop_levels=CROP_LEVELS) -> Item
         if t + 1e-6 < nxt:
             continue
         nxt = (np.floor(t / every_s + 1e-6) + 1) * every_s
-        rgb = trim_bars(frame_rgb(frame))
+        full = frame_rgb(frame)
+        rgb = trim_bars(full)
         for li, frac in enumerate(crop_levels):
             if frac > 0:
                 rows.append((t, li, 0, *pdq(centre_crop(rgb, frac))))
                 continue
             for di, f in enumerate(DIHEDRAL_OPS):
                 rows.append((t, li, di, *pdq(f(rgb))))
-        rows.append((t, len(crop_levels), 0, *pdq_area(rgb, SCALE_SHORT)))
+        rows.append((t, len(crop_levels), 0, *pdq_area(full, SCALE_SHORT, trim=True)))
     if not rows:
         raise ItemHashError(f"{uri}: no frames decoded")
     t, li, di, h, q = zip(*rows)

@@ -123,3 +123,8 @@ def test_area_hash_is_the_reference_pdq_of_the_64_px_area_average():
         assert _d(h, _ref(img)[0]) > 0  # not the full frame's hash
     tiny = rich_frames(3, 1)[0][:48, :60]
     assert pdq.area_resize(tiny, 64) is tiny and pdq.to_hex(pdq.pdq_area(tiny)[0]) == pdq.to_hex(_ref(tiny)[0])
+    boxed = np.zeros((360, 480, 3), np.uint8)  # letterboxed: bars trimmed after the average with trim
+    boxed[60:300] = np.kron(rich_frames(7, 1)[0], np.ones((2, 3, 1), np.uint8))
+    small = pdq.area_resize(boxed, 64)
+    assert small.shape[:2] == (64, 85) and pdq.trim_bars(small).shape[0] < 64
+    assert pdq.to_hex(pdq.pdq_area(boxed, trim=True)[0]) == pdq.to_hex(_ref(pdq.trim_bars(small))[0])

@@ -148,9 +148,11 @@ def area_resize(rgb: np.ndarray, short: int = 64) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def pdq_area(rgb: np.ndarray, short: int = 64) -> tuple[np.ndarray, int]:
-    """(hash, quality) of the frame area-averaged down to a ``short`` px short side."""
-    return pdq(area_resize(rgb, short))
+def pdq_area(rgb: np.ndarray, short: int = 64, *, trim: bool = False) -> tuple[np.ndarray, int]:
+    """(hash, quality) of the frame area-averaged down to a ``short`` px short side, with
+    ``trim`` its bars trimmed after (``trim_bars``)."""
+    small = area_resize(rgb, short)
+    return pdq(trim_bars(small) if trim else small)
 
 
 def pdq_dihedral(rgb: np.ndarray) -> tuple[np.ndarray, int]:
