@@ -91,9 +91,10 @@ def test_every_variant_matches_its_item_and_unrelated_match_nothing(corpus, bloc
 def test_tiny_copies_match_and_tiny_unrelated_videos_match_nothing(tmp_path, capsys):
     """Copies scaled to 0.25x (40x30 px) and 0.15x (24x18), area-averaged or with ffmpeg's
     default bicubic, match their item: the decode hook hashes a frame under 64 px upscaled to a
-    128 px short side (items also get ``scale:64px`` hashes). Hashed as they were, 3 of the 4
-    24x18 copies matched nothing. Tiny unrelated, dark and nearly flat videos
-    match nothing. Every video is encoded repeatably (``REPEATABLE_X264``)."""
+    128 px short side (items also get ``scale:64px`` hashes). Without either (the code before),
+    3 of the 4 24x18 copies matched nothing; with the ``scale:64px`` hashes alone, 2. Tiny
+    unrelated, dark and nearly flat videos match nothing. Every video is encoded repeatably
+    (``REPEATABLE_X264``)."""
     for s in (1, 2):
         encode(tmp_path / "bad" / f"bad{s}.mp4", rich_frames(s), options=REPEATABLE_X264)
     blocklist = load_blocklist(str(tmp_path / "bad"))
