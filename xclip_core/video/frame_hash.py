@@ -7,12 +7,14 @@ number, so a copy at another frame rate lines up. When that frame's PDQ quality 
 (matching skips it: a fade, a dark or flat moment), the first offered frames at or after
 ``k + 0.25``, ``k + 0.5`` and ``k + 0.75`` (times ``every_s``) are hashed too, and the second
 keeps the one of best quality (at most 4 hashes per second, only for such seconds; still one
-row per second). The frame is converted to RGB with its long
-side at most ``max_side`` (384; swscale AREA, a context of its own so the crop conversions keep
-theirs); a frame whose short side is under 64 px is instead upscaled (BICUBIC) to a 128 px short side
-(long side still at most ``max_side``): PDQ's 64 x 64 grid is larger than such a frame, and a
-0.25x copy of a 176x144 clip (44x36 px) hashed as is was 40-56 bits from its item (``bench/blocklist.py``);
-letterbox/pillarbox bars are trimmed (``xclip_core.pdq.trim_bars``) and PDQ is taken with its
+row per second). The frame is converted to RGB with its long side at most ``max_side`` (384;
+swscale AREA, a context of its own so the crop conversions keep theirs); a frame whose short
+side is under 64 px is instead upscaled (BICUBIC) to a 128 px short side (long side still at
+most ``max_side``): PDQ's 64 x 64 grid is larger than such a frame. Two 24x18 copies of a
+generated clip match their item only with it (``tests/test_moderation_blocklist.py``); on the
+sample clips of ``bench/blocklist.py`` it added no match and, by smoothing, lowered one copy's
+PDQ quality under 50 (``bench/RESULTS.md``). Letterbox/pillarbox bars are trimmed
+(``xclip_core.pdq.trim_bars``) and PDQ is taken with its
 mirror hash and quality (``xclip_core.pdq.pdq_with_mirror``).
 """
 from __future__ import annotations
