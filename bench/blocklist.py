@@ -11,8 +11,9 @@ from the decode hook) and matched against all items (``moderation.blocklist``).
 
 Reported: per transformation, how many clips matched their own item (recall), with ours and with
 reference PDQ alone (``pdqhash`` on the same upload frames, untrimmed, no dihedral/crop hashes,
-per frame within 31 bits of any item frame for at least half of the good-quality seconds);
-false matches over every (upload, unrelated item) pair, plus dark and nearly flat uploads; our
+per frame within 31 bits of any item frame for at least half of the good-quality seconds; tiny
+frames not upscaled); false matches over every (upload, unrelated item) pair, plus dark, nearly
+flat and synthetic uploads at 160x120 and 40x30; our
 hashes against reference PDQ on the same frames (bits apart); then the hash index: build time,
 latency per 60 s upload (120 queries: hash and mirror) and memory at each list size.
 """
@@ -84,9 +85,14 @@ def encode(path: Path, frames: np.ndarray, fps: float, codec: str = "libx264", o
     return str(path)
 
 
-def _resize(frames, h, w):
-    ys, xs = (np.arange(h) * frames.shape[1] / h).astype(int), (np.arange(w) * frames.shape[2] / w).astype(int)
-    return frames[:, ys][:, :, xs]
+def _scaled(f, s, interpolation="AREA"):
+    """``f`` scaled by ``s`` with swscale as ffmpeg's scale filter does (AREA, or its default
+    BICUBIC), even sides, short side at least 32 px (aspect kept)."""
+    from tests.moderation_helpers import scale_frames
+
+    h, w = f.shape[1:3]
+    s = max(s, 32 / min(h, w))
+    return scale_frames(f, int(h * s) // 2 * 2, int(w * s) // 2 * 2, interpolation)
 
 
 def _crop(f, frac, sides="tblr"):
@@ -110,9 +116,9 @@ def _retime(f, fps, new):
 
 
 def _filler(n, h, w, seed):
-    from tests.moderation_helpers import rich_frames
+    from tests.moderation_helpers import rich_frames, scale_frames
 
-    return _resize(rich_frames(seed, n), h, w)
+    return scale_frames(rich_frames(seed, n), h, w, "POINT")
 
 
 def variants(f, fps):
@@ -133,7 +139,9 @@ def variants(f, fps):
     v["mirror"] = (f[:, :, ::-1], fps, *x264)
     v["rot90"] = (np.ascontiguousarray(np.rot90(f, axes=(1, 2))), fps, *x264)
     for s in (0.5, 0.25):
-        v[f"scale_{s}x"] = (_resize(f, max(32, int(h * s)) // 2 * 2, max(32, int(w * s)) // 2 * 2), fps, *x264)
+        v[f"scale_{s}x"] = (_scaled(f, s), fps, *x264)
+    v["scale_0.25x_bicubic"] = (_scaled(f, 0.25, "BICUBIC"), fps, *x264)
+    v["scale_0.125x"] = (_scaled(f, 0.125), fps, *x264)
     for new in (12, 60):
         v[f"fps_{new}"] = (_retime(f, fps, new), new, *x264)
     for t in (0.3, 0.7):
@@ -164,10 +172,9 @@ def reference_check(uri, fh, item_ref):
     for _, n, frame in iter_frames(uri):
         if n not in want:
             continue
-        rgb = frame_rgb(frame)
-        rh, rq = pdqhash.compute(np.ascontiguousarray(trim_bars(rgb)))
+        rh, rq = pdqhash.compute(np.ascontiguousarray(trim_bars(frame_rgb(frame))))
         agree.append((int(hamming(np.packbits(np.asarray(rh, np.uint8)), fh.hashes[want[n]])[0, 0]), int(rq)))
-        ph, q = pdqhash.compute(np.ascontiguousarray(rgb))
+        ph, q = pdqhash.compute(np.ascontiguousarray(frame_rgb(frame, upscale=False)))  # tiny frames as they are
         if q >= QUALITY_MIN:
             plain.append(int(hamming(np.packbits(np.asarray(ph, np.uint8)), item_ref).min()))
     ok = bool(plain) and np.mean(np.asarray(plain) <= 31) >= 0.5
@@ -180,7 +187,8 @@ def item_reference_hashes(uri):
     from moderation.item_hash import iter_frames
     from xclip_core.video.frame_hash import frame_rgb
 
-    return np.stack([np.packbits(np.asarray(pdqhash.compute(np.ascontiguousarray(frame_rgb(f)))[0], np.uint8))
+    return np.stack([np.packbits(np.asarray(pdqhash.compute(np.ascontiguousarray(frame_rgb(f, upscale=False)))[0],
+                                            np.uint8))
                      for _, _, f in iter_frames(uri)])
 
 
@@ -266,9 +274,12 @@ def main() -> None:
             got = {m.item_id for m in ms}
             pairs += len(items) - 1
             false += [(str(item_id), name, str(g)) for g in got - {item_id}]
-            r = results.setdefault(name, {"n": 0, "ours": 0, "reference_pdq_alone": 0, "modes": [], "median_d": []})
+            r = results.setdefault(name, {"n": 0, "ours": 0, "reference_pdq_alone": 0, "modes": [], "median_d": [],
+                                          "missed": [], "sizes": []})
             r["n"] += 1
             r["ours"] += int(item_id in got)
+            r["missed"] += [] if item_id in got else [str(item_id)]
+            r["sizes"].append(f"{frames.shape[2]}x{frames.shape[1]}")
             r["reference_pdq_alone"] += int(ref_ok)
             own = [m for m in ms if m.item_id == item_id]
             if own:
@@ -277,12 +288,14 @@ def main() -> None:
                 r["median_d"].append(best.median_distance)
             os.remove(uri)
             print(f"{item_id} {name}: {[(m.item_id, m.mode, m.matched_s) for m in ms]}", flush=True)
-    from tests.moderation_helpers import rich_frames
+    from tests.moderation_helpers import rich_frames, scale_frames
 
     rng = np.random.default_rng(0)
-    for name, frames in {"dark": (rich_frames(41, 80) * 0.08).astype(np.uint8),
-                         "flat": np.clip(100 + rng.normal(0, 1.5, (80, 120, 160, 3)), 0, 255).astype(np.uint8),
-                         "unrelated_synthetic": rich_frames(42, 80)}.items():
+    other = {"dark": (rich_frames(41, 80) * 0.08).astype(np.uint8),
+             "flat": np.clip(100 + rng.normal(0, 1.5, (80, 120, 160, 3)), 0, 255).astype(np.uint8),
+             "unrelated_synthetic": rich_frames(42, 80)}
+    other.update({f"tiny_{k}": scale_frames(v, 30, 40) for k, v in other.items()})  # 40x30 px
+    for name, frames in other.items():
         fh = decode_video(encode(tmp / f"{name}.mp4", frames, 10.0), decode_cfg()).frame_hashes
         got = {m.item_id for m in bl.match(fh)}
         pairs += len(items)
@@ -290,7 +303,8 @@ def main() -> None:
     report = {"items": len(items), "item_hashes": bl.num_hashes, "item_hash_s": round(item_s, 1),
               "recall": {k: {"matched": v["ours"], "of": v["n"], "reference_pdq_alone": v["reference_pdq_alone"],
                              "median_distance": float(np.median(v["median_d"])) if v["median_d"] else None,
-                             "modes": sorted(set(v["modes"]))} for k, v in results.items()},
+                             "modes": sorted(set(v["modes"])), "missed": v["missed"],
+                             "sizes": v["sizes"]} for k, v in results.items()},
                "false_matches": len(false), "unrelated_pairs": pairs, "false_detail": false,
                "ours_vs_reference_bits": _agreement(agree_all),
                "match_ms_per_upload_median": round(1e3 * float(np.median(match_s)), 2)}

@@ -2,7 +2,8 @@
 
 A blocklist (``--blocklist URI``) is a file, a folder or an ``s3://`` prefix holding any mix of
   * videos: one item each (id = file name), hashed by ``moderation.item_hash.item_hashes``
-    (every 0.1 s, bars trimmed, 8 dihedral orientations, 6 centre-crop levels up to 9% per side);
+    (every 0.1 s, bars trimmed, 8 dihedral orientations, 6 centre-crop levels up to 9% per side,
+    and the frame area-averaged to a 64 px short side);
   * ``.vpdq`` files: one item each (id = the file stem), vPDQ text format (``moderation.vpdq``);
   * ``.pdq`` files: image hashes, one item per line (id = the line's ``,id``), matched against
     single frames.
@@ -29,7 +30,7 @@ second, with PDQ quality):
      (``.pdq``) matches on one frame.
 A match carries the evidence: item id, upload range, item range, best and median Hamming
 distance, matched seconds, and the mode (``direct``, ``mirror``, ``dihedral:<name>``,
-``crop:<pct>%``...).
+``crop:<pct>%``, ``scale:64px``...).
 """
 from __future__ import annotations
 
@@ -210,13 +211,13 @@ def _mode(item: Item, row: int, mirrored: bool) -> str:
 
 
 def _video_item(uri: str) -> Item:
-    from moderation.item_hash import CROP_LEVELS, ItemHashError, item_hashes, mode_name
+    from moderation.item_hash import ItemHashError, item_hashes, item_modes
 
     try:
         ih = item_hashes(uri)
     except ItemHashError as e:
         raise BlocklistError(f"--blocklist: video {e}") from None
-    modes = tuple(mode_name(lv, d) for lv in CROP_LEVELS for d in range(8))
+    modes = item_modes(ih.crop_levels)
     mode_of = (ih.levels.astype(np.int64) * 8 + ih.dihedral).astype(np.int32)
     return Item(uri.rstrip("/").rsplit("/", 1)[-1], VIDEO, ih.times, ih.hashes, ih.quality, modes, mode_of, uri)
 

@@ -13,8 +13,13 @@ that an upload's one-per-second hashes find a partner whatever it did to the vid
     transposes), each hashed as a frame (the reference's DCT-derived dihedral hashes are up to
     ~35 bits from the rotated frame's hash on small frames, ``tests/test_xclip_core_pdq.py``);
   * the frame at each centre-crop level (fraction cut per side), upright only (a mirrored crop
-    is found through the upload's own mirror hash).
-Rows: (time, level index, dihedral index, hash, quality).
+    is found through the upload's own mirror hash);
+  * the frame area-averaged down to a 64 px short side, then bars trimmed
+    (``xclip_core.pdq.pdq_area``, mode ``scale:64px``): what a copy scaled down to a few dozen
+    pixels keeps of it (trimmed after scaling, as that copy's own frames are: on a dark
+    background the trimmed box is not the same at 60x32 as at 480x270).
+Rows: (time, level index, dihedral index, hash, quality); level ``len(crop_levels)`` is the
+``scale:64px`` row (``item_modes`` names each ``level * 8 + dihedral``).
 """
 from __future__ import annotations
 
@@ -23,10 +28,11 @@ from typing import Iterator
 
 import numpy as np
 
-from xclip_core.pdq import DIHEDRAL, centre_crop, pdq, trim_bars
+from xclip_core.pdq import DIHEDRAL, centre_crop, pdq, pdq_area, trim_bars
 from xclip_core.video.frame_hash import FrameHashes, SecondHasher, frame_rgb
 
 CROP_LEVELS = (0.0, 0.015, 0.03, 0.045, 0.06, 0.075, 0.09)
+SCALE_SHORT = 64  # the scale:64px row's short side
 DIHEDRAL_OPS = (  # xclip_core.pdq.DIHEDRAL order, as frame transforms
     lambda a: a, lambda a: np.rot90(a, 1), lambda a: np.rot90(a, 2), lambda a: np.rot90(a, 3),
     lambda a: a[::-1], lambda a: a[:, ::-1], lambda a: a.transpose(1, 0, 2), lambda a: np.rot90(a, 2).transpose(1, 0, 2))
@@ -91,18 +97,25 @@ def item_hashes(uri: str, every_s: float = 0.1, crop_levels=CROP_LEVELS) -> Item
         if t + 1e-6 < nxt:
             continue
         nxt = (np.floor(t / every_s + 1e-6) + 1) * every_s
-        rgb = trim_bars(frame_rgb(frame))
+        full = frame_rgb(frame)
+        rgb = trim_bars(full)
         for li, frac in enumerate(crop_levels):
             if frac > 0:
                 rows.append((t, li, 0, *pdq(centre_crop(rgb, frac))))
                 continue
             for di, f in enumerate(DIHEDRAL_OPS):
                 rows.append((t, li, di, *pdq(f(rgb))))
+        rows.append((t, len(crop_levels), 0, *pdq_area(full, SCALE_SHORT, trim=True)))
     if not rows:
         raise ItemHashError(f"{uri}: no frames decoded")
     t, li, di, h, q = zip(*rows)
     return ItemHashes(np.asarray(t), np.asarray(li, np.int16), np.asarray(di, np.int16), np.stack(h),
                       np.asarray(q, np.int16), tuple(crop_levels))
+
+
+def item_modes(crop_levels=CROP_LEVELS) -> tuple:
+    """Mode names indexed by ``level * 8 + dihedral`` (the last level: ``scale:64px``)."""
+    return tuple(mode_name(lv, d) for lv in crop_levels for d in range(8)) + (f"scale:{SCALE_SHORT}px",) * 8
 
 
 def mode_name(level: float, dihedral: int) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from moderation.blocklist import Blocklist, BlocklistError, Item, MatchConfig, load_blocklist, load_items
-from tests.moderation_helpers import H, W, encode, rich_frames
+from tests.moderation_helpers import H, REPEATABLE_X264, W, encode, rich_frames, scale_frames
 from xclip_core.video import DecodeConfig, decode_video
 
 
@@ -86,6 +86,40 @@ def test_every_variant_matches_its_item_and_unrelated_match_nothing(corpus, bloc
     assert 2.5 <= m.start_s <= 3.5 and m.end_s >= 7.0 and 1.5 <= m.item_start_s <= 2.5 and m.item_end_s >= 6.0
     (m,) = got["trim_0.5s"]
     assert 0.0 <= m.item_start_s <= 1.0 and m.start_s == 0.0
+
+
+def test_tiny_copies_match_and_tiny_unrelated_videos_match_nothing(tmp_path, capsys):
+    """Copies scaled to 0.25x (40x30 px) and 0.15x (24x18), area-averaged or with ffmpeg's
+    default bicubic, match their item: the decode hook hashes a frame under 64 px upscaled to a
+    128 px short side (items also get ``scale:64px`` hashes). Without either (the code before),
+    3 of the 4 24x18 copies matched nothing; with the ``scale:64px`` hashes alone, 2. Tiny
+    unrelated, dark and nearly flat videos match nothing. Every video is encoded repeatably
+    (``REPEATABLE_X264``)."""
+    for s in (1, 2):
+        encode(tmp_path / "bad" / f"bad{s}.mp4", rich_frames(s), options=REPEATABLE_X264)
+    blocklist = load_blocklist(str(tmp_path / "bad"))
+    rng = np.random.default_rng(5)
+    small = {"copy1_40x30_area": (1, scale_frames(rich_frames(1), 30, 40)),
+             "copy2_40x30_bicubic": (2, scale_frames(rich_frames(2), 30, 40, "BICUBIC"))}
+    small.update({f"copy{s}_24x18_{i.lower()}": (s, scale_frames(rich_frames(s), 18, 24, i))
+                  for s in (1, 2) for i in ("AREA", "BICUBIC")})
+    small.update({"other14_24x18": (None, scale_frames(rich_frames(14), 18, 24)),
+                  "other16_40x30": (None, scale_frames(rich_frames(16), 30, 40)),
+                  "dark_40x30": (None, scale_frames((rich_frames(15) * 0.08).astype(np.uint8), 30, 40)),
+                  "flat_40x30": (None, np.clip(100 + rng.normal(0, 1.5, (80, 30, 40, 3)), 0, 255).astype(np.uint8))})
+    got = {name: blocklist.match(_upload(encode(tmp_path / f"{name}.mp4", frames, options=REPEATABLE_X264)))
+           for name, (_, frames) in small.items()}
+    with capsys.disabled():
+        for name, ms in got.items():
+            print(f"\ntiny {name}: " + "; ".join(f"{m.item_id} {m.mode} d={m.best_distance}/{m.median_distance:g} "
+                                                 f"{m.matched_s:g}s" for m in ms), end="")
+    assert len(small) == 10
+    for name, (seed, _) in small.items():
+        assert {m.item_id for m in got[name]} == ({f"bad{seed}.mp4"} if seed else set()), (name, got[name])
+        if seed:
+            best = max(got[name], key=lambda m: m.matched_s)
+            assert best.matched_s >= 3 and best.median_distance <= 31, (name, best)
+            assert best.mode in ("direct", "scale:64px"), (name, best)
 
 
 def test_upload_hashes_are_one_per_second_by_timestamp(corpus):

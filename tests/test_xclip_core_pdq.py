@@ -92,3 +92,39 @@ def test_hex_round_trip_and_errors():
         pdq.from_hex("abcd")
     with pytest.raises(ValueError, match="not a hex"):
         pdq.from_hex("zz" * 32)
+
+
+def _area_by_integral(img, th, tw):
+    """Exact area average, computed another way: the sum over a span [a, b) of pixels is the
+    difference of the running sum, linear between pixel edges, at b and a."""
+    out = img.astype(np.float64)
+    for axis, t in ((0, th), (1, tw)):
+        n = out.shape[axis]
+        cum = np.concatenate([np.zeros_like(np.take(out, [0], axis)), np.cumsum(out, axis)], axis)
+        at = np.linspace(0, n, t + 1)
+        run = np.apply_along_axis(lambda c: np.interp(at, np.arange(n + 1), c), axis, cum)
+        out = np.diff(run, axis=axis) * t / n
+    return out
+
+
+def test_area_hash_is_the_reference_pdq_of_the_64_px_area_average():
+    """``pdq_area`` (a blocklist item's ``scale:64px`` hash) is reference PDQ of the frame
+    area-averaged down to a 64 px short side; a frame already that small is hashed as it is."""
+    rng = np.random.default_rng(3)
+    big = np.kron(rich_frames(6, 1)[0], np.ones((6, 8, 1), np.uint8))   # 720 x 1280
+    for img, shape in [(rich_frames(1, 1)[0], (64, 85)), (rich_frames(2, 1)[0].transpose(1, 0, 2), (85, 64)),
+                       ((rng.random((97, 131, 3)) * 255).astype(np.uint8), (64, 86)), (big, (64, 114))]:
+        small = pdq.area_resize(img, 64)
+        assert small.shape[:2] == shape
+        assert np.abs(small - _area_by_integral(img, *shape)).max() <= 0.5 + 1e-9
+        h, q = pdq.pdq_area(img)
+        rh, rq = _ref(small)
+        assert (pdq.to_hex(h), q) == (pdq.to_hex(rh), rq), img.shape
+        assert _d(h, _ref(img)[0]) > 0  # not the full frame's hash
+    tiny = rich_frames(3, 1)[0][:48, :60]
+    assert pdq.area_resize(tiny, 64) is tiny and pdq.to_hex(pdq.pdq_area(tiny)[0]) == pdq.to_hex(_ref(tiny)[0])
+    boxed = np.zeros((360, 480, 3), np.uint8)  # letterboxed: bars trimmed after the average with trim
+    boxed[60:300] = np.kron(rich_frames(7, 1)[0], np.ones((2, 3, 1), np.uint8))
+    small = pdq.area_resize(boxed, 64)
+    assert small.shape[:2] == (64, 85) and pdq.trim_bars(small).shape[0] < 64
+    assert pdq.to_hex(pdq.pdq_area(boxed, trim=True)[0]) == pdq.to_hex(_ref(pdq.trim_bars(small))[0])

@@ -41,3 +41,31 @@ def test_a_low_quality_first_frame_is_retried_within_its_second(monkeypatch):
 
     want = hash_rgb(frame_rgb(av.VideoFrame.from_ndarray(np.ascontiguousarray(rich[15]), format="rgb24")))[0]
     assert fh.hashes[1].tobytes() == want.tobytes()
+
+
+def test_tiny_frames_are_hashed_upscaled_and_large_ones_downscaled(monkeypatch):
+    """A frame whose short side is under 64 px is upscaled (BICUBIC) to a 128 px short side before
+    hashing: PDQ's 64 x 64 grid is larger than the frame, and hashed as is, a 40x30 copy of a
+    160x120 frame is farther from the frame's hash. Large frames are downscaled (AREA) to a 384 px
+    long side as before; frames in between are hashed as they are."""
+    from tests.moderation_helpers import scale_frames
+    from xclip_core.pdq import hamming, pdq
+    from xclip_core.video.frame_hash import hash_rgb
+
+    def shape(h, w):
+        return frame_hash.frame_rgb(av.VideoFrame(w, h, "rgb24")).shape[:2]
+
+    assert [shape(30, 40), shape(48, 64), shape(64, 100), shape(120, 160), shape(720, 1280), shape(10, 300)] == \
+        [(128, 171), (128, 171), (64, 100), (120, 160), (216, 384), (13, 384)]
+    src = rich_frames(2, 40)
+    tiny = scale_frames(src, 30, 40)  # a 0.25x copy, area-averaged as ffmpeg's scale=flags=area does
+    fh, calls = _offer_all(tiny, np.arange(40) / 10, monkeypatch)
+    assert calls == 4 and fh.frame_numbers.tolist() == [0, 10, 20, 30]
+    up = scale_frames(tiny[::10], 128, 171, "BICUBIC")
+    assert [hash_rgb(f)[0].tobytes() for f in up] == [h.tobytes() for h in fh.hashes]
+    near = [int(hamming(h, pdq(f)[0])[0, 0]) for h, f in zip(fh.hashes, src[::10])]
+    as_is = [int(hamming(pdq(t)[0], pdq(f)[0])[0, 0]) for t, f in zip(tiny[::10], src[::10])]
+    assert max(near) <= 20 and sum(near) < sum(as_is), (near, as_is)
+    big = np.kron(src[::10], np.ones((1, 6, 8, 1), np.uint8))  # 720 x 1280
+    fh, _ = _offer_all(big, np.arange(4), monkeypatch)
+    assert [h.tobytes() for h in fh.hashes] == [hash_rgb(f)[0].tobytes() for f in scale_frames(big, 216, 384)]

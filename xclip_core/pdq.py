@@ -21,7 +21,8 @@ transpose, in the reference's order ``DIHEDRAL``. Hashes may differ from the ref
 bit or two where a coefficient sits at the median (float32 there, float64 here).
 
 ``trim_bars`` removes letterbox/pillarbox bars (near-black, flat border rows/columns) before
-hashing, so a letterboxed copy hashes like its source.
+hashing, so a letterboxed copy hashes like its source. ``pdq_area`` hashes the frame area-averaged
+down to a 64 px short side (``area_resize``): what a heavily downscaled copy keeps of it.
 """
 from __future__ import annotations
 
@@ -120,6 +121,38 @@ def pdq(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     """uint8 RGB [H, W, 3] -> (hash uint8 [32], quality)."""
     c, q = dct16(rgb)
     return (_bits(c) if q or c.any() else np.zeros(HASH_BYTES, np.uint8)), q
+
+
+@functools.lru_cache(maxsize=64)
+def _area_matrix(n: int, t: int) -> np.ndarray:
+    """[t, n]: output k averages the input span ``[k n / t, (k + 1) n / t)``, each input pixel
+    weighted by how much of it the span covers."""
+    edges = np.arange(t + 1) * (n / t)
+    a, b = edges[:-1, None], edges[1:, None]
+    j = np.arange(n)[None, :]
+    return np.clip(np.minimum(j + 1, b) - np.maximum(j, a), 0, None) * (t / n)
+
+
+def area_resize(rgb: np.ndarray, short: int = 64) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> uint8 RGB with its short side ``short`` px (aspect kept), each
+    output pixel the exact area average of the input it covers (rounded); unchanged when the
+    short side is ``short`` or less."""
+    rgb = np.asarray(rgb)
+    h, w = rgb.shape[:2]
+    s = short / min(h, w)
+    if s >= 1:
+        return rgb
+    th, tw = max(1, int(round(h * s))), max(1, int(round(w * s)))
+    rows = np.tensordot(_area_matrix(h, th), rgb.astype(np.float64), axes=(1, 0))   # [th, W, 3]
+    out = np.tensordot(_area_matrix(w, tw), rows, axes=(1, 1)).transpose(1, 0, 2)  # [th, tw, 3]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def pdq_area(rgb: np.ndarray, short: int = 64, *, trim: bool = False) -> tuple[np.ndarray, int]:
+    """(hash, quality) of the frame area-averaged down to a ``short`` px short side, with
+    ``trim`` its bars trimmed after (``trim_bars``)."""
+    small = area_resize(rgb, short)
+    return pdq(trim_bars(small) if trim else small)
 
 
 def pdq_dihedral(rgb: np.ndarray) -> tuple[np.ndarray, int]:

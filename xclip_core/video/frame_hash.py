@@ -7,9 +7,14 @@ number, so a copy at another frame rate lines up. When that frame's PDQ quality 
 (matching skips it: a fade, a dark or flat moment), the first offered frames at or after
 ``k + 0.25``, ``k + 0.5`` and ``k + 0.75`` (times ``every_s``) are hashed too, and the second
 keeps the one of best quality (at most 4 hashes per second, only for such seconds; still one
-row per second). The frame is converted to RGB with its long
-side at most ``max_side`` (384; swscale, a context of its own so the crop conversions keep theirs),
-letterbox/pillarbox bars are trimmed (``xclip_core.pdq.trim_bars``) and PDQ is taken with its
+row per second). The frame is converted to RGB with its long side at most ``max_side`` (384;
+swscale AREA, a context of its own so the crop conversions keep theirs); a frame whose short
+side is under 64 px is instead upscaled (BICUBIC) to a 128 px short side (long side still at
+most ``max_side``): PDQ's 64 x 64 grid is larger than such a frame. Two 24x18 copies of a
+generated clip match their item only with it (``tests/test_moderation_blocklist.py``); on the
+sample clips of ``bench/blocklist.py`` it added no match and, by smoothing, lowered one copy's
+PDQ quality under 50 (``bench/RESULTS.md``). Letterbox/pillarbox bars are trimmed
+(``xclip_core.pdq.trim_bars``) and PDQ is taken with its
 mirror hash and quality (``xclip_core.pdq.pdq_with_mirror``).
 """
 from __future__ import annotations
@@ -40,21 +45,27 @@ class FrameHashes:
 
 
 MAX_SIDE = 384  # measured: 512 cost ~2.4x the CPU of 256; at 256, PDQ quality fell below 50 on a borderline clip
+TINY_SHORT, UPSCALE_SHORT = 64, 128  # a short side under TINY_SHORT px is upscaled to UPSCALE_SHORT
 
 
-def frame_rgb(frame, max_side: int = MAX_SIDE) -> np.ndarray:
-    """An ``av.VideoFrame`` -> uint8 RGB [H, W, 3], long side at most ``max_side``."""
+def frame_rgb(frame, max_side: int = MAX_SIDE, upscale: bool = True) -> np.ndarray:
+    """An ``av.VideoFrame`` -> uint8 RGB [H, W, 3], long side at most ``max_side`` (AREA); with
+    ``upscale``, a short side under ``TINY_SHORT`` px is brought to ``UPSCALE_SHORT`` (BICUBIC)."""
     from av.video.reformatter import VideoReformatter
 
     from xclip_core.video.convert import _threads_kw
 
     w, h = frame.width, frame.height
-    scale = min(1.0, max_side / max(w, h))
+    scale, interpolation = min(1.0, max_side / max(w, h)), "AREA"
+    if upscale and min(w, h) < TINY_SHORT:
+        up = min(UPSCALE_SHORT / min(w, h), max_side / max(w, h))
+        if up > 1:
+            scale, interpolation = up, "BICUBIC"
     tw, th = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
     r = getattr(_local, "reformatter", None)
     if r is None:
         r = _local.reformatter = VideoReformatter()
-    return r.reformat(frame, width=tw, height=th, format="rgb24", interpolation="AREA",
+    return r.reformat(frame, width=tw, height=th, format="rgb24", interpolation=interpolation,
                       **_threads_kw()).to_ndarray()
 
 
