@@ -17,24 +17,21 @@ segments are those of the run that wrote their video's current row (``CURRENT_VI
 ``CURRENT_SEGMENTS_SQL`` for DuckDB). A video that is no longer ``ok`` has its segments deleted
 when its videos row is committed.
 
-Flat commit cost (issue 16; ``xclip_store.flat_commit``). A chunk is first *staged*
-(``stage``: its Parquet file and its Lance data files, invisible until committed; a write pool can
-stage chunks elsewhere with ``flat_commit.write``), then *committed* (``commit_staged``): each
-step is ONE Lance transaction that deletes the rows of the chunk's videos found through the
-``video_id`` scalar index (deletion vectors on the fragments that hold them) and adds the staged
-files. Its cost follows the chunk, not the table (the ``merge_insert`` with
-``when_not_matched_by_source_delete`` used before joined the chunk with the whole table: ~7 s per
-chunk at 1M rows). ``close()`` compacts only the small fragments, adds the night's rows to the
-indexes as a delta (``flat_commit.optimize_delta``), drops versions older than
-``keep_versions_days`` and reports each index's unindexed rows.
+Flat commit cost (issue 16; ``xclip_store.flat_commit``). A chunk is *staged* (``stage``: its
+Parquet file and Lance data files, invisible until committed; a write pool can stage elsewhere with
+``flat_commit.write``), then *committed* (``commit_staged``): each step is ONE Lance transaction
+deleting the rows of the chunk's videos found through the ``video_id`` index and adding the staged
+files, so its cost follows the chunk, not the table (the ``merge_insert`` used before joined the
+chunk with the whole table: ~7 s per chunk at 1M rows). ``close()`` compacts only small fragments,
+adds the new rows to the indexes as a delta (``flat_commit.optimize_delta``), drops versions older
+than ``keep_versions_days`` and reports each index's unindexed rows.
 
 Side tables keyed by ``segment_id`` (``side_tables``: e.g. ``thumbnails``, ``prompt_features``
 from ``schemas.features``, ``shots``) are written like ``segments``: their videos' rows replaced,
 committed before the videos rows, and deleted with a video that is no longer ``ok``.
 
-Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file and one commit per
-table per chunk). Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with the
-same ``run_id`` never overwrites an earlier file.
+Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file, named
+``<run_id>-<n>-<writer token>.parquet`` so a reused ``run_id`` never overwrites one, per chunk).
 
 Fault safety and the lease. Every commit is an ``Output.commit``: the lease is checked first,
 transient S3/LanceDB errors are retried with backoff (``xclip_store.retry``), and a write that
@@ -74,44 +71,9 @@ from xclip_store.errors import OutputError, OutputMismatchError  # noqa: F401 (O
 from xclip_store.indexes import ensure_indexes
 from xclip_store.migrate import migrate_table
 from xclip_store.output import Output
+from xclip_store.parquet_log import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-# DuckDB views of the Parquet log: {output} is the job's --output (without a trailing slash).
-# union_by_name: files written before a column was added read it as null (without it DuckDB takes
-# the first file's columns and silently drops the newer ones)
-# a video whose latest row is a tombstone left LanceDB (xclip_store.parquet_log): it is not current
-# Relabels (xclip_search.labelstate) append label rows to the log (xclip_store.parquet_log.log_labels):
-# the key, the indexed_at of the row they relabel, run_id = the relabel id and the label columns,
-# every other column null (videos: uri; segments: segment_index). The views apply the newest label
-# row of each row's (key, indexed_at): a row a later run rewrote has another indexed_at and keeps
-# that run's labels, as in LanceDB.
-_LABELS = ("labels", "label_scores", "label_text", "label_set")
-_RELABELLED = ", ".join(f"CASE WHEN lab.has IS NULL THEN x.{c} ELSE lab.{c}_ END AS {c}"
-                        for c in _LABELS)
-_LABEL_ROWS = """(SELECT {key}, indexed_at, true AS has, """ + ", ".join(f"{c} AS {c}_" for c in _LABELS) + """
-FROM {log} WHERE {marker} IS NULL
-QUALIFY row_number() OVER (PARTITION BY {key}, indexed_at ORDER BY run_id DESC) = 1) lab"""
-CURRENT_VIDEOS_SQL = ("""
-SELECT x.* REPLACE (""" + _RELABELLED + """) FROM (
-SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true) WHERE uri IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
-) x LEFT JOIN """ + _LABEL_ROWS.format(key="video_id", marker="uri",
-                                     log="read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)")
-                      + """ USING (video_id, indexed_at)
-WHERE x.status IS DISTINCT FROM 'tombstone'
-""").strip()
-# a segment is current when it comes from the run that wrote its video's current row
-CURRENT_SEGMENTS_SQL = ("""
-SELECT x.* REPLACE (""" + _RELABELLED + """)
-FROM read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true) x
-JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
-LEFT JOIN """ + _LABEL_ROWS.format(key="segment_id", marker="segment_index",
-                                  log="read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true)")
-                        + """ ON lab.segment_id = x.segment_id AND lab.indexed_at = x.indexed_at
-WHERE x.segment_index IS NOT NULL
-""").strip()
-
 
 def _side_table_names() -> tuple[str, ...]:
     """The per-video side tables (rows of a video's segments or shots), cleaned with their video."""
