@@ -122,6 +122,7 @@ class Writer:
         self.before_videos_commit = None  # fn(video_id, status of a videos chunk): what must precede it
         self._keep_visible: set[str] = set()
         self._stale: set[str] = set()  # tables committed through Lance since their LanceDB handle was read
+        self._tried: set[tuple] = set()  # stage ids of the staged chunks whose commit was tried
         self.db = self.out.db
         self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
         self._migrate()
@@ -170,10 +171,13 @@ class Writer:
         lease = self.out.lease
         props = {"lance.commit.message": what, "xclip.run_id": self.run_id, "xclip.command": self.out.command,
                  **({"xclip.lease_generation": lease.generation, "xclip.lease_id": lease.lease_id} if lease else {})}
+        ids = tuple(s.stage_id for s in ([staged] if isinstance(staged, flat_commit.Staged) else staged))
+        resume = bool(ids) and ids in self._tried  # tried before: it may have landed (retries, pending chunks)
+        self._tried.add(ids)
         self._stale.add(name)
         flat_commit.commit_replace(self.uri(name), staged, delete_video_ids=list(delete),
                                    replace_staged=replace_staged, storage_options=self.storage_options,
-                                   properties=props)
+                                   properties=props, resume=resume)
 
     def _flat(self, what: str, name: str, staged=(), *, delete=(), replace_staged: bool = True) -> None:
         self._commit(what, lambda: self._replace(name, staged, delete=delete, replace_staged=replace_staged,
@@ -310,11 +314,10 @@ class Writer:
                 self.uri(VIDEOS_TABLE), vids, storage_options=self.storage_options), what="read videos")
             placeholders = self._indexing_rows(staged.per_video)
             if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
-                ph = placeholders.column("video_id").to_pylist()
-                self._commit("commit videos (indexing)", lambda: self._replace(
+                self._commit("commit videos (indexing)", lambda: self._replace(  # replaced by lookup: idempotent
                     VIDEOS_TABLE, flat_commit.write(self.uri(VIDEOS_TABLE), placeholders,
                                                     storage_options=self.storage_options),
-                    delete=[v for v in ph if v in have], replace_staged=False, what="commit videos (indexing)"))
+                    what="commit videos (indexing)"))
             self._drop_other_side(vids)
             self._flat("commit segments", SEGMENTS_TABLE, staged, delete=[v for v in vids if v in have],
                        replace_staged=False)
