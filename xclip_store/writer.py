@@ -75,6 +75,7 @@ from xclip_store.parquet_log import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL  # 
 
 log = logging.getLogger(__name__)
 
+
 def _side_table_names() -> tuple[str, ...]:
     """The per-video side tables (rows of a video's segments or shots), cleaned with their video."""
     from schemas.features import PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE
@@ -122,7 +123,7 @@ class Writer:
         self.before_videos_commit = None  # fn(video_id, status of a videos chunk): what must precede it
         self._keep_visible: set[str] = set()
         self._stale: set[str] = set()  # tables committed through Lance since their LanceDB handle was read
-        self._tried: set[tuple] = set()  # stage ids of the staged chunks whose commit was tried
+        self._tried: set[tuple] = set()  # stage ids of the staged chunks whose commit failed
         self.db = self.out.db
         self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
         self._migrate()
@@ -178,17 +179,15 @@ class Writer:
         flat_commit.commit_replace(self.uri(name), staged, delete_video_ids=list(delete),
                                    replace_staged=replace_staged, storage_options=self.storage_options,
                                    properties=props, resume=resume)
+        self._tried.discard(ids)
 
     def _flat(self, what: str, name: str, staged=(), *, delete=(), replace_staged: bool = True) -> None:
         self._commit(what, lambda: self._replace(name, staged, delete=delete, replace_staged=replace_staged,
                                                  what=what))
 
-    def _delete(self, name: str, video_ids: list[str], what: str) -> None:
-        self._flat(what, name, delete=video_ids)
-
     def _drop_other_side(self, video_ids: list[str]) -> None:
         for name in self.other_side:
-            self._delete(name, video_ids, f"delete stale {name}")
+            self._flat(f"delete stale {name}", name, delete=video_ids)
 
     def delete_videos(self, video_ids: list[str], *, mark: bool = False) -> int:
         """Remove videos gone from the source: segments first (never a segment without its videos
@@ -201,17 +200,17 @@ class Writer:
             ids = video_ids[i:i + 1000]
             where = f"video_id IN ({sql_list(ids)})"
             self._log_removed(where, "gone from the source", mark_status=STATUS_DELETED if mark else None)
-            self._delete(SEGMENTS_TABLE, ids, "delete segments")
+            self._flat("delete segments", SEGMENTS_TABLE, delete=ids)
             for side in _side_table_names():
                 if side in existing:
-                    self._delete(side, ids, f"delete {side}")
+                    self._flat(f"delete {side}", side, delete=ids)
             if mark:
                 tbl = self._table(VIDEOS_TABLE)
                 self._commit("mark videos deleted", lambda: tbl.update(
                     where=where, values={"status": STATUS_DELETED, "error": "gone from the source",
                                          "num_segments": 0, "run_id": self.run_id}), table=tbl)
             else:
-                self._delete(VIDEOS_TABLE, ids, "delete videos")
+                self._flat("delete videos", VIDEOS_TABLE, delete=ids)
         return len(video_ids)
 
     def repair_duplicates(self) -> int:
@@ -241,9 +240,9 @@ class Writer:
         self._commit("reset duplicated videos", lambda: tbl.update(
             where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}), table=tbl)
         for other in self.per_segment:  # side tables first, then segments: never a side row without them
-            self._delete(other, vids, f"delete duplicated {other}")
+            self._flat(f"delete duplicated {other}", other, delete=vids)
         self._drop_other_side(vids)
-        self._delete(VIDEOS_TABLE, vids, "delete duplicated videos")
+        self._flat("delete duplicated videos", VIDEOS_TABLE, delete=vids)
         return len(vids)
 
     def _log_removed(self, where: str, reason: str, mark_status: str | None = None) -> None:
@@ -285,26 +284,34 @@ class Writer:
             self.commit_staged(name, *self._pending[name][0])
             self._pending[name].pop(0)
 
+    def parquet_path(self, name: str) -> tuple[str, str]:
+        """The next Parquet log file of table ``name``: (filesystem path, URI); a write pool's
+        chunks take theirs here too, so names never collide."""
+        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
+        self._file_seq[name] += 1
+        return path, ("s3://" + path) if storage.is_s3(self.cfg.output) else path
+
     def stage(self, name: str, table: pa.Table) -> tuple[flat_commit.Staged, str]:
         """A chunk of table ``name`` written, not committed: its Parquet log file (leased: the log is
         read as soon as a file exists) and its Lance data files. Returns (staged, Parquet URI) for
         ``commit_staged``."""
         t0 = time.perf_counter()
-        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
+        path, uri = self.parquet_path(name)
         self._commit(f"write {name} Parquet", lambda: self._write_parquet(table, path))
-        self._file_seq[name] += 1
         t1 = time.perf_counter()
         self.seconds["parquet"] += t1 - t0
         out = []
         self._commit(f"stage {name} data files", lambda: out.append(flat_commit.write(
             self.uri(name), table, storage_options=self.storage_options, per_video=per_video_columns(name))))
         self.seconds["stage"] += time.perf_counter() - t1
-        return out[0], ("s3://" + path) if storage.is_s3(self.cfg.output) else path
+        return out[0], uri
 
     def commit_staged(self, name: str, staged: flat_commit.Staged, parquet_uri: str | None = None) -> None:
         """Commit a staged chunk of table ``name`` in the consistency order (module doc). Chunks
         staged elsewhere (``flat_commit.write(writer.uri(name), rows, per_video=per_video_columns(name))``)
         are committed here in submission order; ``parquet_uri`` is recorded in the manifest."""
+        if name in (SEGMENTS_TABLE, VIDEOS_TABLE) and staged.per_video is None:
+            raise ValueError(f"commit_staged({name!r}): staged without write(..., per_video=per_video_columns({name!r}))")
         if parquet_uri and parquet_uri not in self.parquet_files:
             self.parquet_files.append(parquet_uri)
         t0 = time.perf_counter()
@@ -331,7 +338,7 @@ class Writer:
                       if st not in (STATUS_OK, STATUS_INDEXING)]
             if not_ok:  # segments (and side rows) of a video no longer ok
                 for other in self.per_segment:
-                    self._delete(other, not_ok, f"delete {other} of videos not ok")
+                    self._flat(f"delete {other} of videos not ok", other, delete=not_ok)
                 self._drop_other_side(not_ok)
         else:
             self._flat(f"commit {name}", name, staged)
