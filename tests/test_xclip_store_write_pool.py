@@ -60,18 +60,24 @@ class Committer:
         self.order: list[tuple[str, int]] = []
         self.on_commit = None
         self.pool = None
+        self.batches: list[int] = []
 
-    def __call__(self, w: Written) -> None:
+    def __call__(self, batch: list[Written]) -> None:
         if self.on_commit is not None:
-            self.on_commit(w)
-        self.order.append((w.name, w.seq))
-        if w.name == "segments":
-            self.out.commit("commit segments", lambda: self.flat.commit_segments(w.staged, w.info))
+            self.on_commit(batch)
+        assert len({w.name for w in batch}) == 1
+        self.order += [(w.name, w.seq) for w in batch]
+        self.batches.append(len(batch))
+        staged = [w.staged for w in batch]
+        if batch[0].name == "segments":
+            self.out.commit("commit segments", lambda: self.flat.commit_segments(
+                staged, pa.concat_tables([w.info for w in batch])))
         else:
             def videos_rows():
-                fc.commit_replace(self.flat.videos_uri, w.staged, **self.kw)
-                if w.info:
-                    fc.commit_replace(self.flat.segments_uri, delete_video_ids=w.info, **self.kw)
+                fc.commit_replace(self.flat.videos_uri, staged, **self.kw)
+                not_ok = [v for w in batch for v in w.info]
+                if not_ok:
+                    fc.commit_replace(self.flat.segments_uri, delete_video_ids=not_ok, **self.kw)
             self.out.commit("commit videos", videos_rows)
 
 
@@ -134,7 +140,7 @@ def test_n_writers_write_the_same_tables_as_one(ray_session, out_base):
     for writers in (1, 3):
         uri = f"{out_base}/out{writers}"
         make_output(storage.join(uri, "lancedb"))
-        pool, com = run_pool(uri, WritePoolConfig(writers=writers, max_in_flight=4), as_refs=writers > 1)
+        pool, com = run_pool(uri, WritePoolConfig(writers=writers, max_in_flight=4, max_batch=2), as_refs=writers > 1)
         assert com.order == [("segments", i) for i in range(5)] + [("videos", 0)]
         got[writers] = tables(uri)
         assert [f.rsplit("/", 3)[-2:] for f in pool.parquet_files] == (  # in commit order, full URIs
@@ -217,8 +223,10 @@ class Hold:
             ray.get(self.gate.arrive.remote((point, seq) if name == "segments" else (point, name)))
 
 
-def test_commits_keep_the_submission_order_when_a_later_task_ends_first(ray_session, tmp_path):
-    """Chunk 0's task waits until chunks 1 and 2 are written: they are committed only after 0."""
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_commits_keep_the_submission_order_when_a_later_task_ends_first(ray_session, tmp_path, max_batch):
+    """Chunk 0's task waits until chunks 1 and 2 are written: they are committed only after 0 (with
+    max_batch=4: in the same commit as 0)."""
     import ray
 
     uri = str(tmp_path / "out")
@@ -227,8 +235,13 @@ def test_commits_keep_the_submission_order_when_a_later_task_ends_first(ray_sess
     com = Committer(uri)
     at_first_commit = []
     com.on_commit = lambda w: at_first_commit.append(ray.get(gate.state.remote())) if not com.order else None
-    run_pool(uri, WritePoolConfig(writers=3, max_in_flight=5), hook=Hold(gate, 0, (1, 2)), committer=com)
+    run_pool(uri, WritePoolConfig(writers=3, max_in_flight=5, max_batch=max_batch), hook=Hold(gate, 0, (1, 2)),
+             committer=com)
     assert com.order == [("segments", i) for i in range(5)] + [("videos", 0)]
+    if max_batch == 1:
+        assert com.batches == [1] * 6
+    else:  # 0, 1, 2 (maybe 3) at once; never more than 4; the videos chunk alone (another table)
+        assert com.batches[0] >= 3 and max(com.batches) <= 4 and com.batches[-1] == 1 and sum(com.batches) == 6
     log = at_first_commit[0]["log"]
     assert log.index(("done", 1)) < log.index(("done", 0)) and log.index(("done", 2)) < log.index(("done", 0))
     v, s = tables(uri)["videos"], tables(uri)["segments"]
@@ -265,7 +278,7 @@ def test_a_failing_task_stops_the_run_and_nothing_after_it_is_committed(ray_sess
     seg_uri = fc.table_uri(storage.join(uri, "lancedb"), "segments")
     gate = gate_actor()
     fault = ConnectionError("connection reset by peer (S3 PutObject)")
-    cfg = WritePoolConfig(writers=writers, max_in_flight=5, attempts=2)
+    cfg = WritePoolConfig(writers=writers, max_in_flight=5, attempts=2, max_batch=4)
     com = Committer(uri)
     with pytest.raises(OutputError, match=r"cannot write segments chunk 2 \(.*connection reset.*rerun"):
         run_pool(uri, cfg, hook=Hold(gate, 2, (3, 4) if writers > 1 else (), fail=fault), committer=com)

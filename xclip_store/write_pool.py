@@ -11,18 +11,23 @@ the Parquet URI). The driver (:class:`WritePool`) keeps at most ``max_in_flight`
 submitted-but-uncommitted (queued, running, or written and waiting their turn), runs at most
 ``writers`` write tasks at once, and hands every result to ONE commit callback strictly in
 submission order, so the writer's consistency order holds (placeholder videos rows and segments of
-a chunk before the videos rows that follow them). ``writers = 1`` (the default) writes in the
-driver itself, chunk by chunk, as ``jobs/writer.py`` did: no Ray.
+a chunk before the videos rows that follow them). When the committer lags behind (later chunks
+already written), up to ``max_batch`` consecutive written chunks of one table go to one call, to
+become visible in one commit: the per-commit cost (index lookups, manifest) is paid once for them.
+``writers = 1`` (the default) writes in the driver itself, chunk by chunk, as ``jobs/writer.py``
+did: no Ray.
 
 The commit callback is the writer's leased commit. Expected hook in ``xclip_store.writer.Writer``
-(branch i16a): ``Writer.commit_staged(name, staged, parquet_uri, info)`` commits one written chunk
-through ``Output.commit`` (lease check, lease generation as the Lance commit message,
-``FlatCommitter.commit_segments(staged, placeholders=info)`` for segments and side tables, the
-videos rows' ``commit_replace`` for ``videos``) and records ``parquet_uri``. The adapter is then::
+(branch i16a): ``Writer.commit_staged(name, staged, parquet_uris, infos)`` commits written chunks
+of table ``name`` (lists, in order) through ``Output.commit`` (lease check, lease generation as the
+Lance commit message, ``FlatCommitter.commit_segments(staged, placeholders=concat(infos))`` for
+segments and side tables, the videos rows' ``commit_replace`` for ``videos``) and records the
+``parquet_uris``. The adapter is then::
 
     pool = WritePool(cfg.output, run_id=run_id, token=writer._token, cfg=WritePoolConfig(cfg.writers,
                      cfg.max_in_flight), check=lambda: writer.out.check("write Parquet"),
-                     commit=lambda w: writer.commit_staged(w.name, w.staged, w.parquet_uri, w.info))
+                     commit=lambda ws: writer.commit_staged(ws[0].name, [w.staged for w in ws],
+                                                            [w.parquet_uri for w in ws], [w.info for w in ws]))
     pool.submit("segments", chunk, info=writer._indexing_rows(chunk))   # per segments chunk
     pool.submit("videos", rows, barrier=True)                             # a videos chunk
     pool.drain()                                                          # before optimize
@@ -41,7 +46,7 @@ the same way and is raised as is.
 
 Chosen (bench/write_pool.py, bench/RESULTS.md "Writes from many workers"): Lance's fragment API
 (``lance.fragment.write_fragments`` in the tasks, one ``LanceDataset.commit`` per chunk in the
-driver, ``flat_commit``). Rejected:
+driver (or per batch of chunks), ``flat_commit``). Rejected:
 
 * Ray Data ``Dataset.write_lance`` (Ray 2.60): its datasink commits ONE ``Append``/``Overwrite``
   of all the dataset's fragments itself at the end (``on_write_complete``): no deletion vectors (a
@@ -81,12 +86,14 @@ log = logging.getLogger(__name__)
 class WritePoolConfig:
     """``writers``: write tasks at once (1: in the driver, no Ray); ``max_in_flight``: chunks
     submitted and not yet committed (0: ``2 * writers``); ``num_cpus``: CPUs a write task books;
-    ``attempts``: tries of each storage write in a task (transient errors only)."""
+    ``attempts``: tries of each storage write in a task (transient errors only); ``max_batch``: written
+    chunks of one table, next in order, handed to ONE commit when the committer lags behind."""
 
     writers: int = 1
     max_in_flight: int = 0
     num_cpus: float = 1.0
     attempts: int = 5
+    max_batch: int = 1
     flat: flat_commit.FlatCommitConfig = flat_commit.FlatCommitConfig()
 
     def __post_init__(self):
@@ -95,9 +102,9 @@ class WritePoolConfig:
         if self.max_in_flight and self.max_in_flight < self.writers:
             raise ValueError(f"max_in_flight must be 0 (2 x writers) or >= writers ({self.writers}), "
                              f"got {self.max_in_flight}")
-        if self.max_in_flight < 0 or self.num_cpus <= 0 or self.attempts < 1:
-            raise ValueError(f"max_in_flight >= 0, num_cpus > 0 and attempts >= 1 needed, got "
-                             f"{self.max_in_flight}, {self.num_cpus}, {self.attempts}")
+        if self.max_in_flight < 0 or self.num_cpus <= 0 or self.attempts < 1 or self.max_batch < 1:
+            raise ValueError(f"max_in_flight >= 0, num_cpus > 0, attempts >= 1 and max_batch >= 1 needed, got "
+                             f"{self.max_in_flight}, {self.num_cpus}, {self.attempts}, {self.max_batch}")
 
     @property
     def in_flight_limit(self) -> int:
@@ -163,10 +170,12 @@ class _Chunk:
 
 
 class WritePool:
-    """The driver side (see module doc). ``commit(written)``: the one committer, called in
-    submission order; ``check()``: the lease check, before each chunk is submitted."""
+    """The driver side (see module doc). ``commit(batch)``: the one committer, called in submission
+    order with a list of written chunks of one table (one chunk unless ``max_batch`` > 1), each
+    call to become visible at once (e.g. ``FlatCommitter.commit_segments`` of all their
+    ``Staged``); ``check()``: the lease check, before each chunk is submitted."""
 
-    def __init__(self, output_uri: str, *, run_id: str, commit: Callable[[Written], None],
+    def __init__(self, output_uri: str, *, run_id: str, commit: Callable[[list[Written]], None],
                  cfg: WritePoolConfig = WritePoolConfig(), token: str | None = None,
                  check: Callable[[], None] | None = None, hook: Callable | None = None,
                  start_seq: dict[str, int] | None = None):
@@ -176,7 +185,8 @@ class WritePool:
         self._seq = collections.Counter(start_seq or {})
         self._queue: collections.deque[_Chunk] = collections.deque()
         self.parquet_files: list[str] = []
-        self.committed = 0
+        self.committed = 0   # chunks
+        self.commits = 0     # calls of the committer
         self.max_seen_in_flight = 0
         self._remote = None
         self._failed: BaseException | None = None
@@ -295,14 +305,22 @@ class WritePool:
                     running.append(chunk)
             committed = False
             while self._queue and self._queue[0].done:
-                head = self._queue[0]
-                if head.result is None:
-                    try:
-                        head.result = ray.get(head.ref)
-                    except Exception as e:
-                        raise self._write_error(head, getattr(e, "cause", None) or e) from None
-                self._commit_head()
-                committed = True
+                batch, error = [], None
+                for c in self._queue:  # the written chunks next in order, of the head's table
+                    if not c.done or c.name != self._queue[0].name or len(batch) == self.cfg.max_batch:
+                        break
+                    if c.result is None:
+                        try:
+                            c.result = ray.get(c.ref)
+                        except Exception as e:
+                            error = self._write_error(c, getattr(e, "cause", None) or e)
+                            break
+                    batch.append(c)
+                if batch:
+                    self._commit_head(len(batch))
+                    committed = True
+                if error is not None:
+                    raise error
             if committed:  # slots are free: start the next chunks before returning
                 block = False
                 continue
@@ -310,14 +328,17 @@ class WritePool:
                 return
             ray.wait([c.ref for c in self._queue if c.ref is not None and not c.done], num_returns=1)
 
-    def _commit_head(self) -> None:
-        chunk = self._queue[0]
-        staged, parquet_uri = chunk.result
-        chunk.committing = True
-        self._commit_fn(Written(chunk.name, chunk.seq, staged, parquet_uri, chunk.info))
-        self._queue.popleft()
-        self.parquet_files.append(parquet_uri)
-        self.committed += 1
+    def _commit_head(self, n: int = 1) -> None:
+        """The first ``n`` chunks of the queue (written, one table) in one call of the committer."""
+        batch = [self._queue[i] for i in range(n)]
+        for c in batch:
+            c.committing = True
+        self._commit_fn([Written(c.name, c.seq, *c.result, c.info) for c in batch])
+        for c in batch:
+            self._queue.popleft()
+            self.parquet_files.append(c.result[1])
+        self.committed += n
+        self.commits += 1
 
     def _write_error(self, chunk: _Chunk, e: BaseException) -> BaseException:
         if isinstance(e, PROGRAMMING_ERRORS + (ValueError,)):  # a bug or a schema mismatch: as is
