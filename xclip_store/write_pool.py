@@ -87,13 +87,14 @@ class WritePoolConfig:
     """``writers``: write tasks at once (1: in the driver, no Ray); ``max_in_flight``: chunks
     submitted and not yet committed (0: ``2 * writers``); ``num_cpus``: CPUs a write task books;
     ``attempts``: tries of each storage write in a task (transient errors only); ``max_batch``: written
-    chunks of one table, next in order, handed to ONE commit when the committer lags behind."""
+    chunks of one table, next in order, handed to ONE commit when the committer lags behind (0: up to
+    ``max_in_flight``; 1: a commit per chunk)."""
 
     writers: int = 1
     max_in_flight: int = 0
     num_cpus: float = 1.0
     attempts: int = 5
-    max_batch: int = 1
+    max_batch: int = 0
     flat: flat_commit.FlatCommitConfig = flat_commit.FlatCommitConfig()
 
     def __post_init__(self):
@@ -102,13 +103,17 @@ class WritePoolConfig:
         if self.max_in_flight and self.max_in_flight < self.writers:
             raise ValueError(f"max_in_flight must be 0 (2 x writers) or >= writers ({self.writers}), "
                              f"got {self.max_in_flight}")
-        if self.max_in_flight < 0 or self.num_cpus <= 0 or self.attempts < 1 or self.max_batch < 1:
-            raise ValueError(f"max_in_flight >= 0, num_cpus > 0, attempts >= 1 and max_batch >= 1 needed, got "
+        if self.max_in_flight < 0 or self.num_cpus <= 0 or self.attempts < 1 or self.max_batch < 0:
+            raise ValueError(f"max_in_flight >= 0, num_cpus > 0, attempts >= 1 and max_batch >= 0 needed, got "
                              f"{self.max_in_flight}, {self.num_cpus}, {self.attempts}, {self.max_batch}")
 
     @property
     def in_flight_limit(self) -> int:
         return self.max_in_flight or 2 * self.writers
+
+    @property
+    def batch_limit(self) -> int:
+        return self.max_batch or self.in_flight_limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,7 +312,7 @@ class WritePool:
             while self._queue and self._queue[0].done:
                 batch, error = [], None
                 for c in self._queue:  # the written chunks next in order, of the head's table
-                    if not c.done or c.name != self._queue[0].name or len(batch) == self.cfg.max_batch:
+                    if not c.done or c.name != self._queue[0].name or len(batch) == self.cfg.batch_limit:
                         break
                     if c.result is None:
                         try:
