@@ -300,27 +300,32 @@ def test_a_failing_task_stops_the_run_and_nothing_after_it_is_committed(ray_sess
 
 
 def test_a_lost_lease_stops_the_pool_before_the_chunks_in_flight_are_committed(ray_session, tmp_path):
-    """max_in_flight=2, chunk 1's task held (never released): the 3rd submit waits for chunk 0's
-    commit; the lease check before the 4th submit fails: LeaseError as is, chunks 1 and 2 are never
-    committed, their tasks are cancelled, chunk 2's Parquet file is gone."""
+    """max_in_flight=2, chunk 1's task held until the lease is lost: the 3rd submit waits for chunk
+    0's commit; the lease check before the 4th submit fails: LeaseError as is, chunks 1 and 2 are
+    never committed (though written), their Parquet files are gone."""
+    import ray
+
     uri = str(tmp_path / "out")
     make_output(storage.join(uri, "lancedb"))
     com = Committer(uri)
     checks = []
+    gate = gate_actor()
 
     def check():
         checks.append(1)
         if len(checks) == 4:
+            ray.get(gate.arrive.remote(("done", "lease lost")))  # chunk 1 goes on now
             raise LeaseError("lease lost")
 
     pool = WritePool(uri, run_id=RUN, commit=com, cfg=WritePoolConfig(writers=2, max_in_flight=2), check=check,
-                     hook=Hold(gate_actor(), 1, ("never",)))
+                     hook=Hold(gate, 1, ("lease lost",)))
     with pytest.raises(LeaseError, match="lease lost"):
         for i in range(4):
             chunk = segment_chunk(i)
             pool.submit("segments", chunk, info=placeholders(chunk.column("video_id").unique().to_pylist(), RUN))
     assert com.order == [("segments", 0)]
     assert pool.in_flight == 0
+    assert ("done", 1) in ray.get(gate.state.remote())["arrived"]  # written, then dropped
     with pytest.raises(OutputError, match="stopped after an error: LeaseError"):
         pool.drain()  # never reads as "everything committed"
     t = tables(uri)

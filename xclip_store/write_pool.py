@@ -38,8 +38,9 @@ is never written before the segments Parquet files of its chunk are committed.
 Failure. A write task that fails (a storage error still failing after ``attempts`` tries with
 backoff, ``xclip_store.retry``; a worker that died twice) makes ``submit``/``drain`` raise
 ``OutputError`` in one line. The chunks before it are committed, the failed one and every later
-one are not: their tasks are cancelled, their Lance data files stay unreferenced (invisible;
-removed by ``optimize``'s cleanup) and their Parquet files are deleted when their task has ended
+one are not: the pool waits for their running tasks to end (no new ones start), their Lance data
+files stay unreferenced (invisible; removed by ``optimize``'s cleanup) and their Parquet files are
+deleted once their task has ended
 (a crash of the driver leaves them: they hold rows of videos whose videos row this run did not
 write, so ``CURRENT_SEGMENTS_SQL`` does not show them). A failed commit callback stops the pool
 the same way and is raised as is.
@@ -351,20 +352,17 @@ class WritePool:
         return OutputError(f"--output {self.output_uri}: cannot write {chunk.name} chunk {chunk.seq} "
                            f"({short_error(e)}); nothing after the last commit is lost: rerun the job to finish")
 
-    def abort(self, wait_s: float = 30.0) -> None:
-        """Stop: cancel the write tasks of every uncommitted chunk, delete the Parquet files of those
-        whose task has ended (their Lance data files stay unreferenced), forget them all."""
+    def abort(self, wait_s: float = 60.0) -> None:
+        """Stop: let the running write tasks of the uncommitted chunks end (up to ``wait_s``; no
+        ``ray.cancel``: in Ray 2.60 cancelling a task while it completes can fail a check in the
+        driver's core worker and end the driver), delete the Parquet files of every uncommitted
+        chunk whose task has ended (their Lance data files stay unreferenced), forget them all."""
         chunks, self._queue = list(self._queue), collections.deque()
         refs = [c.ref for c in chunks if c.ref is not None]
         ended = set()
         if refs:
             import ray
 
-            for ref in refs:
-                try:
-                    ray.cancel(ref)
-                except Exception as e:  # already finished, or Ray gone
-                    log.debug("cancel: %s", e)
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
             ended = set(ready)
         fs, base = storage.pyarrow_filesystem(self.output_uri)
