@@ -108,7 +108,9 @@ def run_pool(path: str, chunks: int, templates: list[pa.Table], writers: int, ma
         secs["commit"] += per_chunk[-1]
 
     cfg = WritePoolConfig(writers=writers, max_batch=max_batch)
-    pool = WritePool(path, run_id=RUN, commit=commit, cfg=cfg)
+    from jobs.write_tasks import RayTasks
+
+    pool = WritePool(path, run_id=RUN, commit=commit, cfg=cfg, executor=RayTasks() if writers > 1 else None)
     finals = []
     t0 = time.perf_counter()
     with pool:

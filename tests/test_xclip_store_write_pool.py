@@ -18,6 +18,7 @@ from xclip_store import flat_commit as fc
 from xclip_store.errors import LeaseError, OutputError
 from xclip_store.output import Output
 from xclip_store.write_pool import WritePool, WritePoolConfig, Written
+from jobs.write_tasks import RayTasks
 from tests.conftest import own_ray
 from tests.test_xclip_store_flat_commit import check_reader_view, make_output, placeholders, segs, videos
 
@@ -98,7 +99,8 @@ def final_videos() -> pa.Table:
 def run_pool(output_uri: str, cfg: WritePoolConfig, *, hook=None, chunks=None, as_refs: bool = False,
              committer: Committer | None = None) -> tuple[WritePool, Committer]:
     com = committer or Committer(output_uri)
-    pool = com.pool = WritePool(output_uri, run_id=RUN, commit=com, cfg=cfg, hook=hook)
+    pool = com.pool = WritePool(output_uri, run_id=RUN, commit=com, cfg=cfg, hook=hook,
+                                executor=RayTasks() if cfg.writers > 1 else None)
     seen = []
     with pool:
         for i in (range(len(SEGMENT_CHUNKS)) if chunks is None else chunks):
@@ -318,7 +320,7 @@ def test_a_lost_lease_stops_the_pool_before_the_chunks_in_flight_are_committed(r
             raise LeaseError("lease lost")
 
     pool = WritePool(uri, run_id=RUN, commit=com, cfg=WritePoolConfig(writers=2, max_in_flight=2), check=check,
-                     hook=Hold(gate, 1, ("lease lost",)))
+                     hook=Hold(gate, 1, ("lease lost",)), executor=RayTasks())
     with pytest.raises(LeaseError, match="lease lost"):
         for i in range(4):
             chunk = segment_chunk(i)
@@ -331,3 +333,13 @@ def test_a_lost_lease_stops_the_pool_before_the_chunks_in_flight_are_committed(r
     t = tables(uri)
     assert t["files segments"] == [f"{RUN}-00000-{pool.token}.parquet"]
     assert set(t["segments"].column("video_id").to_pylist()) == {"A", "N0", "C"}
+
+
+def test_settings_are_checked_up_front():
+    with pytest.raises(ValueError, match="needs an executor"):
+        WritePool("/nowhere", run_id=RUN, commit=print, cfg=WritePoolConfig(writers=2))
+    with pytest.raises(ValueError, match="max_in_flight must be 0"):
+        WritePoolConfig(writers=4, max_in_flight=2)
+    with pytest.raises(ValueError, match="writers must be an integer"):
+        WritePoolConfig(writers=0)
+    assert (WritePoolConfig().in_flight_limit, WritePoolConfig(writers=3, max_batch=1).batch_limit) == (2, 1)

@@ -26,6 +26,7 @@ segments and side tables, the videos rows' ``commit_replace`` for ``videos``) an
 
     pool = WritePool(cfg.output, run_id=run_id, token=writer._token, cfg=WritePoolConfig(cfg.writers,
                      cfg.max_in_flight), check=lambda: writer.out.check("write Parquet"),
+                     executor=jobs.write_tasks.RayTasks() if cfg.writers > 1 else None,
                      commit=lambda ws: writer.commit_staged(ws[0].name, [w.staged for w in ws],
                                                             [w.parquet_uri for w in ws], [w.info for w in ws]))
     pool.submit("segments", chunk, info=writer._indexing_rows(chunk))   # per segments chunk
@@ -36,7 +37,7 @@ segments and side tables, the videos rows' ``commit_replace`` for ``videos``) an
 is never written before the segments Parquet files of its chunk are committed.
 
 Failure. A write task that fails (a storage error still failing after ``attempts`` tries with
-backoff, ``xclip_store.retry``; a worker that died twice) makes ``submit``/``drain`` raise
+backoff, ``xclip_store.retry``; a worker that died on every try) makes ``submit``/``drain`` raise
 ``OutputError`` in one line. The chunks before it are committed, the failed one and every later
 one are not: the pool waits for their running tasks to end (no new ones start), their Lance data
 files stay unreferenced (invisible; removed by ``optimize``'s cleanup) and their Parquet files are
@@ -61,7 +62,9 @@ driver (or per batch of chunks), ``flat_commit``). Rejected:
   itself (per batch in its streaming mode): same objections, plus a dependency for what
   ``write_fragments`` + a commit already do. Not measured.
 
-Imports nothing from jobs/; Ray only when ``writers > 1`` (the caller starts it: ``jobs.cluster.connect``).
+Imports nothing from jobs/ and no Ray (the store runs in the driver, ``tests/test_imports.py``): with
+``writers > 1`` the write tasks run on an :class:`Executor`, ``jobs.write_tasks.RayTasks`` (Ray
+tasks on the session ``jobs.cluster.connect`` started).
 """
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -86,14 +89,13 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class WritePoolConfig:
     """``writers``: write tasks at once (1: in the driver, no Ray); ``max_in_flight``: chunks
-    submitted and not yet committed (0: ``2 * writers``); ``num_cpus``: CPUs a write task books;
+    submitted and not yet committed (0: ``2 * writers``);
     ``attempts``: tries of each storage write in a task (transient errors only); ``max_batch``: written
     chunks of one table, next in order, handed to ONE commit when the committer lags behind (0: up to
     ``max_in_flight``; 1: a commit per chunk)."""
 
     writers: int = 1
     max_in_flight: int = 0
-    num_cpus: float = 1.0
     attempts: int = 5
     max_batch: int = 0
     flat: flat_commit.FlatCommitConfig = flat_commit.FlatCommitConfig()
@@ -104,9 +106,9 @@ class WritePoolConfig:
         if self.max_in_flight and self.max_in_flight < self.writers:
             raise ValueError(f"max_in_flight must be 0 (2 x writers) or >= writers ({self.writers}), "
                              f"got {self.max_in_flight}")
-        if self.max_in_flight < 0 or self.num_cpus <= 0 or self.attempts < 1 or self.max_batch < 0:
-            raise ValueError(f"max_in_flight >= 0, num_cpus > 0, attempts >= 1 and max_batch >= 0 needed, got "
-                             f"{self.max_in_flight}, {self.num_cpus}, {self.attempts}, {self.max_batch}")
+        if self.max_in_flight < 0 or self.attempts < 1 or self.max_batch < 0:
+            raise ValueError(f"max_in_flight >= 0, attempts >= 1 and max_batch >= 0 needed, got "
+                             f"{self.max_in_flight}, {self.attempts}, {self.max_batch}")
 
     @property
     def in_flight_limit(self) -> int:
@@ -162,6 +164,24 @@ def write_chunk(output_uri: str, name: str, table: pa.Table, relpath: str, *, at
     return staged, (path if local else "s3://" + path)
 
 
+class Executor(Protocol):
+    """Where write tasks run when ``writers > 1`` (``jobs.write_tasks.RayTasks``: Ray tasks; the
+    store itself imports no Ray)."""
+
+    def start(self, fn: Callable, *args, **kwargs) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a task (object-ref arguments resolved); returns its handle."""
+
+    def ended(self, handles: list, *, timeout: float | None, every: bool = False) -> set:
+        """The handles whose task has ended: after ``timeout`` s (0: now; None: once at least one has,
+        or with ``every`` all of them)."""
+
+    def result(self, handle) -> Any:
+        """The ended task's return value, or its own exception raised."""
+
+    def value(self, ref) -> Any:
+        """The object behind an object ref (a chunk handed over as a ref)."""
+
+
 @dataclasses.dataclass
 class _Chunk:
     name: str
@@ -184,7 +204,7 @@ class WritePool:
     def __init__(self, output_uri: str, *, run_id: str, commit: Callable[[list[Written]], None],
                  cfg: WritePoolConfig = WritePoolConfig(), token: str | None = None,
                  check: Callable[[], None] | None = None, hook: Callable | None = None,
-                 start_seq: dict[str, int] | None = None):
+                 start_seq: dict[str, int] | None = None, executor: Executor | None = None):
         self.output_uri, self.run_id, self.cfg = output_uri, run_id, cfg
         self.token = token or uuid.uuid4().hex[:8]
         self._commit_fn, self._check, self._hook = commit, check, hook
@@ -194,7 +214,9 @@ class WritePool:
         self.committed = 0   # chunks
         self.commits = 0     # calls of the committer
         self.max_seen_in_flight = 0
-        self._remote = None
+        if cfg.writers > 1 and executor is None:
+            raise ValueError("WritePool: writers > 1 needs an executor (jobs.write_tasks.RayTasks)")
+        self._tasks = executor
         self._failed: BaseException | None = None
 
     # ------------------------------------------------------------ state
@@ -269,34 +291,23 @@ class WritePool:
     def _write_here(self, chunk: _Chunk) -> None:
         table, chunk.table = chunk.table, None
         if not isinstance(table, pa.Table):  # an object ref
-            import ray
-
-            table = ray.get(table)
+            if self._tasks is None:
+                raise TypeError(f"WritePool: a chunk of {chunk.name} is a {type(table).__name__}, not a pyarrow "
+                                "Table (an object ref needs an executor)")
+            table = self._tasks.value(table)
         try:
             chunk.result = write_chunk(self.output_uri, chunk.name, table, chunk.relpath,
                                        attempts=self.cfg.attempts, flat=self.cfg.flat, hook=self._hook, seq=chunk.seq)
         except Exception as e:
             raise self._write_error(chunk, e) from None
 
-    def _task(self):
-        if self._remote is None:
-            import ray
-
-            if not ray.is_initialized():
-                raise RuntimeError("WritePool with writers > 1 needs a Ray session (jobs.cluster.connect)")
-            self._remote = ray.remote(write_chunk).options(num_cpus=self.cfg.num_cpus, max_retries=1,
-                                                           name="write_chunk")
-        return self._remote
-
     def _step(self, block: bool) -> None:
         """Start queued chunks while fewer than ``writers`` tasks run; commit the written head of the
         queue, in order. ``block``: return only once at least one chunk is committed."""
-        import ray
-
         while True:
             running = [c for c in self._queue if c.ref is not None and not c.done]
             if running:  # which tasks have ended (a later one may end before the head)
-                ready, _ = ray.wait([c.ref for c in running], num_returns=len(running), timeout=0)
+                ready = self._tasks.ended([c.ref for c in running], timeout=0)
                 for c in running:
                     c.done = c.ref in ready
                 running = [c for c in running if not c.done]
@@ -304,7 +315,7 @@ class WritePool:
                 if len(running) >= self.cfg.writers:
                     break
                 if chunk.ref is None:
-                    chunk.ref = self._task().remote(self.output_uri, chunk.name, chunk.table, chunk.relpath,
+                    chunk.ref = self._tasks.start(write_chunk, self.output_uri, chunk.name, chunk.table, chunk.relpath,
                                                     attempts=self.cfg.attempts, flat=self.cfg.flat,
                                                     hook=self._hook, seq=chunk.seq)
                     chunk.table = None  # the object store holds it now
@@ -317,9 +328,9 @@ class WritePool:
                         break
                     if c.result is None:
                         try:
-                            c.result = ray.get(c.ref)
+                            c.result = self._tasks.result(c.ref)
                         except Exception as e:
-                            error = self._write_error(c, getattr(e, "cause", None) or e)
+                            error = self._write_error(c, e)
                             break
                     batch.append(c)
                 if batch:
@@ -332,7 +343,7 @@ class WritePool:
                 continue
             if not block or not self._queue:
                 return
-            ray.wait([c.ref for c in self._queue if c.ref is not None and not c.done], num_returns=1)
+            self._tasks.ended([c.ref for c in self._queue if c.ref is not None and not c.done], timeout=None)
 
     def _commit_head(self, n: int = 1) -> None:
         """The first ``n`` chunks of the queue (written, one table) in one call of the committer."""
@@ -361,10 +372,7 @@ class WritePool:
         refs = [c.ref for c in chunks if c.ref is not None]
         ended = set()
         if refs:
-            import ray
-
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
-            ended = set(ready)
+            ended = self._tasks.ended(refs, timeout=wait_s, every=True)
         fs, base = storage.pyarrow_filesystem(self.output_uri)
         for c in chunks:
             if c.table is not None or c.committing:
