@@ -65,11 +65,10 @@ def apply_labels(tbl, name: str, cols: pa.Table, *, uri: str, message: str) -> i
     from xclip_store.label_commit import dataset, stage_by_key
 
     ds = dataset(storage.join(uri, "lancedb"), name, storage_options=storage.lancedb_storage_options(uri))
-    staged = stage_by_key(ds, KEYS[name], GUARD_COLUMN, cols)
-    if staged is None:
-        return 0
-    _commit(uri, tbl, name, staged, message)
-    return sum(int(f.physical_rows) for f in staged.fragments) and int(cols.num_rows)
+    staged, rows = stage_by_key(ds, KEYS[name], GUARD_COLUMN, cols)
+    if staged is not None:
+        _commit(uri, tbl, name, staged, message)
+    return rows
 
 
 def _commit(uri: str, tbl, name: str, staged, message: str) -> int:
