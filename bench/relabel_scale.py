@@ -181,6 +181,7 @@ def main(argv=None) -> None:
     ap.add_argument("--old-cap-s", type=float, default=1800)
     ap.add_argument("--old-cap-gb", type=float, default=16)
     ap.add_argument("--labels", default="kinetics400")
+    ap.add_argument("--which", default="streaming,before")
     args = ap.parse_args(argv)
     from xclip_core.checkpoint import write_random_checkpoint
 
@@ -188,10 +189,11 @@ def main(argv=None) -> None:
     model = work / f"model-{args.dim}"
     if not (model / "config.json").exists():
         write_random_checkpoint(model, preset="base-patch32" if args.dim == 512 else "tiny")
-    results = {"dim": args.dim, "labels": args.labels, "cpus": os.cpu_count(), "runs": []}
+    results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else \
+        {"dim": args.dim, "labels": args.labels, "cpus": os.cpu_count(), "runs": []}
     for n in (int(s) for s in args.sizes.split(",")):
         for which, tree in (("streaming", ROOT), ("before", Path(args.old_tree) if args.old_tree else None)):
-            if tree is None:
+            if tree is None or which not in args.which.split(","):
                 continue
             idx = work / f"index-{n}"
             if idx.exists():
@@ -202,8 +204,11 @@ def main(argv=None) -> None:
             cap = args.old_cap_gb * 2**30 if which == "before" else None
             r = run_measured(["relabel", "--index", str(idx), "--labels", args.labels], tree=tree,
                              timeout=args.old_cap_s if which == "before" else None, cap_bytes=cap)
+            relabels = sorted((idx / "runs").glob("*relabel*.json"), key=lambda p: p.stat().st_mtime)
+            seconds = json.loads(relabels[-1].read_text()).get("seconds") if relabels and r["rc"] == 0 else None
             row = {"segments": n, "relabel": which, "build_s": round(build_s, 1), "rc": r["rc"], "wall_s": r["wall_s"],
-                   "segments_per_s": round(n / r["wall_s"]) if r["rc"] == 0 else None,
+                   "segments_per_s": round(n / r["wall_s"]) if r["rc"] == 0 else None, "phase_s": seconds,
+                   "load_avg_1m": round(os.getloadavg()[0], 1),
                    "peak_rss_gib": round(r["peak_rss_bytes"] / 2**30, 2), "killed": r["killed"],
                    "stderr_tail": r["stderr"][-300:] if r["rc"] else ""}
             print(json.dumps(row), flush=True)
