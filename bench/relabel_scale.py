@@ -171,6 +171,44 @@ def run_measured(argv: list[str], *, tree: Path = ROOT, timeout: float | None = 
             "killed": killed, "stdout": out[-2000:], "stderr": err[-2000:]}
 
 
+def commit_compare(idx: Path, label: str = "cmp") -> dict:
+    """Writing new label columns into every row of ``segments`` two ways (same values): the old
+    write path (LanceDB ``merge_insert`` on ``segment_id``, label columns only, every row in memory)
+    and ``xclip_store.label_commit`` (per fragment ``rewrite_fragment``, then ONE commit). Seconds."""
+    import lancedb
+
+    from xclip_store.label_commit import commit_columns, dataset, merge_staged, rewrite_fragment
+
+    db_uri = str(idx / "lancedb")
+
+    def labels(n: int, tag: str) -> dict:
+        labs = pa.array([[tag, "b"]] * n, pa.list_(pa.string()))
+        return {"labels": labs, "label_scores": pa.array([[0.5, 0.25]] * n, pa.list_(pa.float32())),
+                "label_text": pa.array([f"{tag}; b"] * n), "label_set": pa.array([tag] * n)}
+
+    out = {}
+    ds = dataset(db_uri, "segments")
+    t0, parts = time.perf_counter(), []
+    for frag in ds.get_fragments():
+        rows = frag.to_table(columns=["segment_id"], with_row_address=True)
+        meta, fields = rewrite_fragment(frag, rows.column("_rowaddr"), pa.table(labels(rows.num_rows, label + "1")))
+        parts.append((ds.version, meta, fields))
+    out["label_commit_rewrite_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    commit_columns(db_uri, "segments", merge_staged(parts), message=f"bench {label}")
+    out["label_commit_commit_s"] = round(time.perf_counter() - t0, 3)
+    out["fragments"] = len(parts)
+    tbl = lancedb.connect(db_uri).open_table("segments")
+    t0 = time.perf_counter()
+    keys = tbl.search().select(["segment_id"]).limit(None).to_arrow()
+    cols = pa.table({"segment_id": keys.column("segment_id"), **labels(keys.num_rows, label + "2")})
+    out["merge_insert_read_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    tbl.merge_insert("segment_id").when_matched_update_all().execute(cols)
+    out["merge_insert_s"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "relabel_scale.json"))
@@ -181,17 +219,27 @@ def main(argv=None) -> None:
     ap.add_argument("--old-cap-s", type=float, default=1800)
     ap.add_argument("--old-cap-gb", type=float, default=16)
     ap.add_argument("--labels", default="kinetics400")
+    ap.add_argument("--which", default="streaming,before")
+    ap.add_argument("--commit-compare", metavar="INDEX", help="only: commit_compare on an index built here")
     args = ap.parse_args(argv)
+    if args.commit_compare:
+        r = commit_compare(Path(args.commit_compare))
+        doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        doc.setdefault("commit_compare", []).append({"index": args.commit_compare, **r})
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+        print(json.dumps(r))
+        return
     from xclip_core.checkpoint import write_random_checkpoint
 
     work = Path(args.work)
     model = work / f"model-{args.dim}"
     if not (model / "config.json").exists():
         write_random_checkpoint(model, preset="base-patch32" if args.dim == 512 else "tiny")
-    results = {"dim": args.dim, "labels": args.labels, "cpus": os.cpu_count(), "runs": []}
+    results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else \
+        {"dim": args.dim, "labels": args.labels, "cpus": os.cpu_count(), "runs": []}
     for n in (int(s) for s in args.sizes.split(",")):
         for which, tree in (("streaming", ROOT), ("before", Path(args.old_tree) if args.old_tree else None)):
-            if tree is None:
+            if tree is None or which not in args.which.split(","):
                 continue
             idx = work / f"index-{n}"
             if idx.exists():
@@ -202,8 +250,11 @@ def main(argv=None) -> None:
             cap = args.old_cap_gb * 2**30 if which == "before" else None
             r = run_measured(["relabel", "--index", str(idx), "--labels", args.labels], tree=tree,
                              timeout=args.old_cap_s if which == "before" else None, cap_bytes=cap)
+            relabels = sorted((idx / "runs").glob("*relabel*.json"), key=lambda p: p.stat().st_mtime)
+            seconds = json.loads(relabels[-1].read_text()).get("seconds") if relabels and r["rc"] == 0 else None
             row = {"segments": n, "relabel": which, "build_s": round(build_s, 1), "rc": r["rc"], "wall_s": r["wall_s"],
-                   "segments_per_s": round(n / r["wall_s"]) if r["rc"] == 0 else None,
+                   "segments_per_s": round(n / r["wall_s"]) if r["rc"] == 0 else None, "phase_s": seconds,
+                   "load_avg_1m": round(os.getloadavg()[0], 1),
                    "peak_rss_gib": round(r["peak_rss_bytes"] / 2**30, 2), "killed": r["killed"],
                    "stderr_tail": r["stderr"][-300:] if r["rc"] else ""}
             print(json.dumps(row), flush=True)

@@ -12,7 +12,8 @@ BTree index on ``video_id``) through ``WritePool``: per chunk its Parquet file a
 files (``writers = 1``: in this process; N: N Ray tasks, Ray local with max(N, cores) logical CPUs),
 and the one committer (this process) commits each chunk in order as the writer will
 (``FlatCommitter.commit_segments``: placeholder videos rows for the chunk's new videos, then the
-segments, each one Lance commit), then one videos chunk with the final rows. Segments/s = rows ÷
+segments, each one Lance commit; ``4b8``: up to 8 written chunks a commit), then one videos chunk
+with the final rows. Segments/s = rows ÷
 wall time from the first submit to the last commit.
 
 ``--today``: the same chunks through today's writer path in this process (Parquet file, then
@@ -87,7 +88,7 @@ def new_output(path: str):
     return tbls
 
 
-def run_pool(path: str, chunks: int, templates: list[pa.Table], writers: int) -> dict:
+def run_pool(path: str, chunks: int, templates: list[pa.Table], writers: int, max_batch: int = 1) -> dict:
     from xclip_store import flat_commit as fc
     from xclip_store.write_pool import WritePool, WritePoolConfig
 
@@ -96,17 +97,20 @@ def run_pool(path: str, chunks: int, templates: list[pa.Table], writers: int) ->
     secs = {"commit": 0.0}
     per_chunk = []
 
-    def commit(w):
+    def commit(batch):
         t0 = time.perf_counter()
-        if w.name == "segments":
-            com.commit_segments(w.staged, w.info)
+        staged = [w.staged for w in batch]
+        if batch[0].name == "segments":
+            com.commit_segments(staged, pa.concat_tables([w.info for w in batch]))
         else:
-            fc.commit_replace(com.videos_uri, w.staged)
+            fc.commit_replace(com.videos_uri, staged)
         per_chunk.append(time.perf_counter() - t0)
         secs["commit"] += per_chunk[-1]
 
-    cfg = WritePoolConfig(writers=writers)
-    pool = WritePool(path, run_id=RUN, commit=commit, cfg=cfg)
+    cfg = WritePoolConfig(writers=writers, max_batch=max_batch)
+    from jobs.write_tasks import RayTasks
+
+    pool = WritePool(path, run_id=RUN, commit=commit, cfg=cfg, executor=RayTasks() if writers > 1 else None)
     finals = []
     t0 = time.perf_counter()
     with pool:
@@ -121,7 +125,8 @@ def run_pool(path: str, chunks: int, templates: list[pa.Table], writers: int) ->
 
     got = lance.dataset(com.segments_uri).count_rows()
     assert got == rows, (got, rows)
-    return {"writers": writers, "rows": rows, "wall_s": round(wall, 2), "commit_s": round(secs["commit"], 2),
+    return {"writers": writers, "max_batch": max_batch, "commits": pool.commits, "rows": rows,
+            "wall_s": round(wall, 2), "commit_s": round(secs["commit"], 2),
             "segments_per_s": round(rows / wall), "max_in_flight": cfg.in_flight_limit,
             "commit_s_first_10_median": round(float(np.median(per_chunk[:10])), 3),
             "commit_s_last_10_median": round(float(np.median(per_chunk[-11:-1])), 3),
@@ -176,10 +181,18 @@ def run_ray_data(path: str, chunks: int, templates: list[pa.Table]) -> dict:
             "lance_commits": ds_l.version - v0, "lancedb_rows": tbls["segments"].count_rows()}
 
 
+def _warm() -> int:
+    import lance  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import xclip_store.write_pool  # noqa: F401
+    return 0
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--segments", type=int, default=200_000)
-    p.add_argument("--writers", default="1,4")
+    p.add_argument("--writers", default="1,4", help="writer counts; 4b8: 4 writers, up to 8 chunks a commit")
     p.add_argument("--today", action="store_true")
     p.add_argument("--ray-data", action="store_true")
     p.add_argument("--workdir", default=None)
@@ -190,10 +203,11 @@ def main(argv=None) -> None:
     work = args.workdir or tempfile.mkdtemp(prefix="xclip-write-pool-")
     chunks = max(1, args.segments // (CHUNK_VIDEOS * PER_VIDEO))
     templates = [segments_rows(10**9 + t * CHUNK_VIDEOS, CHUNK_VIDEOS, run_id=RUN, seed=t) for t in range(TEMPLATES)]
-    writers = [int(w) for w in args.writers.split(",")]
-    cpus = max([*writers, os.cpu_count() or 1])
+    writers = [tuple(int(x) for x in (w.split("b") + ["1"])[:2]) for w in args.writers.split(",")]
+    cpus = max([*(w for w, _ in writers), os.cpu_count() or 1])
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    ray.get([ray.remote(lambda: 0).options(num_cpus=1).remote() for _ in range(cpus)])  # start the workers
+    # start the workers and do their first imports before timing
+    ray.get([ray.remote(_warm).options(num_cpus=1).remote() for _ in range(cpus)])
     summary = {"cpu_count": os.cpu_count(), "ray_logical_cpus": cpus, "chunks": chunks,
                "chunk_rows": CHUNK_VIDEOS * PER_VIDEO, "dim": DIM, "runs": []}
     try:
@@ -202,14 +216,14 @@ def main(argv=None) -> None:
         for i, (kind, w) in enumerate(plan):
             load = os.getloadavg()[0]
             path = os.path.join(work, f"out{i}")
-            res = (run_pool(path, chunks, templates, w) if kind == "pool" else
+            res = (run_pool(path, chunks, templates, *w) if kind == "pool" else
                    run_today(path, chunks, templates) if kind == "today" else run_ray_data(path, chunks, templates))
             res["load_before"], res["load_after"] = round(load, 1), round(os.getloadavg()[0], 1)
             summary["runs"].append(res)
             print(json.dumps(res), flush=True)
     finally:
         ray.shutdown()
-    base = next((r for r in summary["runs"] if r.get("writers") == 1), None)
+    base = next((r for r in summary["runs"] if r.get("writers") == 1 and r.get("max_batch") == 1), None)
     for r in summary["runs"]:
         if base and "segments_per_s" in r:
             r["vs_1_writer"] = round(r["segments_per_s"] / base["segments_per_s"], 2)

@@ -19,7 +19,7 @@ Stage seconds in the summary and manifest:
     decode       summed over decode tasks (task-seconds, runs in parallel)
     encode       summed over encoder actors (model seconds, runs in parallel)
     assemble     driver: collecting clips into videos, top-k labels
-    write_parquet, write_lancedb, optimize   driver: the writer
+    write_parquet, write_stage (Lance data files), write_lancedb (commits), optimize   driver: the writer
     pipeline     wall time from the first Ray stage to the last row
     total        wall time of the whole run
 """
@@ -326,7 +326,8 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         if moderation:
             tables["moderation"] = moderation.close(writer)
         seconds.update(decode=assembler.decode_s, encode=assembler.encode_s, assemble=t_assemble,
-                       write_parquet=writer.seconds["parquet"], write_lancedb=writer.seconds["lancedb"],
+                       write_parquet=writer.seconds["parquet"], write_stage=writer.seconds["stage"],
+                       write_lancedb=writer.seconds["lancedb"],
                        optimize=writer.seconds["optimize"], total=time.perf_counter() - t_start)
         clips_per_s = assembler.num_segments / seconds["pipeline"] if seconds["pipeline"] > 0 else 0.0
         final = dataclasses.replace(manifest("failed" if failure else "finished", tables, clips_per_s,

@@ -21,7 +21,10 @@ Without ``blocklist`` the known-bad matches of the decisions in the ``moderation
 flags and evidence) are kept (fails closed: a policy change does not turn a blocklist ``block``
 into ``allow``); ``result.kept`` counts the videos whose matches were kept.
 ``drop_blocklist=True`` (``--drop-blocklist``) drops them.
-The rows are upserted into the ``moderation`` table under a new run id; the run writes
+It streams (``moderation.stream`` on Ray, ``jobs.fragment_map``): clips are scored per ``segments``
+fragment and grouped by video in ``video_id`` partitions, one partition decided per task; no table
+is loaded whole here (the driver keeps one decision row per video for the report and queue).
+The rows are upserted into the ``moderation`` table (one upsert per partition) under a new run id; the run writes
 ``runs/<run_id>-moderation.html`` (cumulative, after review) and ``runs/<run_id>.json``
 (``"kind": "moderate"``: policy, mode, counts, report).
 """

@@ -11,8 +11,8 @@
     model_id, label_set, run_id  string
     indexed_at      timestamp[us, UTC]
 
-Written like the per-segment side tables (``jobs.writer``: upserted by key, a video's stale rows
-deleted, removed with a video that is no longer ``ok``). Added in schema "4"; an older output
+Written like the per-segment side tables (``xclip_store.writer``: a video's rows replaced as a whole,
+removed with a video that is no longer ``ok``). Added in schema "4"; an older output
 simply has no ``shots`` table until a shots run creates it.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
     with at_call(Writer, "_flush", 2, steal_lease):     # an action right before the 2nd call
     calls = fail_at(monkeypatch, Writer, "_replace", n=2, exc=OSError(28, "No space left on device"))
     with barrier("lancedb.table:LanceMergeInsertBuilder.execute", 1, fn) as calls:   # by dotted name
-    proc = run_killed([("lancedb.table:LanceMergeInsertBuilder.execute", 12)], ["run", ...])
+    proc = run_killed([("lance.dataset:LanceDataset.commit", 10)], ["run", ...])  # the writer's 10th Lance commit
 
 ``run_killed`` runs ``xclip-index ARGV`` in a child process (``python -m tests.fault_points
 TARGET N ... -- ARGV``) whose Nth call of each target ends it with ``os._exit(KILLED)`` before doing

@@ -94,4 +94,4 @@ def test_writers_default_to_the_driver_and_build_the_pool_config():
     assert build_config(None, base).writer.writers == 1  # today's in-driver writes
     w = build_config({"writer": {"writers": 4}}, base).writer
     pool = WritePoolConfig(writers=w.writers, max_in_flight=w.max_in_flight)
-    assert (pool.writers, pool.in_flight_limit) == (4, 8)
+    assert (pool.writers, pool.in_flight_limit, pool.batch_limit) == (4, 8, 8)

@@ -441,3 +441,27 @@ def test_moderate_without_blocklist_keeps_the_matches_unless_dropped(policy_run,
                  "--drop-blocklist"]) == 0
     row = copy_row()
     assert row["run_id"] == "mod-drop" and blocklist_flags(row) == []
+
+
+@pytest.mark.slow
+def test_moderate_decides_the_same_in_several_partitions(policy_run, setup, tmp_path, monkeypatch):
+    """moderate groups clips by video in hash partitions (moderation.stream): 3 partitions of about 2
+    videos give the decisions, flags and score modes of one partition."""
+    import shutil
+
+    import moderation.stream
+    from moderation.recompute import moderate
+
+    out = str(tmp_path / "index")
+    shutil.copytree(policy_run[0], out)
+    one = moderate(out, setup["policy"], run_id="one-part")
+    monkeypatch.setattr(moderation.stream, "VIDEOS_PER_PART", 2)
+    three = moderate(out, setup["policy"], run_id="three-parts")
+    parts = moderation.stream.part_of([r["video_id"] for r in one.rows], 3)  # crc32 of the ids: 1 to 3 used
+    assert len(list((tmp_path / "index" / "runs" / "three-parts-stage" / "videos").iterdir())) == len(set(parts))
+
+    def key(rows):
+        return sorted((r["video_id"], r["decision"], r["score_mode"], r["coverage"],
+                       [(f["category"], f["start_s"], f["end_s"], round(f["confidence"], 6)) for f in r["flags"]])
+                      for r in rows)
+    assert len(one.rows) == len(three.rows) == 6 and key(one.rows) == key(three.rows)

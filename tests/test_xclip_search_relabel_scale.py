@@ -31,6 +31,13 @@ def model(tmp_path_factory):
     return str(write_random_checkpoint(tmp_path_factory.mktemp("m") / "tiny", preset="tiny", num_frames=4))
 
 
+def _manifest(result) -> dict:
+    import json
+
+    with open(result.manifest_uri) as f:
+        return json.load(f)
+
+
 def _rows(uri: str, table: str) -> dict:
     import lance
 
@@ -39,20 +46,25 @@ def _rows(uri: str, table: str) -> dict:
     return {r[key]: r for r in t.to_pylist()}
 
 
-def test_streaming_relabel_equals_numpy_over_the_whole_table(model, tmp_path):
-    """12 fragments of 1,000 rows, 64 segments a video (videos span fragments), relabelled on Ray;
+def test_streaming_relabel_equals_numpy_over_the_whole_table(model, tmp_path, monkeypatch):
+    """12 fragments of 1,000 rows, 64 segments a video (videos span fragments), relabelled on Ray with
+    the per-video sums in 4 partitions;
     expected: softmax(logit_scale * cos(embedding, text)) per segment, top-3; a video's labels the
     top-3 of its segments' mean, computed here with numpy on the whole table."""
     import torch
 
     from xclip_core.model import XCLIP
+    from xclip_search import relabel as relabel_mod
     from xclip_search.relabel import relabel
+
+    monkeypatch.setattr(relabel_mod, "VIDEOS_PER_PART", 50)  # 188 videos: 4 partitions
 
     uri = _bench().build_index(tmp_path / "idx", 12_000, model=model, dim=DIM, fragment_rows=1000, batch_rows=4000)
     before = _rows(uri, "segments")
     labels = label_file(tmp_path, LABELS)
     result = relabel(uri, labels, top_k=3, use_ray=True)
     assert (result.mode, result.num_segments, result.num_videos) == ("approximate", 12_000, 188)
+    assert _manifest(result)["video_partitions"] == 4
 
     ids = sorted(before)
     emb = np.asarray([before[i]["embedding"] for i in ids], np.float64)

@@ -18,6 +18,7 @@ from xclip_store import flat_commit as fc
 from xclip_store.errors import LeaseError, OutputError
 from xclip_store.output import Output
 from xclip_store.write_pool import WritePool, WritePoolConfig, Written
+from jobs.write_tasks import RayTasks
 from tests.conftest import own_ray
 from tests.test_xclip_store_flat_commit import check_reader_view, make_output, placeholders, segs, videos
 
@@ -60,18 +61,24 @@ class Committer:
         self.order: list[tuple[str, int]] = []
         self.on_commit = None
         self.pool = None
+        self.batches: list[int] = []
 
-    def __call__(self, w: Written) -> None:
+    def __call__(self, batch: list[Written]) -> None:
         if self.on_commit is not None:
-            self.on_commit(w)
-        self.order.append((w.name, w.seq))
-        if w.name == "segments":
-            self.out.commit("commit segments", lambda: self.flat.commit_segments(w.staged, w.info))
+            self.on_commit(batch)
+        assert len({w.name for w in batch}) == 1
+        self.order += [(w.name, w.seq) for w in batch]
+        self.batches.append(len(batch))
+        staged = [w.staged for w in batch]
+        if batch[0].name == "segments":
+            self.out.commit("commit segments", lambda: self.flat.commit_segments(
+                staged, pa.concat_tables([w.info for w in batch])))
         else:
             def videos_rows():
-                fc.commit_replace(self.flat.videos_uri, w.staged, **self.kw)
-                if w.info:
-                    fc.commit_replace(self.flat.segments_uri, delete_video_ids=w.info, **self.kw)
+                fc.commit_replace(self.flat.videos_uri, staged, **self.kw)
+                not_ok = [v for w in batch for v in w.info]
+                if not_ok:
+                    fc.commit_replace(self.flat.segments_uri, delete_video_ids=not_ok, **self.kw)
             self.out.commit("commit videos", videos_rows)
 
 
@@ -92,7 +99,8 @@ def final_videos() -> pa.Table:
 def run_pool(output_uri: str, cfg: WritePoolConfig, *, hook=None, chunks=None, as_refs: bool = False,
              committer: Committer | None = None) -> tuple[WritePool, Committer]:
     com = committer or Committer(output_uri)
-    pool = com.pool = WritePool(output_uri, run_id=RUN, commit=com, cfg=cfg, hook=hook)
+    pool = com.pool = WritePool(output_uri, run_id=RUN, commit=com, cfg=cfg, hook=hook,
+                                executor=RayTasks() if cfg.writers > 1 else None)
     seen = []
     with pool:
         for i in (range(len(SEGMENT_CHUNKS)) if chunks is None else chunks):
@@ -134,7 +142,7 @@ def test_n_writers_write_the_same_tables_as_one(ray_session, out_base):
     for writers in (1, 3):
         uri = f"{out_base}/out{writers}"
         make_output(storage.join(uri, "lancedb"))
-        pool, com = run_pool(uri, WritePoolConfig(writers=writers, max_in_flight=4), as_refs=writers > 1)
+        pool, com = run_pool(uri, WritePoolConfig(writers=writers, max_in_flight=4, max_batch=2), as_refs=writers > 1)
         assert com.order == [("segments", i) for i in range(5)] + [("videos", 0)]
         got[writers] = tables(uri)
         assert [f.rsplit("/", 3)[-2:] for f in pool.parquet_files] == (  # in commit order, full URIs
@@ -217,8 +225,10 @@ class Hold:
             ray.get(self.gate.arrive.remote((point, seq) if name == "segments" else (point, name)))
 
 
-def test_commits_keep_the_submission_order_when_a_later_task_ends_first(ray_session, tmp_path):
-    """Chunk 0's task waits until chunks 1 and 2 are written: they are committed only after 0."""
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_commits_keep_the_submission_order_when_a_later_task_ends_first(ray_session, tmp_path, max_batch):
+    """Chunk 0's task waits until chunks 1 and 2 are written: they are committed only after 0 (with
+    max_batch=4: in the same commit as 0)."""
     import ray
 
     uri = str(tmp_path / "out")
@@ -227,8 +237,13 @@ def test_commits_keep_the_submission_order_when_a_later_task_ends_first(ray_sess
     com = Committer(uri)
     at_first_commit = []
     com.on_commit = lambda w: at_first_commit.append(ray.get(gate.state.remote())) if not com.order else None
-    run_pool(uri, WritePoolConfig(writers=3, max_in_flight=5), hook=Hold(gate, 0, (1, 2)), committer=com)
+    run_pool(uri, WritePoolConfig(writers=3, max_in_flight=5, max_batch=max_batch), hook=Hold(gate, 0, (1, 2)),
+             committer=com)
     assert com.order == [("segments", i) for i in range(5)] + [("videos", 0)]
+    if max_batch == 1:
+        assert com.batches == [1] * 6
+    else:  # 0, 1, 2 (maybe 3) at once; never more than 4; the videos chunk alone (another table)
+        assert com.batches[0] >= 3 and max(com.batches) <= 4 and com.batches[-1] == 1 and sum(com.batches) == 6
     log = at_first_commit[0]["log"]
     assert log.index(("done", 1)) < log.index(("done", 0)) and log.index(("done", 2)) < log.index(("done", 0))
     v, s = tables(uri)["videos"], tables(uri)["segments"]
@@ -265,7 +280,7 @@ def test_a_failing_task_stops_the_run_and_nothing_after_it_is_committed(ray_sess
     seg_uri = fc.table_uri(storage.join(uri, "lancedb"), "segments")
     gate = gate_actor()
     fault = ConnectionError("connection reset by peer (S3 PutObject)")
-    cfg = WritePoolConfig(writers=writers, max_in_flight=5, attempts=2)
+    cfg = WritePoolConfig(writers=writers, max_in_flight=5, attempts=2, max_batch=4)
     com = Committer(uri)
     with pytest.raises(OutputError, match=r"cannot write segments chunk 2 \(.*connection reset.*rerun"):
         run_pool(uri, cfg, hook=Hold(gate, 2, (3, 4) if writers > 1 else (), fail=fault), committer=com)
@@ -287,29 +302,44 @@ def test_a_failing_task_stops_the_run_and_nothing_after_it_is_committed(ray_sess
 
 
 def test_a_lost_lease_stops_the_pool_before_the_chunks_in_flight_are_committed(ray_session, tmp_path):
-    """max_in_flight=2, chunk 1's task held (never released): the 3rd submit waits for chunk 0's
-    commit; the lease check before the 4th submit fails: LeaseError as is, chunks 1 and 2 are never
-    committed, their tasks are cancelled, chunk 2's Parquet file is gone."""
+    """max_in_flight=2, chunk 1's task held until the lease is lost: the 3rd submit waits for chunk
+    0's commit; the lease check before the 4th submit fails: LeaseError as is, chunks 1 and 2 are
+    never committed (though written), their Parquet files are gone."""
+    import ray
+
     uri = str(tmp_path / "out")
     make_output(storage.join(uri, "lancedb"))
     com = Committer(uri)
     checks = []
+    gate = gate_actor()
 
     def check():
         checks.append(1)
         if len(checks) == 4:
+            ray.get(gate.arrive.remote(("done", "lease lost")))  # chunk 1 goes on now
             raise LeaseError("lease lost")
 
     pool = WritePool(uri, run_id=RUN, commit=com, cfg=WritePoolConfig(writers=2, max_in_flight=2), check=check,
-                     hook=Hold(gate_actor(), 1, ("never",)))
+                     hook=Hold(gate, 1, ("lease lost",)), executor=RayTasks())
     with pytest.raises(LeaseError, match="lease lost"):
         for i in range(4):
             chunk = segment_chunk(i)
             pool.submit("segments", chunk, info=placeholders(chunk.column("video_id").unique().to_pylist(), RUN))
     assert com.order == [("segments", 0)]
     assert pool.in_flight == 0
+    assert ("done", 1) in ray.get(gate.state.remote())["arrived"]  # written, then dropped
     with pytest.raises(OutputError, match="stopped after an error: LeaseError"):
         pool.drain()  # never reads as "everything committed"
     t = tables(uri)
     assert t["files segments"] == [f"{RUN}-00000-{pool.token}.parquet"]
     assert set(t["segments"].column("video_id").to_pylist()) == {"A", "N0", "C"}
+
+
+def test_settings_are_checked_up_front():
+    with pytest.raises(ValueError, match="needs an executor"):
+        WritePool("/nowhere", run_id=RUN, commit=print, cfg=WritePoolConfig(writers=2))
+    with pytest.raises(ValueError, match="max_in_flight must be 0"):
+        WritePoolConfig(writers=4, max_in_flight=2)
+    with pytest.raises(ValueError, match="writers must be an integer"):
+        WritePoolConfig(writers=0)
+    assert (WritePoolConfig().in_flight_limit, WritePoolConfig(writers=3, max_batch=1).batch_limit) == (2, 1)

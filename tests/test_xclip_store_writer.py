@@ -150,6 +150,34 @@ def test_failed_commit_keeps_the_chunk_and_says_why_in_one_line(tmp_path):
     assert read_lance(out, "videos").column("status").to_pylist() == ["ok"]
 
 
+@pytest.mark.parametrize("table", ["segments", "videos"])
+def test_a_commit_that_landed_before_its_error_is_not_committed_twice(tmp_path, monkeypatch, table):
+    """The commit lands, then the storage answers 503 (a lost response): the retry finds its staged
+    files in the table's last transactions and commits nothing again (segments are added without a
+    lookup for videos that had no row: a second commit would duplicate them)."""
+    import lance
+
+    out = str(tmp_path / "out")
+    real, calls = lance.LanceDataset.commit, []
+
+    def commit_then_fail(ds, tx, **kwargs):
+        result = real(ds, tx, **kwargs)
+        if tx.transaction_properties.get("lance.commit.message") == f"commit {table}" and not calls:
+            calls.append(1)
+            raise OSError(LANCE_503)
+        return result
+
+    monkeypatch.setattr(lance.LanceDataset, "commit", commit_then_fail)
+    w = Writer(WriterConfig(output=out), run_id="r1", dim=P)
+    w.add("segments", _segments("v1", 3, "r1"))
+    w.add("videos", _videos(["v1"], "r1"))
+    w.close()
+    assert calls == [1]
+    seg = read_lance(out, "segments").column("segment_id").to_pylist()
+    assert sorted(seg) == [schemas.segment_id("v1", i) for i in range(3)]
+    assert read_lance(out, "videos").column("status").to_pylist() == ["ok"]
+
+
 def test_segments_never_without_their_videos_row(tmp_path):
     """A crash between the segments and the videos commit leaves placeholder rows, not orphans;
     the rerun replaces them."""

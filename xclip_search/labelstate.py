@@ -1,24 +1,29 @@
 """One label set per index, and a relabel that no reader sees half done.
 
 A relabel changes the label columns of two LanceDB tables (``segments``, ``videos``): two commits,
-and LanceDB has no transaction across tables. ``commit_relabel`` therefore writes in this order:
+and LanceDB has no transaction across tables. ``commit_staged`` (the streaming relabel,
+``xclip_search.relabel``) and ``commit_relabel`` (label columns held in memory) write in this order:
 
-  1. stage   the new label columns (key, the row's ``indexed_at`` as read, ``labels``,
-             ``label_scores``, ``label_text``, ``label_set``) as Parquet under
-             ``runs/<relabel_id>-labels/{segments,videos}.parquet``
+  1. stage   the new label columns: each fragment's new label-column data file, written but not
+             committed (``xclip_store.label_commit``; listed in ``runs/<relabel_id>-labels/staged.json``),
+             and the label rows (key, the row's ``indexed_at`` as read, ``labels``, ``label_scores``,
+             ``label_text``, ``label_set``) as Parquet under ``runs/<relabel_id>-labels/``
+             (``commit_relabel``: only the Parquet; its fragments are staged at step 3)
   2. intent  ``runs/<relabel_id>.json`` with ``"status": "running"``, the label set, the staged files
              and both tables' versions before (written atomically)
-  3. commit  ``segments``, then ``videos``: ``apply_labels``, the one relabel write path. A merge by
-             key that writes the label columns only (embeddings, ``run_id``, ``source_size``... are
-             never written) and only to rows that are still the rows read (``indexed_at`` unchanged,
-             checked just before the merge: a row a run rewrote meanwhile keeps that run's labels)
+  3. commit  ``segments``, then ``videos``: ``_commit``, the one relabel write path. ONE Lance
+             transaction per table swaps in the label-column files (embeddings, ``run_id``,
+             ``source_size``... are never written), on the latest version with its deletion vectors
+             (a row a run rewrote meanwhile keeps that run's labels), through the leased
+             ``Output.commit``, carrying the relabel id (``label_commit.committed_version``: never
+             twice); then the label rows reach the Parquet log
   4. optimize both tables, then the manifest says ``"finished"`` with the versions after.
 
 Readers (``xclip_search.Index``, through ``reader_tables``) check out both tables at the versions
 before while a relabel is ``running`` (or was killed): they see the old label set on both. After it
 finished they read the latest versions, and a reader that opened one table before and one after
 the commits reopens both. Every write command (``run``, ``relabel``) first calls ``repair``, which
-finishes a relabel left ``running`` by re-applying its staged columns (idempotent). So a kill at
+finishes a relabel left ``running`` by committing what of its staged columns is not committed yet. So a kill at
 any point leaves readers on one label set, and the next write command completes the new one.
 
 Not covered: a reader that keeps a handle open across a relabel keeps the versions it opened
@@ -65,11 +70,10 @@ def apply_labels(tbl, name: str, cols: pa.Table, *, uri: str, message: str) -> i
     from xclip_store.label_commit import dataset, stage_by_key
 
     ds = dataset(storage.join(uri, "lancedb"), name, storage_options=storage.lancedb_storage_options(uri))
-    staged = stage_by_key(ds, KEYS[name], GUARD_COLUMN, cols)
-    if staged is None:
-        return 0
-    _commit(uri, tbl, name, staged, message)
-    return sum(int(f.physical_rows) for f in staged.fragments) and int(cols.num_rows)
+    staged, rows = stage_by_key(ds, KEYS[name], GUARD_COLUMN, cols)
+    if staged is not None:
+        _commit(uri, tbl, name, staged, message)
+    return rows
 
 
 def _commit(uri: str, tbl, name: str, staged, message: str) -> int:

@@ -16,7 +16,9 @@ Video labels are the top-k of the mean of its segments' probabilities (as in the
 ``jobs.assembler``). Only the label columns of the LanceDB ``segments`` and ``videos`` tables are
 written (``labels``, ``label_scores``, ``label_text``, ``label_set``): embeddings, ``run_id``,
 ``source_size``... are never rewritten, and a row a run rewrote after the relabel read it keeps that
-run's labels. The write goes through ``xclip_search.labelstate.commit_relabel``: staged, announced in
+run's labels. It streams (``xclip_search.relabel_tasks`` on Ray, ``jobs.fragment_map``): one task per
+fragment, per-video sums reduced in ``video_id`` partitions; the driver holds no rows. The write goes
+through ``xclip_search.labelstate.commit_staged``: staged, announced in
 ``runs/<relabel_id>.json`` (``"kind": "relabel"``, ``"status": "running"``), committed, finished; readers
 see one label set throughout, and a relabel killed half-way is finished by the next write command
 (``labelstate.repair``). The manifest records the label set, its hash, the mode, counts and the

@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -52,6 +53,8 @@ from xclip_store.indexes import unindexed_rows, update_indexes
 
 VIDEO_KEY = "video_id"
 LOOKUP_BATCH = 1000  # video ids per IN (...) filter
+STAGED_PROPERTY = "xclip.staged"  # transaction property: the ids of the staged chunks it committed
+RESUME_LOOKBACK = 16  # transactions a resumed commit looks back for its own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Staged:
     video_ids: tuple[str, ...]
     rows: int
     per_video: pa.Table | None = None  # ``write(per_video=...)``: those columns of each video's first row
+    stage_id: str = ""  # unique per write: a commit records it, so a retried commit can tell it landed
 
 
 def table_uri(db_uri: str, name: str) -> str:
@@ -132,7 +136,7 @@ def write(uri: str, table: pa.Table, *, storage_options: dict | None = None, per
                             storage_options=storage_options or None) if table.num_rows else []
     rows = (table.select(list(per_video)).take(pa.array(sorted(first.values()), pa.int64()))
             if per_video else None)
-    return Staged(tuple(frags), tuple(sorted(first, key=first.get)), table.num_rows, rows)
+    return Staged(tuple(frags), tuple(sorted(first, key=first.get)), table.num_rows, rows, uuid.uuid4().hex)
 
 
 def existing(uri: str, video_ids: Sequence[str], *, storage_options: dict | None = None,
@@ -168,20 +172,28 @@ def _deletions(ds, video_ids: Sequence[str]):
 def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_video_ids: Sequence[str] = (),
                    replace_staged: bool = True, storage_options: dict | None = None,
                    before_commit: Callable[[], None] | None = None,
-                   properties: dict[str, str] | None = None, cfg: FlatCommitConfig = FlatCommitConfig()) -> int:
+                   properties: dict[str, str] | None = None, resume: bool = False,
+                   cfg: FlatCommitConfig = FlatCommitConfig()) -> int:
     """One transaction: every row of ``delete_video_ids`` (and, with ``replace_staged``, of the staged
     videos) disappears and the staged rows appear. Returns the new version (the current one when
     there was nothing to do). ``replace_staged=False`` skips the lookup for videos the caller knows
     have no rows (the lookup scans the rows not yet indexed: it grows with the unindexed delta).
-    ``properties``: recorded as the transaction's properties."""
+    ``properties``: recorded as the transaction's properties, with the staged chunks' ids.
+    ``resume``: this commit was tried before (its error may have come after it landed): when one of
+    the last ``RESUME_LOOKBACK`` transactions holds these staged chunks, nothing is committed again."""
     import lance
     from lance.commit import CommitConflictError
 
     staged = [staged] if isinstance(staged, Staged) else list(staged)
     frags = [f for s in staged for f in s.fragments]
     vids = list(dict.fromkeys([*delete_video_ids, *(v for s in staged if replace_staged for v in s.video_ids)]))
+    props = {k: str(v) for k, v in (properties or {}).items()}
+    if staged:
+        props[STAGED_PROPERTY] = ",".join(s.stage_id for s in staged)
     for attempt in range(cfg.conflict_retries + 1):
         ds = _dataset(uri, storage_options)
+        if staged and resume and _landed(ds, props[STAGED_PROPERTY]):
+            return ds.version
         removed, updated = _deletions(ds, vids) if vids else ([], [])
         if not (removed or updated or frags):
             return ds.version
@@ -190,8 +202,7 @@ def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_v
               if removed or updated else lance.LanceOperation.Append(frags))
         if before_commit is not None:
             before_commit()
-        tx = lance.Transaction(read_version=ds.version, operation=op,
-                               transaction_properties={k: str(v) for k, v in (properties or {}).items()})
+        tx = lance.Transaction(read_version=ds.version, operation=op, transaction_properties=props)
         try:
             return lance.LanceDataset.commit(ds, tx, storage_options=storage_options or None).version
         except CommitConflictError:
@@ -199,6 +210,12 @@ def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_v
                 raise
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
     raise AssertionError("unreachable")
+
+
+def _landed(ds, staged_ids: str) -> bool:
+    """One of the dataset's last transactions committed the staged chunks ``staged_ids``."""
+    return any(tx is not None and (tx.transaction_properties or {}).get(STAGED_PROPERTY) == staged_ids
+               for tx in ds.get_transactions(RESUME_LOOKBACK))
 
 
 def optimize_delta(uri: str, *, big_fragment_rows: int = 262_144, target_rows_per_fragment: int = 1_048_576,

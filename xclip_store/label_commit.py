@@ -17,9 +17,10 @@ Here each fragment is rewritten on its own (anywhere: a Ray worker), and one com
    fragments until the next ``optimize`` re-indexes them; the vector index is untouched.
 
 Rows someone else rewrote after they were read (a run's upsert: a deletion in the old fragment and
-the new row elsewhere) keep that writer's values: on a commit conflict the rewritten fragments take
-the newest deletion vectors of their fragments and the commit is retried on the latest version. A
-fragment whose data files changed meanwhile (compacted) cannot be carried over: ``LabelCommitError``.
+the new row elsewhere) keep that writer's values: the commit always goes on the latest version, each
+rewritten fragment with that version's deletion vector. A fragment whose data files changed meanwhile
+(compacted) cannot be carried over: ``LabelCommitError`` (Lance's own conflict resolution would let
+such a commit through as a no-op).
 
 Measured (bench/relabel_scale.py, bench/RESULTS.md "Relabel at scale"): the rewrite costs about the
 label columns' bytes; the commit is one manifest write.
@@ -95,17 +96,18 @@ def merge_staged(parts) -> StagedColumns | None:
     return StagedColumns(versions.pop(), tuple(sorted((p[1] for p in parts), key=lambda m: m.id)), tuple(fields))
 
 
-def stage_by_key(ds, key: str, guard: str, columns: pa.Table) -> StagedColumns | None:
+def stage_by_key(ds, key: str, guard: str, columns: pa.Table) -> tuple[StagedColumns | None, int]:
     """Stage ``columns`` (``key``, ``guard`` and the columns to rewrite) into the rows of dataset
     ``ds`` whose (``key``, ``guard``) match, one fragment at a time (rows rewritten since ``columns``
-    was read have another ``guard`` and keep theirs). For callers that hold the new values already."""
+    was read have another ``guard`` and keep theirs). For callers that hold the new values already.
+    Returns (staged, rows matched)."""
     import pyarrow.compute as pc
 
     if not columns.num_rows:
-        return None
+        return None, 0
     want = columns.select([key, guard]).append_column("_i", pa.array(range(columns.num_rows), pa.int64()))
     values = columns.drop_columns([key, guard])
-    parts = []
+    parts, rows = [], 0
     for frag in ds.get_fragments():
         cur = frag.to_table(columns=[key, guard], with_row_address=True)
         hit = cur.join(want, keys=[key, guard], join_type="inner")
@@ -113,7 +115,8 @@ def stage_by_key(ds, key: str, guard: str, columns: pa.Table) -> StagedColumns |
             hit = hit.sort_by(ROW_ADDR)
             meta, fields = rewrite_fragment(frag, hit.column(ROW_ADDR), values.take(pc.cast(hit.column("_i"), pa.int64())))
             parts.append((int(ds.version), meta, fields))
-    return merge_staged(parts)
+            rows += hit.num_rows
+    return merge_staged(parts), rows
 
 
 def committed_version(ds, message: str, *, after: int) -> int | None:
@@ -130,16 +133,28 @@ def committed_version(ds, message: str, *, after: int) -> int | None:
     return None
 
 
-def _rebased(staged: StagedColumns, latest) -> list:
-    """The staged fragments with the newest deletion vectors of ``latest`` (module doc)."""
+def _compacted(ds, *, after: int) -> bool:
+    """Whether a version after ``after`` rewrote fragments (compaction: their rows live on elsewhere)."""
+    import lance
+
+    for v in range(after + 1, int(ds.version) + 1):
+        tx = ds.read_transaction(v)
+        if tx is None or isinstance(tx.operation, lance.LanceOperation.Rewrite):
+            return True
+    return False
+
+
+def _rebased(staged: StagedColumns, read, latest) -> list:
+    """The staged fragments with the newest deletion vectors of ``latest`` (module doc); ``read``: the
+    dataset at the version the fragments were read at."""
+    then = {f.fragment_id: [d.path for d in f.metadata.files] for f in read.get_fragments()}
     now = {f.fragment_id: f.metadata for f in latest.get_fragments()}
     out = []
     for meta in staged.fragments:
         cur = now.get(meta.id)
-        if cur is None:
+        if cur is None and not _compacted(latest, after=int(read.version)):
             continue  # every row of it was deleted since: nothing to label
-        base = [f.path for f in meta.files[:-1]]
-        if [f.path for f in cur.files] != base:
+        if cur is None or [f.path for f in cur.files] != then.get(meta.id):
             raise LabelCommitError(f"fragment {meta.id} was rewritten since it was read (compaction or a column "
                                    "change by another writer); rerun the relabel")
         out.append(dataclasses.replace(meta, deletion_file=cur.deletion_file))
@@ -158,8 +173,11 @@ def commit_columns(db_uri: str, name: str, staged: StagedColumns, *, message: st
     done = committed_version(ds, message, after=staged.read_version)
     if done is not None:
         return done
-    frags, read_version = list(staged.fragments), staged.read_version
+    read = dataset(db_uri, name, version=staged.read_version, storage_options=storage_options)
     for attempt in range(conflict_retries + 1):
+        # always against the latest version, checked here: Lance itself lets an Update whose fragments
+        # a compaction replaced commit as a no-op (measured with pylance 13), which would lose the labels
+        frags = _rebased(staged, read, ds)
         if not frags:
             return int(ds.version)
         op = lance.LanceOperation.Update(updated_fragments=frags, fields_modified=list(staged.fields_modified),
@@ -167,12 +185,11 @@ def commit_columns(db_uri: str, name: str, staged: StagedColumns, *, message: st
         if before_commit is not None:
             before_commit()
         try:
-            return int(lance.LanceDataset.commit(ds, op, read_version=read_version, commit_message=message,
+            return int(lance.LanceDataset.commit(ds, op, read_version=int(ds.version), commit_message=message,
                                                  storage_options=storage_options or None).version)
         except CommitConflictError:
             if attempt == conflict_retries:
                 raise
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
             ds = dataset(db_uri, name, storage_options=storage_options)
-            frags, read_version = _rebased(staged, ds), int(ds.version)
     raise AssertionError("unreachable")

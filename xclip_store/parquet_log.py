@@ -1,9 +1,10 @@
 """The Parquet log hears of every change to LanceDB's videos rows: tombstones and logged updates.
 
 The Parquet files under ``<output>/parquet/`` are an append-only log; the DuckDB
-views ``xclip_store.writer.CURRENT_VIDEOS_SQL`` / ``CURRENT_SEGMENTS_SQL`` take each
-video's latest row. Upserts write their rows to both. Everything else that
-changes LanceDB's videos rows writes the log first (so a crash in between
+views ``CURRENT_VIDEOS_SQL`` / ``CURRENT_SEGMENTS_SQL`` (here; re-exported by
+``xclip_store.writer``) take each video's latest row. The writer's chunks write
+their rows to both. Everything else that changes LanceDB's videos rows writes
+the log first (so a crash in between
 leaves the log ahead, and the next run repeats the change):
 
 * a video deleted from LanceDB (gone from the source, a duplicate repair) gets
@@ -27,6 +28,41 @@ import pyarrow.parquet as pq
 from schemas import VIDEOS_TABLE
 from schemas.output import STATUS_TOMBSTONE, to_table
 from xclip_core import storage
+
+# DuckDB views of the Parquet log: {output} is the job's --output (without a trailing slash).
+# union_by_name: files written before a column was added read it as null (without it DuckDB takes
+# the first file's columns and silently drops the newer ones)
+# a video whose latest row is a tombstone left LanceDB (xclip_store.parquet_log): it is not current
+# Relabels (xclip_search.labelstate) append label rows to the log (xclip_store.parquet_log.log_labels):
+# the key, the indexed_at of the row they relabel, run_id = the relabel id and the label columns,
+# every other column null (videos: uri; segments: segment_index). The views apply the newest label
+# row of each row's (key, indexed_at): a row a later run rewrote has another indexed_at and keeps
+# that run's labels, as in LanceDB.
+_LABELS = ("labels", "label_scores", "label_text", "label_set")
+_RELABELLED = ", ".join(f"CASE WHEN lab.has IS NULL THEN x.{c} ELSE lab.{c}_ END AS {c}"
+                        for c in _LABELS)
+_LABEL_ROWS = """(SELECT {key}, indexed_at, true AS has, """ + ", ".join(f"{c} AS {c}_" for c in _LABELS) + """
+FROM {log} WHERE {marker} IS NULL
+QUALIFY row_number() OVER (PARTITION BY {key}, indexed_at ORDER BY run_id DESC) = 1) lab"""
+CURRENT_VIDEOS_SQL = ("""
+SELECT x.* REPLACE (""" + _RELABELLED + """) FROM (
+SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true) WHERE uri IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
+) x LEFT JOIN """ + _LABEL_ROWS.format(key="video_id", marker="uri",
+                                     log="read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)")
+                      + """ USING (video_id, indexed_at)
+WHERE x.status IS DISTINCT FROM 'tombstone'
+""").strip()
+# a segment is current when it comes from the run that wrote its video's current row
+CURRENT_SEGMENTS_SQL = ("""
+SELECT x.* REPLACE (""" + _RELABELLED + """)
+FROM read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true) x
+JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
+LEFT JOIN """ + _LABEL_ROWS.format(key="segment_id", marker="segment_index",
+                                  log="read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true)")
+                        + """ ON lab.segment_id = x.segment_id AND lab.indexed_at = x.indexed_at
+WHERE x.segment_index IS NOT NULL
+""").strip()
 
 
 def append_log(output: str, name: str, table: pa.Table, *, run_id: str, tag: str = "log") -> str | None:

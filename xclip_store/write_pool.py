@@ -11,18 +11,24 @@ the Parquet URI). The driver (:class:`WritePool`) keeps at most ``max_in_flight`
 submitted-but-uncommitted (queued, running, or written and waiting their turn), runs at most
 ``writers`` write tasks at once, and hands every result to ONE commit callback strictly in
 submission order, so the writer's consistency order holds (placeholder videos rows and segments of
-a chunk before the videos rows that follow them). ``writers = 1`` (the default) writes in the
-driver itself, chunk by chunk, as ``jobs/writer.py`` did: no Ray.
+a chunk before the videos rows that follow them). When the committer lags behind (later chunks
+already written), up to ``max_batch`` consecutive written chunks of one table go to one call, to
+become visible in one commit: the per-commit cost (index lookups, manifest) is paid once for them.
+``writers = 1`` (the default) writes in the driver itself, chunk by chunk, as ``jobs/writer.py``
+did: no Ray.
 
 The commit callback is the writer's leased commit. Expected hook in ``xclip_store.writer.Writer``
-(branch i16a): ``Writer.commit_staged(name, staged, parquet_uri, info)`` commits one written chunk
-through ``Output.commit`` (lease check, lease generation as the Lance commit message,
-``FlatCommitter.commit_segments(staged, placeholders=info)`` for segments and side tables, the
-videos rows' ``commit_replace`` for ``videos``) and records ``parquet_uri``. The adapter is then::
+(branch i16a): ``Writer.commit_staged(name, staged, parquet_uris, infos)`` commits written chunks
+of table ``name`` (lists, in order) through ``Output.commit`` (lease check, lease generation as the
+Lance commit message, ``FlatCommitter.commit_segments(staged, placeholders=concat(infos))`` for
+segments and side tables, the videos rows' ``commit_replace`` for ``videos``) and records the
+``parquet_uris``. The adapter is then::
 
     pool = WritePool(cfg.output, run_id=run_id, token=writer._token, cfg=WritePoolConfig(cfg.writers,
                      cfg.max_in_flight), check=lambda: writer.out.check("write Parquet"),
-                     commit=lambda w: writer.commit_staged(w.name, w.staged, w.parquet_uri, w.info))
+                     executor=jobs.write_tasks.RayTasks() if cfg.writers > 1 else None,
+                     commit=lambda ws: writer.commit_staged(ws[0].name, [w.staged for w in ws],
+                                                            [w.parquet_uri for w in ws], [w.info for w in ws]))
     pool.submit("segments", chunk, info=writer._indexing_rows(chunk))   # per segments chunk
     pool.submit("videos", rows, barrier=True)                             # a videos chunk
     pool.drain()                                                          # before optimize
@@ -31,17 +37,18 @@ videos rows' ``commit_replace`` for ``videos``) and records ``parquet_uri``. The
 is never written before the segments Parquet files of its chunk are committed.
 
 Failure. A write task that fails (a storage error still failing after ``attempts`` tries with
-backoff, ``xclip_store.retry``; a worker that died twice) makes ``submit``/``drain`` raise
+backoff, ``xclip_store.retry``; a worker that died on every try) makes ``submit``/``drain`` raise
 ``OutputError`` in one line. The chunks before it are committed, the failed one and every later
-one are not: their tasks are cancelled, their Lance data files stay unreferenced (invisible;
-removed by ``optimize``'s cleanup) and their Parquet files are deleted when their task has ended
+one are not: the pool waits for their running tasks to end (no new ones start), their Lance data
+files stay unreferenced (invisible; removed by ``optimize``'s cleanup) and their Parquet files are
+deleted once their task has ended
 (a crash of the driver leaves them: they hold rows of videos whose videos row this run did not
 write, so ``CURRENT_SEGMENTS_SQL`` does not show them). A failed commit callback stops the pool
 the same way and is raised as is.
 
 Chosen (bench/write_pool.py, bench/RESULTS.md "Writes from many workers"): Lance's fragment API
 (``lance.fragment.write_fragments`` in the tasks, one ``LanceDataset.commit`` per chunk in the
-driver, ``flat_commit``). Rejected:
+driver (or per batch of chunks), ``flat_commit``). Rejected:
 
 * Ray Data ``Dataset.write_lance`` (Ray 2.60): its datasink commits ONE ``Append``/``Overwrite``
   of all the dataset's fragments itself at the end (``on_write_complete``): no deletion vectors (a
@@ -55,7 +62,9 @@ driver, ``flat_commit``). Rejected:
   itself (per batch in its streaming mode): same objections, plus a dependency for what
   ``write_fragments`` + a commit already do. Not measured.
 
-Imports nothing from jobs/; Ray only when ``writers > 1`` (the caller starts it: ``jobs.cluster.connect``).
+Imports nothing from jobs/ and no Ray (the store runs in the driver, ``tests/test_imports.py``): with
+``writers > 1`` the write tasks run on an :class:`Executor`, ``jobs.write_tasks.RayTasks`` (Ray
+tasks on the session ``jobs.cluster.connect`` started).
 """
 from __future__ import annotations
 
@@ -64,7 +73,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -80,13 +89,15 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class WritePoolConfig:
     """``writers``: write tasks at once (1: in the driver, no Ray); ``max_in_flight``: chunks
-    submitted and not yet committed (0: ``2 * writers``); ``num_cpus``: CPUs a write task books;
-    ``attempts``: tries of each storage write in a task (transient errors only)."""
+    submitted and not yet committed (0: ``2 * writers``);
+    ``attempts``: tries of each storage write in a task (transient errors only); ``max_batch``: written
+    chunks of one table, next in order, handed to ONE commit when the committer lags behind (0: up to
+    ``max_in_flight``; 1: a commit per chunk)."""
 
     writers: int = 1
     max_in_flight: int = 0
-    num_cpus: float = 1.0
     attempts: int = 5
+    max_batch: int = 0
     flat: flat_commit.FlatCommitConfig = flat_commit.FlatCommitConfig()
 
     def __post_init__(self):
@@ -95,13 +106,17 @@ class WritePoolConfig:
         if self.max_in_flight and self.max_in_flight < self.writers:
             raise ValueError(f"max_in_flight must be 0 (2 x writers) or >= writers ({self.writers}), "
                              f"got {self.max_in_flight}")
-        if self.max_in_flight < 0 or self.num_cpus <= 0 or self.attempts < 1:
-            raise ValueError(f"max_in_flight >= 0, num_cpus > 0 and attempts >= 1 needed, got "
-                             f"{self.max_in_flight}, {self.num_cpus}, {self.attempts}")
+        if self.max_in_flight < 0 or self.attempts < 1 or self.max_batch < 0:
+            raise ValueError(f"max_in_flight >= 0, attempts >= 1 and max_batch >= 0 needed, got "
+                             f"{self.max_in_flight}, {self.attempts}, {self.max_batch}")
 
     @property
     def in_flight_limit(self) -> int:
         return self.max_in_flight or 2 * self.writers
+
+    @property
+    def batch_limit(self) -> int:
+        return self.max_batch or self.in_flight_limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +164,24 @@ def write_chunk(output_uri: str, name: str, table: pa.Table, relpath: str, *, at
     return staged, (path if local else "s3://" + path)
 
 
+class Executor(Protocol):
+    """Where write tasks run when ``writers > 1`` (``jobs.write_tasks.RayTasks``: Ray tasks; the
+    store itself imports no Ray)."""
+
+    def start(self, fn: Callable, *args, **kwargs) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a task (object-ref arguments resolved); returns its handle."""
+
+    def ended(self, handles: list, *, timeout: float | None, every: bool = False) -> set:
+        """The handles whose task has ended: after ``timeout`` s (0: now; None: once at least one has,
+        or with ``every`` all of them)."""
+
+    def result(self, handle) -> Any:
+        """The ended task's return value, or its own exception raised."""
+
+    def value(self, ref) -> Any:
+        """The object behind an object ref (a chunk handed over as a ref)."""
+
+
 @dataclasses.dataclass
 class _Chunk:
     name: str
@@ -163,22 +196,27 @@ class _Chunk:
 
 
 class WritePool:
-    """The driver side (see module doc). ``commit(written)``: the one committer, called in
-    submission order; ``check()``: the lease check, before each chunk is submitted."""
+    """The driver side (see module doc). ``commit(batch)``: the one committer, called in submission
+    order with a list of written chunks of one table (one chunk unless ``max_batch`` > 1), each
+    call to become visible at once (e.g. ``FlatCommitter.commit_segments`` of all their
+    ``Staged``); ``check()``: the lease check, before each chunk is submitted."""
 
-    def __init__(self, output_uri: str, *, run_id: str, commit: Callable[[Written], None],
+    def __init__(self, output_uri: str, *, run_id: str, commit: Callable[[list[Written]], None],
                  cfg: WritePoolConfig = WritePoolConfig(), token: str | None = None,
                  check: Callable[[], None] | None = None, hook: Callable | None = None,
-                 start_seq: dict[str, int] | None = None):
+                 start_seq: dict[str, int] | None = None, executor: Executor | None = None):
         self.output_uri, self.run_id, self.cfg = output_uri, run_id, cfg
         self.token = token or uuid.uuid4().hex[:8]
         self._commit_fn, self._check, self._hook = commit, check, hook
         self._seq = collections.Counter(start_seq or {})
         self._queue: collections.deque[_Chunk] = collections.deque()
         self.parquet_files: list[str] = []
-        self.committed = 0
+        self.committed = 0   # chunks
+        self.commits = 0     # calls of the committer
         self.max_seen_in_flight = 0
-        self._remote = None
+        if cfg.writers > 1 and executor is None:
+            raise ValueError("WritePool: writers > 1 needs an executor (jobs.write_tasks.RayTasks)")
+        self._tasks = executor
         self._failed: BaseException | None = None
 
     # ------------------------------------------------------------ state
@@ -253,34 +291,23 @@ class WritePool:
     def _write_here(self, chunk: _Chunk) -> None:
         table, chunk.table = chunk.table, None
         if not isinstance(table, pa.Table):  # an object ref
-            import ray
-
-            table = ray.get(table)
+            if self._tasks is None:
+                raise TypeError(f"WritePool: a chunk of {chunk.name} is a {type(table).__name__}, not a pyarrow "
+                                "Table (an object ref needs an executor)")
+            table = self._tasks.value(table)
         try:
             chunk.result = write_chunk(self.output_uri, chunk.name, table, chunk.relpath,
                                        attempts=self.cfg.attempts, flat=self.cfg.flat, hook=self._hook, seq=chunk.seq)
         except Exception as e:
             raise self._write_error(chunk, e) from None
 
-    def _task(self):
-        if self._remote is None:
-            import ray
-
-            if not ray.is_initialized():
-                raise RuntimeError("WritePool with writers > 1 needs a Ray session (jobs.cluster.connect)")
-            self._remote = ray.remote(write_chunk).options(num_cpus=self.cfg.num_cpus, max_retries=1,
-                                                           name="write_chunk")
-        return self._remote
-
     def _step(self, block: bool) -> None:
         """Start queued chunks while fewer than ``writers`` tasks run; commit the written head of the
         queue, in order. ``block``: return only once at least one chunk is committed."""
-        import ray
-
         while True:
             running = [c for c in self._queue if c.ref is not None and not c.done]
             if running:  # which tasks have ended (a later one may end before the head)
-                ready, _ = ray.wait([c.ref for c in running], num_returns=len(running), timeout=0)
+                ready = self._tasks.ended([c.ref for c in running], timeout=0)
                 for c in running:
                     c.done = c.ref in ready
                 running = [c for c in running if not c.done]
@@ -288,36 +315,47 @@ class WritePool:
                 if len(running) >= self.cfg.writers:
                     break
                 if chunk.ref is None:
-                    chunk.ref = self._task().remote(self.output_uri, chunk.name, chunk.table, chunk.relpath,
+                    chunk.ref = self._tasks.start(write_chunk, self.output_uri, chunk.name, chunk.table, chunk.relpath,
                                                     attempts=self.cfg.attempts, flat=self.cfg.flat,
                                                     hook=self._hook, seq=chunk.seq)
                     chunk.table = None  # the object store holds it now
                     running.append(chunk)
             committed = False
             while self._queue and self._queue[0].done:
-                head = self._queue[0]
-                if head.result is None:
-                    try:
-                        head.result = ray.get(head.ref)
-                    except Exception as e:
-                        raise self._write_error(head, getattr(e, "cause", None) or e) from None
-                self._commit_head()
-                committed = True
+                batch, error = [], None
+                for c in self._queue:  # the written chunks next in order, of the head's table
+                    if not c.done or c.name != self._queue[0].name or len(batch) == self.cfg.batch_limit:
+                        break
+                    if c.result is None:
+                        try:
+                            c.result = self._tasks.result(c.ref)
+                        except Exception as e:
+                            error = self._write_error(c, e)
+                            break
+                    batch.append(c)
+                if batch:
+                    self._commit_head(len(batch))
+                    committed = True
+                if error is not None:
+                    raise error
             if committed:  # slots are free: start the next chunks before returning
                 block = False
                 continue
             if not block or not self._queue:
                 return
-            ray.wait([c.ref for c in self._queue if c.ref is not None and not c.done], num_returns=1)
+            self._tasks.ended([c.ref for c in self._queue if c.ref is not None and not c.done], timeout=None)
 
-    def _commit_head(self) -> None:
-        chunk = self._queue[0]
-        staged, parquet_uri = chunk.result
-        chunk.committing = True
-        self._commit_fn(Written(chunk.name, chunk.seq, staged, parquet_uri, chunk.info))
-        self._queue.popleft()
-        self.parquet_files.append(parquet_uri)
-        self.committed += 1
+    def _commit_head(self, n: int = 1) -> None:
+        """The first ``n`` chunks of the queue (written, one table) in one call of the committer."""
+        batch = [self._queue[i] for i in range(n)]
+        for c in batch:
+            c.committing = True
+        self._commit_fn([Written(c.name, c.seq, *c.result, c.info) for c in batch])
+        for c in batch:
+            self._queue.popleft()
+            self.parquet_files.append(c.result[1])
+        self.committed += n
+        self.commits += 1
 
     def _write_error(self, chunk: _Chunk, e: BaseException) -> BaseException:
         if isinstance(e, PROGRAMMING_ERRORS + (ValueError,)):  # a bug or a schema mismatch: as is
@@ -325,22 +363,16 @@ class WritePool:
         return OutputError(f"--output {self.output_uri}: cannot write {chunk.name} chunk {chunk.seq} "
                            f"({short_error(e)}); nothing after the last commit is lost: rerun the job to finish")
 
-    def abort(self, wait_s: float = 30.0) -> None:
-        """Stop: cancel the write tasks of every uncommitted chunk, delete the Parquet files of those
-        whose task has ended (their Lance data files stay unreferenced), forget them all."""
+    def abort(self, wait_s: float = 60.0) -> None:
+        """Stop: let the running write tasks of the uncommitted chunks end (up to ``wait_s``; no
+        ``ray.cancel``: in Ray 2.60 cancelling a task while it completes can fail a check in the
+        driver's core worker and end the driver), delete the Parquet files of every uncommitted
+        chunk whose task has ended (their Lance data files stay unreferenced), forget them all."""
         chunks, self._queue = list(self._queue), collections.deque()
         refs = [c.ref for c in chunks if c.ref is not None]
         ended = set()
         if refs:
-            import ray
-
-            for ref in refs:
-                try:
-                    ray.cancel(ref)
-                except Exception as e:  # already finished, or Ray gone
-                    log.debug("cancel: %s", e)
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
-            ended = set(ready)
+            ended = self._tasks.ended(refs, timeout=wait_s, every=True)
         fs, base = storage.pyarrow_filesystem(self.output_uri)
         for c in chunks:
             if c.table is not None or c.committing:

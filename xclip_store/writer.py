@@ -17,24 +17,21 @@ segments are those of the run that wrote their video's current row (``CURRENT_VI
 ``CURRENT_SEGMENTS_SQL`` for DuckDB). A video that is no longer ``ok`` has its segments deleted
 when its videos row is committed.
 
-Flat commit cost (issue 16; ``xclip_store.flat_commit``). A chunk is first *staged*
-(``stage``: its Parquet file and its Lance data files, invisible until committed; a write pool can
-stage chunks elsewhere with ``flat_commit.write``), then *committed* (``commit_staged``): each
-step is ONE Lance transaction that deletes the rows of the chunk's videos found through the
-``video_id`` scalar index (deletion vectors on the fragments that hold them) and adds the staged
-files. Its cost follows the chunk, not the table (the ``merge_insert`` with
-``when_not_matched_by_source_delete`` used before joined the chunk with the whole table: ~7 s per
-chunk at 1M rows). ``close()`` compacts only the small fragments, adds the night's rows to the
-indexes as a delta (``flat_commit.optimize_delta``), drops versions older than
-``keep_versions_days`` and reports each index's unindexed rows.
+Flat commit cost (issue 16; ``xclip_store.flat_commit``). A chunk is *staged* (``stage``: its
+Parquet file and Lance data files, invisible until committed; a write pool can stage elsewhere with
+``flat_commit.write``), then *committed* (``commit_staged``): each step is ONE Lance transaction
+deleting the rows of the chunk's videos found through the ``video_id`` index and adding the staged
+files, so its cost follows the chunk, not the table (the ``merge_insert`` used before joined the
+chunk with the whole table: ~7 s per chunk at 1M rows). ``close()`` compacts only small fragments,
+adds the new rows to the indexes as a delta (``flat_commit.optimize_delta``), drops versions older
+than ``keep_versions_days`` and reports each index's unindexed rows.
 
 Side tables keyed by ``segment_id`` (``side_tables``: e.g. ``thumbnails``, ``prompt_features``
 from ``schemas.features``, ``shots``) are written like ``segments``: their videos' rows replaced,
 committed before the videos rows, and deleted with a video that is no longer ``ok``.
 
-Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file and one commit per
-table per chunk). Parquet files are named ``<run_id>-<n>-<writer token>.parquet``: a rerun with the
-same ``run_id`` never overwrites an earlier file.
+Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file, named
+``<run_id>-<n>-<writer token>.parquet`` so a reused ``run_id`` never overwrites one, per chunk).
 
 Fault safety and the lease. Every commit is an ``Output.commit``: the lease is checked first,
 transient S3/LanceDB errors are retried with backoff (``xclip_store.retry``), and a write that
@@ -74,43 +71,9 @@ from xclip_store.errors import OutputError, OutputMismatchError  # noqa: F401 (O
 from xclip_store.indexes import ensure_indexes
 from xclip_store.migrate import migrate_table
 from xclip_store.output import Output
+from xclip_store.parquet_log import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-# DuckDB views of the Parquet log: {output} is the job's --output (without a trailing slash).
-# union_by_name: files written before a column was added read it as null (without it DuckDB takes
-# the first file's columns and silently drops the newer ones)
-# a video whose latest row is a tombstone left LanceDB (xclip_store.parquet_log): it is not current
-# Relabels (xclip_search.labelstate) append label rows to the log (xclip_store.parquet_log.log_labels):
-# the key, the indexed_at of the row they relabel, run_id = the relabel id and the label columns,
-# every other column null (videos: uri; segments: segment_index). The views apply the newest label
-# row of each row's (key, indexed_at): a row a later run rewrote has another indexed_at and keeps
-# that run's labels, as in LanceDB.
-_LABELS = ("labels", "label_scores", "label_text", "label_set")
-_RELABELLED = ", ".join(f"CASE WHEN lab.has IS NULL THEN x.{c} ELSE lab.{c}_ END AS {c}"
-                        for c in _LABELS)
-_LABEL_ROWS = """(SELECT {key}, indexed_at, true AS has, """ + ", ".join(f"{c} AS {c}_" for c in _LABELS) + """
-FROM {log} WHERE {marker} IS NULL
-QUALIFY row_number() OVER (PARTITION BY {key}, indexed_at ORDER BY run_id DESC) = 1) lab"""
-CURRENT_VIDEOS_SQL = ("""
-SELECT x.* REPLACE (""" + _RELABELLED + """) FROM (
-SELECT * FROM read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true) WHERE uri IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY indexed_at DESC, run_id DESC) = 1
-) x LEFT JOIN """ + _LABEL_ROWS.format(key="video_id", marker="uri",
-                                     log="read_parquet('{output}/parquet/videos/*.parquet', union_by_name = true)")
-                      + """ USING (video_id, indexed_at)
-WHERE x.status IS DISTINCT FROM 'tombstone'
-""").strip()
-# a segment is current when it comes from the run that wrote its video's current row
-CURRENT_SEGMENTS_SQL = ("""
-SELECT x.* REPLACE (""" + _RELABELLED + """)
-FROM read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true) x
-JOIN (""" + CURRENT_VIDEOS_SQL + """) v USING (video_id, run_id)
-LEFT JOIN """ + _LABEL_ROWS.format(key="segment_id", marker="segment_index",
-                                  log="read_parquet('{output}/parquet/segments/*.parquet', union_by_name = true)")
-                        + """ ON lab.segment_id = x.segment_id AND lab.indexed_at = x.indexed_at
-WHERE x.segment_index IS NOT NULL
-""").strip()
 
 
 def _side_table_names() -> tuple[str, ...]:
@@ -160,6 +123,7 @@ class Writer:
         self.before_videos_commit = None  # fn(video_id, status of a videos chunk): what must precede it
         self._keep_visible: set[str] = set()
         self._stale: set[str] = set()  # tables committed through Lance since their LanceDB handle was read
+        self._tried: set[tuple] = set()  # stage ids of the staged chunks whose commit failed
         self.db = self.out.db
         self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
         self._migrate()
@@ -208,21 +172,22 @@ class Writer:
         lease = self.out.lease
         props = {"lance.commit.message": what, "xclip.run_id": self.run_id, "xclip.command": self.out.command,
                  **({"xclip.lease_generation": lease.generation, "xclip.lease_id": lease.lease_id} if lease else {})}
+        ids = tuple(s.stage_id for s in ([staged] if isinstance(staged, flat_commit.Staged) else staged))
+        resume = bool(ids) and ids in self._tried  # tried before: it may have landed (retries, pending chunks)
+        self._tried.add(ids)
         self._stale.add(name)
         flat_commit.commit_replace(self.uri(name), staged, delete_video_ids=list(delete),
                                    replace_staged=replace_staged, storage_options=self.storage_options,
-                                   properties=props)
+                                   properties=props, resume=resume)
+        self._tried.discard(ids)
 
     def _flat(self, what: str, name: str, staged=(), *, delete=(), replace_staged: bool = True) -> None:
         self._commit(what, lambda: self._replace(name, staged, delete=delete, replace_staged=replace_staged,
                                                  what=what))
 
-    def _delete(self, name: str, video_ids: list[str], what: str) -> None:
-        self._flat(what, name, delete=video_ids)
-
     def _drop_other_side(self, video_ids: list[str]) -> None:
         for name in self.other_side:
-            self._delete(name, video_ids, f"delete stale {name}")
+            self._flat(f"delete stale {name}", name, delete=video_ids)
 
     def delete_videos(self, video_ids: list[str], *, mark: bool = False) -> int:
         """Remove videos gone from the source: segments first (never a segment without its videos
@@ -235,17 +200,17 @@ class Writer:
             ids = video_ids[i:i + 1000]
             where = f"video_id IN ({sql_list(ids)})"
             self._log_removed(where, "gone from the source", mark_status=STATUS_DELETED if mark else None)
-            self._delete(SEGMENTS_TABLE, ids, "delete segments")
+            self._flat("delete segments", SEGMENTS_TABLE, delete=ids)
             for side in _side_table_names():
                 if side in existing:
-                    self._delete(side, ids, f"delete {side}")
+                    self._flat(f"delete {side}", side, delete=ids)
             if mark:
                 tbl = self._table(VIDEOS_TABLE)
                 self._commit("mark videos deleted", lambda: tbl.update(
                     where=where, values={"status": STATUS_DELETED, "error": "gone from the source",
                                          "num_segments": 0, "run_id": self.run_id}), table=tbl)
             else:
-                self._delete(VIDEOS_TABLE, ids, "delete videos")
+                self._flat("delete videos", VIDEOS_TABLE, delete=ids)
         return len(video_ids)
 
     def repair_duplicates(self) -> int:
@@ -275,9 +240,9 @@ class Writer:
         self._commit("reset duplicated videos", lambda: tbl.update(
             where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}), table=tbl)
         for other in self.per_segment:  # side tables first, then segments: never a side row without them
-            self._delete(other, vids, f"delete duplicated {other}")
+            self._flat(f"delete duplicated {other}", other, delete=vids)
         self._drop_other_side(vids)
-        self._delete(VIDEOS_TABLE, vids, "delete duplicated videos")
+        self._flat("delete duplicated videos", VIDEOS_TABLE, delete=vids)
         return len(vids)
 
     def _log_removed(self, where: str, reason: str, mark_status: str | None = None) -> None:
@@ -319,26 +284,34 @@ class Writer:
             self.commit_staged(name, *self._pending[name][0])
             self._pending[name].pop(0)
 
+    def parquet_path(self, name: str) -> tuple[str, str]:
+        """The next Parquet log file of table ``name``: (filesystem path, URI); a write pool's
+        chunks take theirs here too, so names never collide."""
+        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
+        self._file_seq[name] += 1
+        return path, ("s3://" + path) if storage.is_s3(self.cfg.output) else path
+
     def stage(self, name: str, table: pa.Table) -> tuple[flat_commit.Staged, str]:
         """A chunk of table ``name`` written, not committed: its Parquet log file (leased: the log is
         read as soon as a file exists) and its Lance data files. Returns (staged, Parquet URI) for
         ``commit_staged``."""
         t0 = time.perf_counter()
-        path = f"{self.base.rstrip('/')}/parquet/{name}/{self.run_id}-{self._file_seq[name]:05d}-{self._token}.parquet"
+        path, uri = self.parquet_path(name)
         self._commit(f"write {name} Parquet", lambda: self._write_parquet(table, path))
-        self._file_seq[name] += 1
         t1 = time.perf_counter()
         self.seconds["parquet"] += t1 - t0
         out = []
         self._commit(f"stage {name} data files", lambda: out.append(flat_commit.write(
             self.uri(name), table, storage_options=self.storage_options, per_video=per_video_columns(name))))
         self.seconds["stage"] += time.perf_counter() - t1
-        return out[0], ("s3://" + path) if storage.is_s3(self.cfg.output) else path
+        return out[0], uri
 
     def commit_staged(self, name: str, staged: flat_commit.Staged, parquet_uri: str | None = None) -> None:
         """Commit a staged chunk of table ``name`` in the consistency order (module doc). Chunks
         staged elsewhere (``flat_commit.write(writer.uri(name), rows, per_video=per_video_columns(name))``)
         are committed here in submission order; ``parquet_uri`` is recorded in the manifest."""
+        if name in (SEGMENTS_TABLE, VIDEOS_TABLE) and staged.per_video is None:
+            raise ValueError(f"commit_staged({name!r}): staged without write(..., per_video=per_video_columns({name!r}))")
         if parquet_uri and parquet_uri not in self.parquet_files:
             self.parquet_files.append(parquet_uri)
         t0 = time.perf_counter()
@@ -348,11 +321,10 @@ class Writer:
                 self.uri(VIDEOS_TABLE), vids, storage_options=self.storage_options), what="read videos")
             placeholders = self._indexing_rows(staged.per_video)
             if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
-                ph = placeholders.column("video_id").to_pylist()
-                self._commit("commit videos (indexing)", lambda: self._replace(
+                self._commit("commit videos (indexing)", lambda: self._replace(  # replaced by lookup: idempotent
                     VIDEOS_TABLE, flat_commit.write(self.uri(VIDEOS_TABLE), placeholders,
                                                     storage_options=self.storage_options),
-                    delete=[v for v in ph if v in have], replace_staged=False, what="commit videos (indexing)"))
+                    what="commit videos (indexing)"))
             self._drop_other_side(vids)
             self._flat("commit segments", SEGMENTS_TABLE, staged, delete=[v for v in vids if v in have],
                        replace_staged=False)
@@ -366,7 +338,7 @@ class Writer:
                       if st not in (STATUS_OK, STATUS_INDEXING)]
             if not_ok:  # segments (and side rows) of a video no longer ok
                 for other in self.per_segment:
-                    self._delete(other, not_ok, f"delete {other} of videos not ok")
+                    self._flat(f"delete {other} of videos not ok", other, delete=not_ok)
                 self._drop_other_side(not_ok)
         else:
             self._flat(f"commit {name}", name, staged)
