@@ -12,16 +12,23 @@ does not reproduce: they are refused with the fix (re-hash the videos to ``.vpdq
 
 Match (``Blocklist.match``), per upload (``FrameHashes``: one hash and one mirror hash per
 second, with PDQ quality):
-  1. frames with quality < ``min_quality`` (50, as vPDQ) are skipped, on both sides;
+  1. frames with quality < ``min_quality`` (50, as vPDQ) are skipped, on both sides, except the
+     low-quality tier: an upload frame with quality in [``low_quality``, ``min_quality``)
+     (30-49) may match, but only within ``low_distance`` (16 bits) of an item frame, and item
+     frames under ``min_quality`` are never in the index, so two dark or flat frames never
+     match each other. (A dark, low-texture clip scaled down to 160x90 has quality 38-48 at
+     8-22 bits from its item: ``bench/blocklist.py``.) A match that used the tier says so in
+     its mode (``+low-quality``);
   2. every list hash within ``max_distance`` (31, PDQ's own threshold) of an upload hash or its
      mirror is found with ``moderation.hash_index.HashIndex`` (no scan in Python);
   3. per item and alignment (item time - upload time, within ``max_offset_drift_s``), each
      upload second keeps its closest hit; matched seconds form a segment while at most
-     ``max_gap_s`` good-quality seconds in a row do not match (low-quality seconds are unknown,
-     not a mismatch: they neither break nor count);
+     ``max_gap_s`` good-quality seconds in a row do not match (low-quality seconds that do not
+     match are unknown, not a mismatch: they neither break nor count);
   4. a segment is a match when it is at least ``min_seconds`` long (default 3), or covers at
      least ``min_item_share`` of the item's seconds (a short item inside a long upload), or at
-     least ``min_upload_share`` of the upload's good-quality seconds with 2 or more matched (an
+     least ``min_upload_share`` of the upload's good-quality seconds (plus its low-quality seconds
+     that matched) with 2 or more matched (an
      upload that is a short excerpt of a long item); a segment shorter than ``min_seconds``
      (flagged by a share alone) must also hold one frame within ``strong_distance`` (20 bits):
      two frames at 30 bits are what another stretch of a similar, unrelated clip gives
@@ -56,6 +63,8 @@ class MatchConfig:
     max_distance: int = MATCH_DISTANCE
     strong_distance: int = 20    # a segment flagged by a share alone needs one frame this close
     min_quality: int = QUALITY_MIN
+    low_quality: int = 30        # upload frames in [low_quality, min_quality) match only ...
+    low_distance: int = 16       # ... within this many bits (the low-quality tier)
     min_seconds: float = 3.0
     min_item_share: float = 0.5
     min_upload_share: float = 0.8
@@ -70,6 +79,10 @@ class MatchConfig:
             raise ValueError(f"strong_distance: must be in [0, 64] bits, got {self.strong_distance}")
         if not 0 <= self.min_quality <= 100:
             raise ValueError(f"min_quality: must be in [0, 100], got {self.min_quality}")
+        if not 0 <= self.low_quality <= 100:
+            raise ValueError(f"low_quality: must be in [0, 100], got {self.low_quality}")
+        if not 0 <= self.low_distance <= self.max_distance:
+            raise ValueError(f"low_distance: must be in [0, max_distance], got {self.low_distance}")
         if self.min_seconds <= 0:
             raise ValueError(f"min_seconds: must be > 0, got {self.min_seconds}")
         for name in ("min_item_share", "min_upload_share"):
@@ -136,28 +149,35 @@ class Blocklist:
     def match(self, fh) -> list[Match]:
         """Matches of one upload (``times``, ``hashes``, ``mirror``, ``quality``; see module doc)."""
         cfg = self.cfg
-        ok = np.flatnonzero(np.asarray(fh.quality) >= cfg.min_quality)
+        quality = np.asarray(fh.quality)
+        ok = np.flatnonzero(quality >= min(cfg.min_quality, cfg.low_quality))
         if not len(ok) or not self.index.size:
             return []
         times = np.asarray(fh.times, np.float64)[ok]
+        good = quality[ok] >= cfg.min_quality  # False: the low-quality tier
         queries = np.concatenate([np.asarray(fh.hashes)[ok], np.asarray(fh.mirror)[ok]])
         q, lst, dist = self.index.search(queries, cfg.max_distance)
         mirrored = q >= len(ok)
         q = q % len(ok)
+        keep = good[q] | (dist <= cfg.low_distance)
+        q, lst, dist, mirrored = q[keep], lst[keep], dist[keep], mirrored[keep]
+        # seconds the upload share counts: good-quality ones plus low-quality ones with a hit
+        n_upload = int(good.sum()) + len(np.unique(q[~good[q]]))
         out = []
         items = self.item_of[lst]
         for i in np.unique(items):
             sel = items == i
-            out.extend(self._item_matches(self.items[i], times, q[sel], self.row_of[lst[sel]], dist[sel],
-                                          mirrored[sel]))
+            out.extend(self._item_matches(self.items[i], times, good, n_upload, q[sel], self.row_of[lst[sel]],
+                                          dist[sel], mirrored[sel]))
         return sorted(out, key=lambda m: (m.start_s, m.item_id))
 
-    def _item_matches(self, item: Item, times, q, rows, dist, mirrored) -> list[Match]:
+    def _item_matches(self, item: Item, times, good, n_upload, q, rows, dist, mirrored) -> list[Match]:
         cfg = self.cfg
         if item.kind == IMAGE:
             k = int(np.argmin(dist))
-            return [self._make(item, [int(q[k])], times, {int(q[k]): (int(dist[k]), int(rows[k]), bool(mirrored[k]))},
-                               1.0)]
+            return [self._make(item, [int(q[k])], times, good,
+                               {int(q[k]): (int(dist[k]), int(rows[k]), bool(mirrored[k]))}, 1.0)]
+        good_before = np.concatenate([[0], np.cumsum(good)])  # [j]: good-quality frames among the first j
         # candidate alignments: each hit's offset (item time - upload time); a segment is a run of
         # upload seconds with a hit within max_offset_drift_s of one alignment
         offsets = item.times[rows] - times[q]
@@ -171,7 +191,7 @@ class Blocklist:
             frames = sorted(best)
             runs, cur = [], [frames[0]]
             for f in frames[1:]:
-                if f - cur[-1] - 1 <= cfg.max_gap_s:  # f indexes good-quality frames only
+                if good_before[f] - good_before[cur[-1] + 1] <= cfg.max_gap_s:  # good-quality frames between
                     cur.append(f)
                 else:
                     runs.append(cur)
@@ -180,11 +200,11 @@ class Blocklist:
             for run in runs:
                 item_secs = len(np.unique(np.floor(item.times[[best[f][1] for f in run]] + 1e-6)))
                 share = min(1.0, item_secs / item.seconds)
-                upload_share = len(run) / len(times)
+                upload_share = len(run) / n_upload
                 by_share = share >= cfg.min_item_share or (len(run) >= 2 and upload_share >= cfg.min_upload_share)
                 strong = min(best[f][0] for f in run) <= cfg.strong_distance
                 if len(run) >= cfg.min_seconds or (by_share and strong):
-                    found.append(self._make(item, run, times, best, share))
+                    found.append(self._make(item, run, times, good, best, share))
         out: list[Match] = []  # overlapping candidates (neighbouring alignments): the longest wins
         for m in sorted(found, key=lambda m: (-m.matched_s, m.median_distance)):
             if all(m.end_s <= o.start_s or m.start_s >= o.end_s for o in out):
@@ -192,11 +212,13 @@ class Blocklist:
         return out
 
     @staticmethod
-    def _make(item: Item, seg, times, best, share) -> Match:
+    def _make(item: Item, seg, times, good, best, share) -> Match:
         d = np.asarray([best[f][0] for f in seg])
         rows = [best[f][1] for f in seg]
         modes = [_mode(item, r, best[f][2]) for f, r in zip(seg, rows)]
         mode = max(sorted(set(modes)), key=modes.count)  # the most common over the segment
+        if not good[seg].all():
+            mode += "+low-quality"  # the segment holds frames matched through the low-quality tier
         it = item.times[rows]
         return Match(item.id, float(times[seg[0]]), float(times[seg[-1]]) + 1.0, float(it.min()), float(it.max()) + 1.0,
                      int(d.min()), float(np.median(d)), float(len(seg)), float(share), mode)

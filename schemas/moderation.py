@@ -33,7 +33,7 @@ held a PDQ-like hash of the model's crops; it is no longer written or read.)
     frame_numbers  list<int64>                display index of that frame
     hashes         list<fixed_size_binary[32]>  PDQ (bytes of the reference hex)
     mirror         list<fixed_size_binary[32]>  PDQ of the left-right mirror
-    quality        list<int16>                PDQ quality 0..100 (< 50 is not matched)
+    quality        list<int16>                PDQ quality 0..100 (< 30 is not matched; 30-49 only closely)
     run_id         string
     indexed_at     timestamp[us, UTC]
 """

@@ -122,6 +122,61 @@ def test_tiny_copies_match_and_tiny_unrelated_videos_match_nothing(tmp_path, cap
             assert best.mode in ("direct", "scale:64px"), (name, best)
 
 
+def test_low_quality_copies_match_closely_and_two_low_quality_videos_never_match(tmp_path, capsys):
+    """The low-quality tier: a dimmed copy (PDQ quality 30-49, under vPDQ's 50) of a good item
+    matches it (mode ``+low-quality``); without the tier it matched nothing. A low-quality video
+    does not match its own low-quality copy (item frames under 50 are not in the index), nor an
+    unrelated dark video."""
+    for name, frames in {"bad1": rich_frames(1), "bad2": rich_frames(2),
+                         "dark11": (rich_frames(11) * 0.5).astype(np.uint8)}.items():
+        encode(tmp_path / "bad" / f"{name}.mp4", frames, options=REPEATABLE_X264)
+    blocklist = load_blocklist(str(tmp_path / "bad"))
+    uploads = {"dim1": (rich_frames(1) * 0.65).astype(np.uint8), "dim2": (rich_frames(2) * 0.6).astype(np.uint8),
+               "dark11_copy": (rich_frames(11) * 0.5).astype(np.uint8),
+               "dark12": (rich_frames(12) * 0.5).astype(np.uint8)}
+    fhs = {name: _upload(encode(tmp_path / f"{name}.mp4", f, options=REPEATABLE_X264)) for name, f in uploads.items()}
+    got = {name: blocklist.match(fh) for name, fh in fhs.items()}
+    with capsys.disabled():
+        for name, ms in got.items():
+            print(f"\nlow-quality {name}: quality {fhs[name].quality.tolist()}; "
+                  + "; ".join(f"{m.item_id} {m.mode} d={m.best_distance}/{m.median_distance:g} {m.matched_s:g}s"
+                              for m in ms), end="")
+    for name, fh in fhs.items():
+        assert np.all((fh.quality >= 30) & (fh.quality < 50)), (name, fh.quality)
+    for seed in (1, 2):
+        (m,) = got[f"dim{seed}"]
+        assert m.item_id == f"bad{seed}.mp4" and m.mode.endswith("+low-quality") and m.matched_s >= 5, m
+        assert m.best_distance <= m.median_distance <= MatchConfig().low_distance, m
+    assert got["dark11_copy"] == [] and got["dark12"] == []
+    no_tier = Blocklist(blocklist.items, MatchConfig(low_quality=50))
+    assert all(no_tier.match(fh) == [] for fh in fhs.values())
+
+
+def test_low_quality_tier_needs_a_close_frame_and_does_not_break_segments():
+    item = _synthetic(20, 1)
+    bl = Blocklist([Item("long", "vpdq", np.arange(20.0), item, np.full(20, 90))])
+    fh = _fh(_noisy(item, 14))
+    fh.quality[:] = 40
+    (m,) = bl.match(fh)
+    assert (m.matched_s, m.best_distance, m.mode) == (20, 14, "direct+low-quality")
+    fh = _fh(_noisy(item, 24))  # within max_distance, beyond low_distance: only good frames match
+    assert bl.match(fh)[0].mode == "direct"
+    fh.quality[:] = 40
+    assert bl.match(fh) == []
+    fh = _fh(item)
+    fh.quality[:] = 29  # under low_quality: skipped whatever the distance
+    assert bl.match(fh) == []
+    # low-quality seconds that do not match are unknown, not a gap: 0-2 good, 3-7 low and far, 8-10 good
+    up = _noisy(item[:11], 10)
+    up[3:8] = _noisy(item[3:8], 24)
+    fh = _fh(up)
+    fh.quality[3:8] = 40
+    (m,) = bl.match(fh)
+    assert (m.start_s, m.end_s, m.matched_s, m.mode) == (0, 11, 6, "direct")
+    with pytest.raises(ValueError, match="low_distance"):
+        MatchConfig(low_distance=40)
+
+
 def test_upload_hashes_are_one_per_second_by_timestamp(corpus):
     fh = _upload(corpus["uploads"]["half_fps"])  # 5 fps: frames at 0, 0.2, ...
     assert np.floor(fh.times + 1e-6).tolist() == list(range(8)) and np.all(fh.times - np.arange(8) < 0.2 + 1e-6)
