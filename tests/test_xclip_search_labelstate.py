@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 OPTIONS = {"decoder": {"window_s": 1.0}, "encoder": {"batch_size": 4, "top_k": 3, "store_prompt_features": True}}
 EXECUTE = "xclip_store.label_commit:commit_columns"   # one relabel commit (segments, then videos)
-OPTIMIZE = "lancedb.table:LanceTable.optimize"
+OPTIMIZE = "xclip_store.flat_commit:optimize_delta"  # the upkeep after both commits
 
 
 @pytest.fixture(scope="module")

@@ -153,11 +153,18 @@ def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict
             cols = _read_staged(manifest["staged"][name])
             updated[name] = apply_labels(tables[name], name, cols, uri=uri, message=message)
             logged.append(_log_labels(uri, name, cols, rid))
-    # rewritten label columns leave the indexes on them until optimize() folds them in (searches would
-    # fall back to brute force there); versions older than the job's retention go, as in the job
+    # rewritten label columns leave the indexes on them until index upkeep adds them (searches would
+    # fall back to brute force there): the job's upkeep, whose cost follows the delta (no large
+    # fragment rewritten, a delta index added, no retraining); versions older than the retention go
     seconds["commit"] = round(time.perf_counter() - t0, 3)
+    from xclip_store import flat_commit
+
+    so = storage.lancedb_storage_options(uri)
     for name in (SEGMENTS_TABLE, VIDEOS_TABLE):
-        tables[name].optimize(cleanup_older_than=dt.timedelta(days=float(keep_days)))
+        ds_uri = flat_commit.table_uri(storage.join(uri, "lancedb"), name)
+        flat_commit.optimize_delta(ds_uri, storage_options=so)
+        flat_commit.cleanup(ds_uri, older_than=dt.timedelta(days=float(keep_days)), storage_options=so)
+        tables[name].checkout_latest()
     seconds["optimize"] = round(time.perf_counter() - t0 - seconds["commit"], 3)
     manifest = {**manifest, "status": FINISHED, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                 "updated_rows": updated, "parquet_files": [f for f in logged if f], "seconds": seconds}
