@@ -20,6 +20,8 @@ Stage seconds in the summary and manifest:
     encode       summed over encoder actors (model seconds, runs in parallel)
     assemble     driver: collecting clips into videos, top-k labels
     write_parquet, write_stage (Lance data files), write_lancedb (commits), optimize   driver: the writer
+    write_wait   with writer.writers > 1: driver seconds waiting on the write tasks (which write the
+                 Parquet and Lance data files: write_parquet/write_stage then count only the driver's)
     pipeline     wall time from the first Ray stage to the last row
     total        wall time of the whole run
 """
@@ -258,6 +260,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         failure, internal = None, False
         breaker = Breaker(first_n=cfg.decoder.breaker_first_n, max_share=cfg.decoder.breaker_max_share)
         t_pipe = time.perf_counter()
+        pooled = None
         if inputs.num_rows:
             t0 = time.perf_counter()
             with ray_start_errors(*JobError):
@@ -267,6 +270,11 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                 plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
                                               clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
             seconds["ray_init"] = time.perf_counter() - t0
+            if cfg.writer.writers > 1:  # chunks written by Ray tasks, committed here (xclip_store.pooled)
+                from jobs.write_tasks import RayTasks
+                from xclip_store.pooled import use_pool
+
+                pooled = use_pool(writer, RayTasks())
             log.info("resources: %s", plan)
             t_pipe = time.perf_counter()
             last_report = t_pipe
@@ -322,6 +330,9 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                 report.add_videos(t)
         lease.check()
         tables = writer.close()
+        if pooled is not None:
+            tables["write_pool"] = pooled.stats()
+            seconds["write_wait"] = pooled.wait_s
         tables["frame_pdq"] = pdq.close()
         if moderation:
             tables["moderation"] = moderation.close(writer)
