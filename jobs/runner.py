@@ -20,13 +20,13 @@ Stage seconds in the summary and manifest:
     encode       summed over encoder actors (model seconds, runs in parallel)
     assemble     driver: collecting clips into videos, top-k labels
     write_parquet, write_stage (Lance data files), write_lancedb (commits), optimize   driver: the writer
-    write_wait   with writer.writers > 1: driver seconds waiting on the write tasks (which write the
-                 Parquet and Lance data files: write_parquet/write_stage then count only the driver's)
+    write_wait   writer.writers > 1: driver waiting on the write tasks (they write Parquet + Lance files)
     pipeline     wall time from the first Ray stage to the last row
     total        wall time of the whole run
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -244,6 +244,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                          n_deleted=n_deleted, error=error, listing_errors=list(listing_errors))
 
     writer.write_text(manifest_path, manifest("running").to_json())
+    pooled = None  # writer.writers > 1: the write pool (xclip_store.pooled)
     try:
         t0 = time.perf_counter()
         n_deleted = writer.delete_videos(gone, mark=cfg.writer.on_deleted == "mark")
@@ -260,7 +261,6 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         failure, internal = None, False
         breaker = Breaker(first_n=cfg.decoder.breaker_first_n, max_share=cfg.decoder.breaker_max_share)
         t_pipe = time.perf_counter()
-        pooled = None
         if inputs.num_rows:
             t0 = time.perf_counter()
             with ray_start_errors(*JobError):
@@ -270,10 +270,9 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                 plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
                                               clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
             seconds["ray_init"] = time.perf_counter() - t0
-            if cfg.writer.writers > 1:  # chunks written by Ray tasks, committed here (xclip_store.pooled)
+            if cfg.writer.writers > 1:  # chunks written by Ray tasks, committed here
                 from jobs.write_tasks import RayTasks
                 from xclip_store.pooled import use_pool
-
                 pooled = use_pool(writer, RayTasks())
             log.info("resources: %s", plan)
             t_pipe = time.perf_counter()
@@ -346,6 +345,9 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         writer.write_text(f"runs/{run_id}.html", report.html(final))
         manifest_uri = writer.write_text(manifest_path, final.to_json())
     except BaseException as e:  # the manifest never stays "running" once this process is done with it
+        if pooled is not None and pooled.pool.in_flight:  # no commit after this; their Parquet files go
+            with contextlib.suppress(Exception):  # best effort: the manifest below matters more
+                pooled.pool.abort()
         try:
             error = f"{type(e).__name__}: {e}"[:2000]
             writer.write_text(manifest_path, manifest("failed", error=error).to_json())

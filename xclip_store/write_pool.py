@@ -14,8 +14,8 @@ submission order, so the writer's consistency order holds (placeholder videos ro
 a chunk before the videos rows that follow them). When the committer lags behind (later chunks
 already written), up to ``max_batch`` consecutive written chunks of one table go to one call, to
 become visible in one commit: the per-commit cost (index lookups, manifest) is paid once for them.
-``writers = 1`` (the default) writes in the driver itself, chunk by chunk, as ``jobs/writer.py``
-did: no Ray.
+``writers = 1`` (the default) writes in the driver itself, chunk by chunk: no Ray (the job does
+not use a pool then: ``Writer`` stages in the driver).
 
 The commit callback is the writer's leased commit: ``xclip_store.pooled`` (the job's adapter, with
 ``writer.writers > 1``) passes ``Writer.commit_staged(name, [staged, ...], [parquet_uri, ...])``,
