@@ -37,16 +37,22 @@ def tiny_model(tmp_path_factory):
     return str(write_random_checkpoint(tmp_path_factory.mktemp("model") / "tiny-xclip", preset="tiny", num_frames=4))
 
 
+BUCKET = "jobs-pool"
+
+
 @pytest.fixture(scope="module")
-def runs(ray_session, s3_server, tiny_model, tmp_path_factory):
+def corpus(s3_server, tmp_path_factory):
     import boto3
 
-    bucket = "jobs-pool"
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
-    corpus = make_corpus(s3_server, bucket, tmp_path_factory.mktemp("corpus"))
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=BUCKET)
+    return make_corpus(s3_server, BUCKET, tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def runs(ray_session, corpus, tiny_model):
     out = {}
     for writers in (1, 2):
-        output = f"s3://{bucket}/out{writers}/"
+        output = f"s3://{BUCKET}/out{writers}/"
         summary = index_videos(corpus["inputs"], output, tiny_model, run_id=f"w{writers}", **OPTIONS,
                                writer={"writers": writers, "chunk_rows": 2})
         out[writers] = (output, summary)
@@ -75,6 +81,12 @@ def assert_same_rows(a, b, what: str) -> None:
     assert len(ra) == len(rb), (what, len(ra), len(rb))
     for x, y in zip(ra, rb):
         assert same(x, y), (what, {k: (x[k], y.get(k)) for k in x if not same(x[k], y.get(k))})
+
+
+def read_manifest(uri: str) -> dict:
+    fs, path = storage.pyarrow_filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())
 
 
 def parquet_rows(output: str) -> dict:
@@ -113,9 +125,7 @@ def test_two_writers_write_the_same_tables_and_parquet_rows_as_one(runs):
     for name in p1:
         assert_same_rows(pa.concat_tables(p1[name]), pa.concat_tables(p2[name]), f"parquet {name}")
     # the manifest lists every Parquet file of the run once (the pool names them as the writer does)
-    fs, path = storage.pyarrow_filesystem(s2.manifest_uri)
-    with fs.open_input_stream(path) as f:
-        listed = json.loads(f.read())["parquet_files"]
+    listed = read_manifest(s2.manifest_uri)["parquet_files"]
     assert len(set(listed)) == len(listed)
     for name in (schemas.VIDEOS_TABLE, schemas.SEGMENTS_TABLE, "thumbnails", "prompt_features"):
         assert sum(f"/parquet/{name}/" in u for u in listed) == len(p2[name]) > 0, name
@@ -131,3 +141,37 @@ def test_the_chunks_were_written_by_ray_tasks(runs):
     assert 1 <= pool["commits"] <= pool["chunks"] and 1 <= pool["max_seen_in_flight"] <= 4, pool
     assert s2.stage_seconds["write_parquet"] == 0 and s2.stage_seconds["write_stage"] == 0  # not in the driver
     assert s2.stage_seconds["write_lancedb"] > 0 and "write_wait" in s2.stage_seconds
+
+
+def test_a_failing_commit_stops_the_pool_and_a_rerun_repairs(runs, corpus, tiny_model, monkeypatch):
+    """writers=2: the 2nd segments commit fails for good (disk full): OutputError, manifest failed;
+    the reader view holds (no segment without its videos row, every ok video has its segments), the
+    Parquet files of chunks written but never committed are gone (every one left is in the manifest).
+    A rerun without the fault leaves the same tables as the 1-writer run."""
+    from tests.fault_points import fail_at
+    from tests.test_xclip_store_flat_commit import check_reader_view
+    from xclip_store.errors import OutputError
+    from xclip_store.writer import Writer
+
+    output = f"s3://{BUCKET}/failing/"
+    calls = fail_at(monkeypatch, Writer, "_replace", n=2, exc=OSError(28, "No space left on device"),
+                    when=lambda self, name, *a, **k: name == schemas.SEGMENTS_TABLE)
+    with pytest.raises(OutputError, match="No space left"):
+        index_videos(corpus["inputs"], output, tiny_model, run_id="f1", **OPTIONS,
+                     writer={"writers": 2, "chunk_rows": 2})
+    assert calls.raised >= 1
+    monkeypatch.undo()
+    manifest = read_manifest(f"{output}runs/f1.json")
+    assert manifest["status"] == "failed"
+    v, s = (open_lance_table(output, n).to_arrow() for n in (schemas.VIDEOS_TABLE, schemas.SEGMENTS_TABLE))
+    check_reader_view(v, s)
+    assert s.num_rows < runs[1][1].num_segments  # stopped part-way
+    listed = {u.split("://")[-1] for u in manifest["parquet_files"]}
+    fs, base = storage.pyarrow_filesystem(output)
+    for name in (schemas.VIDEOS_TABLE, schemas.SEGMENTS_TABLE, "thumbnails", "prompt_features"):
+        files = fs.get_file_info(pafs.FileSelector(f"{base.rstrip('/')}/parquet/{name}", allow_not_found=True))
+        assert {i.path for i in files} <= listed, name
+    index_videos(corpus["inputs"], output, tiny_model, run_id="f2", **OPTIONS, writer={"writers": 2, "chunk_rows": 2})
+    for name in (schemas.VIDEOS_TABLE, schemas.SEGMENTS_TABLE, "thumbnails", "prompt_features"):
+        assert_same_rows(open_lance_table(runs[1][0], name).to_arrow(), open_lance_table(output, name).to_arrow(),
+                         name)
