@@ -2,20 +2,17 @@
 
 Layout under ``WriterConfig.output`` (a local folder or ``s3://``):
 
-    lancedb/                       LanceDB database: tables ``videos`` and ``segments``
-    parquet/videos/<run_id>-<n>.parquet
-    parquet/segments/<run_id>-<n>.parquet
+    lancedb/                       LanceDB database: ``videos``, ``segments``, side tables
+    parquet/<table>/<run_id>-<n>-<token>.parquet
     runs/<run_id>.json             run manifest (``schemas.manifest.RunManifest``)
 
-LanceDB tables are the deduplicated view: a video's rows (its videos row, its segments, its
-side-table rows) are replaced as a whole by ``video_id``, so rerunning a job replaces rows instead
-of duplicating them, and a video that now has fewer segments loses the rest (all segments of a
-video are committed in the same chunk). Parquet is an append-only log: each run writes its own
-files (named by ``run_id``, never overwriting another run's), and every row carries ``run_id`` and
-``indexed_at``. The current row of a key is the one with the latest ``indexed_at``, and the current
-segments are those of the run that wrote their video's current row (``CURRENT_VIDEOS_SQL``,
-``CURRENT_SEGMENTS_SQL`` for DuckDB). A video that is no longer ``ok`` has its segments deleted
-when its videos row is committed.
+LanceDB tables are the deduplicated view: a video's rows (videos row, segments, side-table rows)
+are replaced as a whole by ``video_id``, so a rerun replaces rows instead of duplicating them, and
+a video that now has fewer segments loses the rest (all segments of a video are in one chunk).
+Parquet is an append-only log: each run writes its own files, every row carries ``run_id`` and
+``indexed_at``; the current row of a key is the latest, the current segments are those of the run
+that wrote their video's current row (``CURRENT_VIDEOS_SQL``, ``CURRENT_SEGMENTS_SQL`` for DuckDB).
+A video no longer ``ok`` has its segments deleted when its videos row is committed.
 
 Flat commit cost (issue 16; ``xclip_store.flat_commit``). A chunk is *staged* (``stage``: its
 Parquet file and Lance data files, invisible until committed), then *committed* (``commit_staged``):
