@@ -46,7 +46,7 @@ A ``job.toml`` has one table per stage; every key is optional::
     lease_heartbeat_s = 30       # output lease (one run at a time per output)
     lease_stale_after_s = 300
     keep_versions_days = 7       # LanceDB versions kept for time travel
-    writers = 1                  # processes writing Parquet + Lance data files (xclip_store.write_pool);
+    writers = 1                  # Ray tasks writing Parquet + Lance data files (xclip_store.pooled);
                                  # 1 = in the driver; one committer either way
     max_in_flight = 0            # chunks written but not yet committed at most; 0 = 2 x writers
 

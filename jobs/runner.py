@@ -20,11 +20,13 @@ Stage seconds in the summary and manifest:
     encode       summed over encoder actors (model seconds, runs in parallel)
     assemble     driver: collecting clips into videos, top-k labels
     write_parquet, write_stage (Lance data files), write_lancedb (commits), optimize   driver: the writer
+    write_wait   writer.writers > 1: driver waiting on the write tasks (they write Parquet + Lance files)
     pipeline     wall time from the first Ray stage to the last row
     total        wall time of the whole run
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -242,6 +244,7 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                          n_deleted=n_deleted, error=error, listing_errors=list(listing_errors))
 
     writer.write_text(manifest_path, manifest("running").to_json())
+    pooled = None  # writer.writers > 1: the write pool (xclip_store.pooled)
     try:
         t0 = time.perf_counter()
         n_deleted = writer.delete_videos(gone, mark=cfg.writer.on_deleted == "mark")
@@ -267,6 +270,10 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                 plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
                                               clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
             seconds["ray_init"] = time.perf_counter() - t0
+            if cfg.writer.writers > 1:  # chunks written by Ray tasks, committed here
+                from jobs.write_tasks import RayTasks
+                from xclip_store.pooled import use_pool
+                pooled = use_pool(writer, RayTasks())
             log.info("resources: %s", plan)
             t_pipe = time.perf_counter()
             last_report = t_pipe
@@ -322,6 +329,9 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                 report.add_videos(t)
         lease.check()
         tables = writer.close()
+        if pooled is not None:
+            tables["write_pool"] = pooled.stats()
+            seconds["write_wait"] = pooled.wait_s
         tables["frame_pdq"] = pdq.close()
         if moderation:
             tables["moderation"] = moderation.close(writer)
@@ -335,6 +345,9 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
         writer.write_text(f"runs/{run_id}.html", report.html(final))
         manifest_uri = writer.write_text(manifest_path, final.to_json())
     except BaseException as e:  # the manifest never stays "running" once this process is done with it
+        if pooled is not None and pooled.pool.in_flight:  # no commit after this; their Parquet files go
+            with contextlib.suppress(Exception):  # best effort: the manifest below matters more
+                pooled.pool.abort()
         try:
             error = f"{type(e).__name__}: {e}"[:2000]
             writer.write_text(manifest_path, manifest("failed", error=error).to_json())

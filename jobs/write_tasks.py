@@ -26,6 +26,7 @@ class RayTasks:
             raise ValueError(f"RayTasks: num_cpus > 0 and max_retries >= 0 needed, got {num_cpus}, {max_retries}")
         self.num_cpus, self.max_retries = num_cpus, max_retries
         self._remote: dict[Callable, Any] = {}
+        self.started = 0  # tasks started (the job's manifest: tables.write_pool.tasks)
 
     def start(self, fn: Callable, *args, **kwargs):
         import ray
@@ -33,6 +34,7 @@ class RayTasks:
         if fn not in self._remote:
             self._remote[fn] = ray.remote(fn).options(num_cpus=self.num_cpus, max_retries=self.max_retries,
                                                       name=getattr(fn, "__name__", "write"))
+        self.started += 1
         return self._remote[fn].remote(*args, **kwargs)
 
     def ended(self, handles: list, *, timeout: float | None, every: bool = False) -> set:

@@ -24,7 +24,9 @@ Fields (JSON object):
     stage_seconds       dict  seconds per stage (see ``jobs.runner``)
     clips_per_s         float
     tables              {"videos": {"version": int, "rows": int},
-                         "segments": {...}}  LanceDB table versions after this run
+                         "segments": {...}}  LanceDB table versions after this run; with
+                        writer.writers > 1 also "write_pool": {"writers", "tasks", "chunks",
+                        "commits", "max_seen_in_flight", "wait_s", ...} (``xclip_store.pooled``)
     parquet_files       list[str]  Parquet files this run wrote
     num_partial         int   of ``counts["ok"]``, videos indexed from part of the file (their
                               ``videos.error`` starts with "partial: "; e.g. a truncated stream)

@@ -8,7 +8,6 @@ import re
 import lance
 import lancedb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -16,11 +15,12 @@ from schemas import STATUS_FAILED, STATUS_OK
 from xclip_core import storage
 from xclip_store import flat_commit as fc
 from xclip_store.errors import LeaseError, OutputError
-from xclip_store.output import Output
 from xclip_store.write_pool import WritePool, WritePoolConfig, Written
 from jobs.write_tasks import RayTasks
 from tests.conftest import own_ray
-from tests.test_xclip_store_flat_commit import check_reader_view, make_output, placeholders, segs, videos
+from jobs.config import WriterConfig
+from xclip_store.writer import Writer, per_video_columns
+from tests.test_xclip_store_flat_commit import DIM, check_reader_view, make_output, segs, videos
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +49,13 @@ def out_base(request, tmp_path):
 
 
 class Committer:
-    """The writer's leased commit (``Output.commit`` + ``FlatCommitter``), as the hook will do it:
-    segments with their placeholder videos rows (``info``), videos rows replacing placeholders,
-    then the segments of videos that are no longer ok."""
+    """The writer's leased commit, as ``xclip_store.pooled`` passes it: ``Writer.commit_staged`` of
+    the batch (placeholder videos rows, then the segments; the videos rows, then the segments of
+    videos no longer ok), recording the order and the batch sizes."""
 
     def __init__(self, output_uri: str):
-        self.out = Output(output_uri, mode="w", command="write", run_id=RUN)
-        so = storage.lancedb_storage_options(output_uri)
-        self.flat = fc.FlatCommitter(self.out.db_uri, storage_options=so, commit_message="lease 1")
-        self.kw = {"storage_options": so, "commit_message": "lease 1"}
+        self.writer = Writer(WriterConfig(output=output_uri), run_id=RUN, dim=DIM)
+        self.out = self.writer.out
         self.order: list[tuple[str, int]] = []
         self.on_commit = None
         self.pool = None
@@ -69,17 +67,7 @@ class Committer:
         assert len({w.name for w in batch}) == 1
         self.order += [(w.name, w.seq) for w in batch]
         self.batches.append(len(batch))
-        staged = [w.staged for w in batch]
-        if batch[0].name == "segments":
-            self.out.commit("commit segments", lambda: self.flat.commit_segments(
-                staged, pa.concat_tables([w.info for w in batch])))
-        else:
-            def videos_rows():
-                fc.commit_replace(self.flat.videos_uri, staged, **self.kw)
-                not_ok = [v for w in batch for v in w.info]
-                if not_ok:
-                    fc.commit_replace(self.flat.segments_uri, delete_video_ids=not_ok, **self.kw)
-            self.out.commit("commit videos", videos_rows)
+        self.writer.commit_staged(batch[0].name, [w.staged for w in batch], [w.parquet_uri for w in batch])
 
 
 # run r2 over an output holding r1 (A: 3 segments, C: 2, both ok): A rewritten with 2 segments,
@@ -99,23 +87,20 @@ def final_videos() -> pa.Table:
 def run_pool(output_uri: str, cfg: WritePoolConfig, *, hook=None, chunks=None, as_refs: bool = False,
              committer: Committer | None = None) -> tuple[WritePool, Committer]:
     com = committer or Committer(output_uri)
-    pool = com.pool = WritePool(output_uri, run_id=RUN, commit=com, cfg=cfg, hook=hook,
+    pool = com.pool = WritePool(output_uri, run_id=RUN, commit=com, cfg=cfg, hook=hook, per_video=per_video_columns,
                                 executor=RayTasks() if cfg.writers > 1 else None)
     seen = []
     with pool:
         for i in (range(len(SEGMENT_CHUNKS)) if chunks is None else chunks):
             chunk = segment_chunk(i)
-            info = placeholders(chunk.column("video_id").unique().to_pylist(), RUN)
             if as_refs:
                 import ray
 
                 chunk = ray.put(chunk)
-            pool.submit("segments", chunk, info=info)
+            pool.submit("segments", chunk)
             seen.append((pool.in_flight, pool.running))
             assert pool.in_flight <= cfg.in_flight_limit and pool.running <= cfg.writers
-        rows = final_videos()
-        not_ok = rows.filter(pc.not_equal(rows.column("status"), STATUS_OK)).column("video_id").to_pylist()
-        pool.submit("videos", rows, info=not_ok, barrier=True)
+        pool.submit("videos", final_videos(), barrier=True)
     pool.seen = seen
     return pool, com
 
@@ -297,7 +282,7 @@ def test_a_failing_task_stops_the_run_and_nothing_after_it_is_committed(ray_sess
     check_reader_view(t["videos"], t["segments"])
     versions = len(lance.dataset(seg_uri, storage_options=so).versions())
     with pytest.raises(OutputError, match="stopped after an error"):  # the pool is stopped: no later commit
-        com.pool.submit("segments", segment_chunk(4), info=placeholders(["N5", "N6"], RUN))
+        com.pool.submit("segments", segment_chunk(4))
     assert versions == len(lance.dataset(seg_uri, storage_options=so).versions())
 
 
@@ -320,11 +305,10 @@ def test_a_lost_lease_stops_the_pool_before_the_chunks_in_flight_are_committed(r
             raise LeaseError("lease lost")
 
     pool = WritePool(uri, run_id=RUN, commit=com, cfg=WritePoolConfig(writers=2, max_in_flight=2), check=check,
-                     hook=Hold(gate, 1, ("lease lost",)), executor=RayTasks())
+                     hook=Hold(gate, 1, ("lease lost",)), executor=RayTasks(), per_video=per_video_columns)
     with pytest.raises(LeaseError, match="lease lost"):
         for i in range(4):
-            chunk = segment_chunk(i)
-            pool.submit("segments", chunk, info=placeholders(chunk.column("video_id").unique().to_pylist(), RUN))
+            pool.submit("segments", segment_chunk(i))
     assert com.order == [("segments", 0)]
     assert pool.in_flight == 0
     assert ("done", 1) in ray.get(gate.state.remote())["arrived"]  # written, then dropped

@@ -14,24 +14,21 @@ submission order, so the writer's consistency order holds (placeholder videos ro
 a chunk before the videos rows that follow them). When the committer lags behind (later chunks
 already written), up to ``max_batch`` consecutive written chunks of one table go to one call, to
 become visible in one commit: the per-commit cost (index lookups, manifest) is paid once for them.
-``writers = 1`` (the default) writes in the driver itself, chunk by chunk, as ``jobs/writer.py``
-did: no Ray.
+``writers = 1`` (the default) writes in the driver itself, chunk by chunk: no Ray (the job does
+not use a pool then: ``Writer`` stages in the driver).
 
-The commit callback is the writer's leased commit. Expected hook in ``xclip_store.writer.Writer``
-(branch i16a): ``Writer.commit_staged(name, staged, parquet_uris, infos)`` commits written chunks
-of table ``name`` (lists, in order) through ``Output.commit`` (lease check, lease generation as the
-Lance commit message, ``FlatCommitter.commit_segments(staged, placeholders=concat(infos))`` for
-segments and side tables, the videos rows' ``commit_replace`` for ``videos``) and records the
-``parquet_uris``. The adapter is then::
+The commit callback is the writer's leased commit: ``xclip_store.pooled`` (the job's adapter, with
+``writer.writers > 1``) passes ``Writer.commit_staged(name, [staged, ...], [parquet_uri, ...])``,
+which commits the batch through ``Output.commit`` in the writer's consistency order (placeholder
+videos rows, then the segments; ``before_videos_commit``, then the videos rows, then the segments
+of videos no longer ok). The tasks keep each video's ``per_video(name)`` columns on the staged
+chunk for it (``flat_commit.write(per_video=...)``), and the Parquet files are named by
+``relpath(name)`` (the writer's ``parquet_path``: one numbering whoever writes)::
 
-    pool = WritePool(cfg.output, run_id=run_id, token=writer._token, cfg=WritePoolConfig(cfg.writers,
-                     cfg.max_in_flight), check=lambda: writer.out.check("write Parquet"),
-                     executor=jobs.write_tasks.RayTasks() if cfg.writers > 1 else None,
-                     commit=lambda ws: writer.commit_staged(ws[0].name, [w.staged for w in ws],
-                                                            [w.parquet_uri for w in ws], [w.info for w in ws]))
-    pool.submit("segments", chunk, info=writer._indexing_rows(chunk))   # per segments chunk
-    pool.submit("videos", rows, barrier=True)                             # a videos chunk
-    pool.drain()                                                          # before optimize
+    pool = pooled.pool_for(writer, jobs.write_tasks.RayTasks())   # the writer's chunks go there
+    pool.submit("segments", chunk)                                  # per segments / side-table chunk
+    pool.submit("videos", rows, barrier=True)                       # a videos chunk
+    pool.drain()                                                    # Writer.flush / close
 
 ``barrier=True`` (videos chunks) first commits every earlier chunk: a finished video's Parquet row
 is never written before the segments Parquet files of its chunk are committed.
@@ -78,7 +75,7 @@ import collections
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -144,9 +141,11 @@ def parquet_relpath(name: str, run_id: str, seq: int, token: str) -> str:
 
 def write_chunk(output_uri: str, name: str, table: pa.Table, relpath: str, *, attempts: int = 5,
                 flat: flat_commit.FlatCommitConfig = flat_commit.FlatCommitConfig(),
-                hook: Callable | None = None, seq: int = 0) -> tuple[flat_commit.Staged, str]:
-    """Write ``table`` as its Parquet file and as Lance data files of table ``name`` (uncommitted).
-    Runs in a write task or in the driver; storage options come from this process's environment.
+                hook: Callable | None = None, seq: int = 0,
+                per_video: Sequence[str] = ()) -> tuple[flat_commit.Staged, str]:
+    """Write ``table`` as its Parquet file and as Lance data files of table ``name`` (uncommitted;
+    ``per_video``: as ``flat_commit.write``). Runs in a write task or in the driver; storage options
+    come from this process's environment.
     ``hook(name, seq, point)`` (tests): ``"parquet"`` before each try of the Parquet write,
     ``"done"`` once the chunk is written."""
     fs, base = storage.pyarrow_filesystem(output_uri)
@@ -163,7 +162,8 @@ def write_chunk(output_uri: str, name: str, table: pa.Table, relpath: str, *, at
     retry(parquet, what=f"write {name} Parquet", attempts=attempts)
     uri = flat_commit.table_uri(storage.join(output_uri, "lancedb"), name)
     opts = storage.lancedb_storage_options(output_uri)
-    staged = retry(lambda: flat_commit.write(uri, table, storage_options=opts, cfg=flat),
+    staged = retry(lambda: flat_commit.write(uri, table, storage_options=opts, cfg=flat,
+                                                 per_video=per_video),
                    what=f"write {name} data files", attempts=attempts)
     if hook is not None:
         hook(name, seq, "done")
@@ -204,16 +204,20 @@ class _Chunk:
 class WritePool:
     """The driver side (see module doc). ``commit(batch)``: the one committer, called in submission
     order with a list of written chunks of one table (one chunk unless ``max_batch`` > 1), each
-    call to become visible at once (e.g. ``FlatCommitter.commit_segments`` of all their
-    ``Staged``); ``check()``: the lease check, before each chunk is submitted."""
+    call to become visible at once (``Writer.commit_staged`` of all their ``Staged``); ``check()``:
+    the lease check, before each chunk is submitted; ``relpath(name)``: the next chunk's Parquet file
+    under the output (default ``parquet_relpath`` with the pool's own numbering); ``per_video(name)``:
+    the columns each staged chunk keeps per video (``xclip_store.writer.per_video_columns``)."""
 
     def __init__(self, output_uri: str, *, run_id: str, commit: Callable[[list[Written]], None],
                  cfg: WritePoolConfig = WritePoolConfig(), token: str | None = None,
                  check: Callable[[], None] | None = None, hook: Callable | None = None,
-                 start_seq: dict[str, int] | None = None, executor: Executor | None = None):
+                 start_seq: dict[str, int] | None = None, executor: Executor | None = None,
+                 relpath: Callable[[str], str] | None = None, per_video: Callable[[str], Sequence[str]] | None = None):
         self.output_uri, self.run_id, self.cfg = output_uri, run_id, cfg
         self.token = token or uuid.uuid4().hex[:8]
         self._commit_fn, self._check, self._hook = commit, check, hook
+        self._relpath, self._per_video = relpath, per_video or (lambda name: ())
         self._seq = collections.Counter(start_seq or {})
         self._queue: collections.deque[_Chunk] = collections.deque()
         self.parquet_files: list[str] = []
@@ -247,7 +251,8 @@ class WritePool:
             self.drain()
         seq = self._seq[name]
         self._seq[name] += 1
-        chunk = _Chunk(name, seq, parquet_relpath(name, self.run_id, seq, self.token), info, table=table)
+        rel = self._relpath(name) if self._relpath else parquet_relpath(name, self.run_id, seq, self.token)
+        chunk = _Chunk(name, seq, rel, info, table=table)
         if self.cfg.writers == 1:
             self._queue.append(chunk)
             self.max_seen_in_flight = max(self.max_seen_in_flight, 1)
@@ -303,7 +308,8 @@ class WritePool:
             table = self._tasks.value(table)
         try:
             chunk.result = write_chunk(self.output_uri, chunk.name, table, chunk.relpath,
-                                       attempts=self.cfg.attempts, flat=self.cfg.flat, hook=self._hook, seq=chunk.seq)
+                                       attempts=self.cfg.attempts, flat=self.cfg.flat, hook=self._hook, seq=chunk.seq,
+                                       per_video=tuple(self._per_video(chunk.name)))
         except Exception as e:
             raise self._write_error(chunk, e) from None
 
@@ -323,7 +329,8 @@ class WritePool:
                 if chunk.ref is None:
                     chunk.ref = self._tasks.start(write_chunk, self.output_uri, chunk.name, chunk.table, chunk.relpath,
                                                     attempts=self.cfg.attempts, flat=self.cfg.flat,
-                                                    hook=self._hook, seq=chunk.seq)
+                                                    hook=self._hook, seq=chunk.seq,
+                                                    per_video=tuple(self._per_video(chunk.name)))
                     chunk.table = None  # the object store holds it now
                     running.append(chunk)
             committed = False

@@ -2,53 +2,46 @@
 
 Layout under ``WriterConfig.output`` (a local folder or ``s3://``):
 
-    lancedb/                       LanceDB database: tables ``videos`` and ``segments``
-    parquet/videos/<run_id>-<n>.parquet
-    parquet/segments/<run_id>-<n>.parquet
+    lancedb/                       LanceDB database: ``videos``, ``segments``, side tables
+    parquet/<table>/<run_id>-<n>-<token>.parquet
     runs/<run_id>.json             run manifest (``schemas.manifest.RunManifest``)
 
-LanceDB tables are the deduplicated view: a video's rows (its videos row, its segments, its
-side-table rows) are replaced as a whole by ``video_id``, so rerunning a job replaces rows instead
-of duplicating them, and a video that now has fewer segments loses the rest (all segments of a
-video are committed in the same chunk). Parquet is an append-only log: each run writes its own
-files (named by ``run_id``, never overwriting another run's), and every row carries ``run_id`` and
-``indexed_at``. The current row of a key is the one with the latest ``indexed_at``, and the current
-segments are those of the run that wrote their video's current row (``CURRENT_VIDEOS_SQL``,
-``CURRENT_SEGMENTS_SQL`` for DuckDB). A video that is no longer ``ok`` has its segments deleted
-when its videos row is committed.
+LanceDB tables are the deduplicated view: a video's rows (videos row, segments, side-table rows)
+are replaced as a whole by ``video_id``, so a rerun replaces rows instead of duplicating them, and
+a video that now has fewer segments loses the rest (all segments of a video are in one chunk).
+Parquet is an append-only log: each run writes its own files, every row carries ``run_id`` and
+``indexed_at``; the current row of a key is the latest, the current segments are those of the run
+that wrote their video's current row (``CURRENT_VIDEOS_SQL``, ``CURRENT_SEGMENTS_SQL`` for DuckDB).
+A video no longer ``ok`` has its segments deleted when its videos row is committed.
 
 Flat commit cost (issue 16; ``xclip_store.flat_commit``). A chunk is *staged* (``stage``: its
-Parquet file and Lance data files, invisible until committed; a write pool can stage elsewhere with
-``flat_commit.write``), then *committed* (``commit_staged``): each step is ONE Lance transaction
-deleting the rows of the chunk's videos found through the ``video_id`` index and adding the staged
-files, so its cost follows the chunk, not the table (the ``merge_insert`` used before joined the
-chunk with the whole table: ~7 s per chunk at 1M rows). ``close()`` compacts only small fragments,
-adds the new rows to the indexes as a delta (``flat_commit.optimize_delta``), drops versions older
-than ``keep_versions_days`` and reports each index's unindexed rows.
+Parquet file and Lance data files, invisible until committed), then *committed* (``commit_staged``):
+each step is ONE Lance transaction deleting the rows of the chunk's videos found through the
+``video_id`` index and adding the staged files, so its cost follows the chunk, not the table (the
+``merge_insert`` used before: ~7 s per chunk at 1M rows). ``close()`` compacts only small fragments,
+indexes the delta (``flat_commit.optimize_delta``), drops versions older than ``keep_versions_days``.
+With ``writers > 1`` (``xclip_store.pooled``) write tasks stage the chunks and the driver commits them
+through ``commit_staged`` in submission order; a videos chunk is written only once every earlier
+chunk is committed; ``flush``/``close`` drain the pool first.
 
-Side tables keyed by ``segment_id`` (``side_tables``: e.g. ``thumbnails``, ``prompt_features``
-from ``schemas.features``, ``shots``) are written like ``segments``: their videos' rows replaced,
-committed before the videos rows, and deleted with a video that is no longer ``ok``.
+Side tables (``side_tables``: ``thumbnails``, ``prompt_features``, ``shots``) are written like
+``segments``: their videos' rows replaced, committed before the videos rows, deleted with a video
+no longer ``ok``. Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file per
+chunk, ``<run_id>-<n>-<writer token>.parquet``: a reused ``run_id`` never overwrites one).
 
-Rows are buffered and committed in chunks of ``chunk_rows`` (one Parquet file, named
-``<run_id>-<n>-<writer token>.parquet`` so a reused ``run_id`` never overwrites one, per chunk).
-
-Fault safety and the lease. Every commit is an ``Output.commit``: the lease is checked first,
-transient S3/LanceDB errors are retried with backoff (``xclip_store.retry``), and a write that
-still fails raises ``OutputError`` with a one-line reason (nothing is counted written that was
-not). Each Lance transaction records the run id, the command, the lease generation and what it
-commits (its transaction properties). A staged chunk whose commit failed stays pending and is
-committed by the next ``flush``. Every commit replaces by ``video_id``, so a rerun repairs a chunk
-that failed half-way.
+Fault safety and the lease. Every commit is an ``Output.commit``: lease check first, transient
+S3/LanceDB errors retried with backoff (``xclip_store.retry``), a write still failing raises
+``OutputError`` in one line. Each Lance transaction records the run id, command, lease generation and
+what it commits. A staged chunk whose commit failed stays pending for the next ``flush``; every
+commit replaces by ``video_id``, so a rerun repairs a chunk that failed half-way.
 
 Consistency order (a LanceDB reader never sees a segment without its videos row, nor a video
-without segments it had before). Each segments chunk is committed in three steps: (1) its videos
-get a placeholder videos row with ``status = 'indexing'`` (not those of ``keep_visible``), (2) the
-segments replace the videos' earlier segments in one transaction, (3) later, the final videos rows
-replace the placeholders. A crash between (1) and (3) leaves ``indexing`` rows: readers filter on
-``status = 'ok'``, and the next run reindexes them since they are not ``ok``. A video without a
-videos row has no segments (they come after its row and go before it), so only the videos that
-have one are looked up in ``segments``.
+without segments it had before). A segments chunk is committed in three steps: (1) placeholder
+videos rows ``status = 'indexing'`` (not for ``keep_visible``), (2) the segments replace the
+videos' earlier segments in one transaction, (3) later, the final videos rows replace the
+placeholders. A crash between (1) and (3) leaves ``indexing`` rows: readers filter on ``status =
+'ok'``, the next run reindexes them. Segments come after their videos row and go before it, so only
+videos that have one are looked up in ``segments``.
 """
 from __future__ import annotations
 
@@ -61,8 +54,8 @@ import warnings
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VIDEOS_KEY,
-                     VIDEOS_TABLE, check_table, segments_schema, videos_schema)
+from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VIDEOS_KEY, VIDEOS_TABLE,
+                     check_table, segments_schema, videos_schema)
 from schemas.output import STATUS_DELETED
 from schemas.sql import sql_list
 from xclip_core import storage
@@ -124,6 +117,7 @@ class Writer:
         self._keep_visible: set[str] = set()
         self._stale: set[str] = set()  # tables committed through Lance since their LanceDB handle was read
         self._tried: set[tuple] = set()  # stage ids of the staged chunks whose commit failed
+        self.pool = None  # writer.writers > 1: a WritePool writes the chunks (xclip_store.pooled)
         self.db = self.out.db
         self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
         self._migrate()
@@ -182,8 +176,7 @@ class Writer:
         self._tried.discard(ids)
 
     def _flat(self, what: str, name: str, staged=(), *, delete=(), replace_staged: bool = True) -> None:
-        self._commit(what, lambda: self._replace(name, staged, delete=delete, replace_staged=replace_staged,
-                                                 what=what))
+        self._commit(what, lambda: self._replace(name, staged, delete=delete, replace_staged=replace_staged, what=what))
 
     def _drop_other_side(self, video_ids: list[str]) -> None:
         for name in self.other_side:
@@ -271,6 +264,8 @@ class Writer:
         for name in self.per_segment:
             self._flush(name)
         self._flush(VIDEOS_TABLE)
+        if self.pool is not None:
+            self.pool.drain()
 
     def _flush(self, name: str) -> None:
         if name == VIDEOS_TABLE:
@@ -278,6 +273,9 @@ class Writer:
                 self._flush(other)
         if self._buffers[name]:
             table = pa.concat_tables(self._buffers[name]).combine_chunks()
+            if self.pool is not None:  # a write task writes it; committed in submission order (barrier: module doc)
+                self._buffers[name], self._rows[name] = [], 0
+                return self.pool.submit(name, table, barrier=name == VIDEOS_TABLE)
             self._pending[name].append(self.stage(name, table))
             self._buffers[name], self._rows[name] = [], 0  # the rows are in staged files now
         while self._pending[name]:  # in order; a chunk leaves only once committed
@@ -306,20 +304,23 @@ class Writer:
         self.seconds["stage"] += time.perf_counter() - t1
         return out[0], uri
 
-    def commit_staged(self, name: str, staged: flat_commit.Staged, parquet_uri: str | None = None) -> None:
-        """Commit a staged chunk of table ``name`` in the consistency order (module doc). Chunks
-        staged elsewhere (``flat_commit.write(writer.uri(name), rows, per_video=per_video_columns(name))``)
-        are committed here in submission order; ``parquet_uri`` is recorded in the manifest."""
-        if name in (SEGMENTS_TABLE, VIDEOS_TABLE) and staged.per_video is None:
+    def commit_staged(self, name: str, staged, parquet_uri=None) -> None:
+        """Commit a staged chunk (or a list of consecutive ones: one commit) of table ``name`` in the
+        consistency order (module doc). Chunks staged elsewhere (``flat_commit.write(writer.uri(name),
+        rows, per_video=per_video_columns(name))``, ``xclip_store.pooled``) are committed here in
+        submission order; ``parquet_uri`` (or a list) is recorded in the manifest."""
+        staged = [staged] if isinstance(staged, flat_commit.Staged) else list(staged)
+        if name in (SEGMENTS_TABLE, VIDEOS_TABLE) and any(s.per_video is None for s in staged):
             raise ValueError(f"commit_staged({name!r}): staged without write(..., per_video=per_video_columns({name!r}))")
-        if parquet_uri and parquet_uri not in self.parquet_files:
-            self.parquet_files.append(parquet_uri)
+        self.parquet_files += [u for u in ([parquet_uri] if isinstance(parquet_uri, str) else parquet_uri or ())
+                               if u not in self.parquet_files]
         t0 = time.perf_counter()
-        vids = list(staged.video_ids)
+        vids = [v for s in staged for v in s.video_ids]
+        per_video = pa.concat_tables([s.per_video for s in staged]) if name in (SEGMENTS_TABLE, VIDEOS_TABLE) else None
         if name == SEGMENTS_TABLE:
             have = self.out.read(VIDEOS_TABLE, lambda: flat_commit.existing(
                 self.uri(VIDEOS_TABLE), vids, storage_options=self.storage_options), what="read videos")
-            placeholders = self._indexing_rows(staged.per_video)
+            placeholders = self._indexing_rows(per_video)
             if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
                 self._commit("commit videos (indexing)", lambda: self._replace(  # replaced by lookup: idempotent
                     VIDEOS_TABLE, flat_commit.write(self.uri(VIDEOS_TABLE), placeholders,
@@ -330,11 +331,10 @@ class Writer:
                        replace_staged=False)
         elif name == VIDEOS_TABLE:
             if self.before_videos_commit is not None:
-                self._commit("commit what precedes the videos rows", lambda: self.before_videos_commit(
-                    staged.per_video))
+                self._commit("commit what precedes the videos rows", lambda: self.before_videos_commit(per_video))
             self._flat("commit videos", VIDEOS_TABLE, staged)
-            not_ok = [v for v, st in zip(staged.per_video.column("video_id").to_pylist(),
-                                         staged.per_video.column("status").to_pylist())
+            not_ok = [v for v, st in zip(per_video.column("video_id").to_pylist(),
+                                         per_video.column("status").to_pylist())
                       if st not in (STATUS_OK, STATUS_INDEXING)]
             if not_ok:  # segments (and side rows) of a video no longer ok
                 for other in self.per_segment:
@@ -349,7 +349,8 @@ class Writer:
         self.out.commit(what, fn, table=table)
 
     def _write_parquet(self, table: pa.Table, path: str) -> None:
-        self._parent(path)
+        if not storage.is_s3(self.cfg.output):  # object stores have no folders to create
+            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         pq.write_table(table, path, filesystem=self.fs, compression="zstd")
 
     def keep_visible(self, video_ids: set[str]) -> None:
@@ -404,10 +405,6 @@ class Writer:
     def _ensure_indexes(self, name: str, tbl) -> None:
         # one index builder (also `xclip-index build-index`); each index is one leased, retried commit
         ensure_indexes(tbl, name, min_vector_rows=self.cfg.vector_index_min_rows, commit=self.out.commit)
-
-    def _parent(self, path: str) -> None:
-        if not storage.is_s3(self.cfg.output):  # object stores have no folders to create
-            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
     def write_text(self, relpath: str, text: str, *, check: bool = True) -> str:
         """Write a small text file under the output atomically (the run manifest); returns its URI."""
