@@ -141,3 +141,16 @@ def test_nvdec_matches_cpu_clips_and_embeddings(tmp_path):
         e_cpu = model.encode_video(preprocess(cpu, pre)).video_embeds
     cos = torch.nn.functional.cosine_similarity(e_gpu.float(), e_cpu.float(), dim=-1)
     assert cos.min().item() >= 0.98, cos
+
+
+def test_gpu_index_reads_the_ordinal_of_strings_and_devices():
+    """``"cuda:1"`` is ordinal 1 (a string's ``.index`` is ``str.index``, which once went to
+    ``SimpleDecoder`` as the GPU id); a CPU device is refused. Plain ``"cuda"`` needs a GPU."""
+    from xclip_core.video.nvdec import gpu_index
+
+    assert gpu_index("cuda:1") == 1
+    assert gpu_index(torch.device("cuda", 3)) == 3
+    with pytest.raises(ValueError, match="CUDA device"):
+        gpu_index("cpu")
+    if torch.cuda.is_available():
+        assert gpu_index("cuda") == torch.cuda.current_device()

@@ -110,6 +110,17 @@ def nvdec_unavailable(device) -> str | None:
     return None
 
 
+def gpu_index(device) -> int:
+    """The CUDA ordinal of ``device`` (``"cuda"``, ``"cuda:1"`` or a ``torch.device``): its index, else
+    the current device. A string's ``.index`` is ``str.index``, so it is parsed first."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise ValueError(f"NVDEC decodes on a CUDA device, got {device!r}")
+    return dev.index if dev.index is not None else torch.cuda.current_device()
+
+
 class NvdecReader:
     """The NVDEC frame reader for one video: one ``SimpleDecoder`` opened on first
     use and kept for the video's chunks. ``reader(source, indices, device)`` ->
@@ -123,7 +134,7 @@ class NvdecReader:
         import torch
 
         if self.dec is None:
-            gpu = device.index if getattr(device, "index", None) is not None else torch.cuda.current_device()
+            gpu = gpu_index(device)
             self.dec = nvc.SimpleDecoder(source, gpu_id=gpu, use_device_memory=True,
                                          output_color_type=nvc.OutputColorType.RGB)
         frames = self.dec.get_batch_frames_by_index(list(indices))
