@@ -82,7 +82,9 @@ def watched(argv: list[str], *, rss_cap: float, timeout: float) -> dict:
     """Run ``argv``, polling the process tree's RSS every 0.2 s; kill it past ``rss_cap`` bytes or
     ``timeout`` s. Returns its stdout lines, peak RSS (GB), seconds and how it ended."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # output to files, not pipes: Lance can log megabytes of warnings, and a full pipe would block it
+    out_f, err_f = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(argv, stdout=out_f, stderr=err_f, text=True)
     ps, peak, ended = psutil.Process(proc.pid), 0, None
     while proc.poll() is None:
         try:
@@ -98,7 +100,10 @@ def watched(argv: list[str], *, rss_cap: float, timeout: float) -> dict:
             proc.kill()
             break
         time.sleep(0.2)
-    out, err = proc.communicate()
+    proc.wait()
+    out_f.seek(0)
+    err_f.seek(0)
+    out, err = out_f.read(), err_f.read()
     return {"ended": ended or f"exit {proc.returncode}", "peak_rss_gb": round(peak / GB, 2),
             "wall_s": round(time.perf_counter() - t0, 1), "stdout": out.strip().splitlines(),
             "stderr_tail": err.strip().splitlines()[-3:]}
