@@ -219,6 +219,7 @@ def main(argv=None) -> None:
     ap.add_argument("--old-cap-s", type=float, default=1800)
     ap.add_argument("--old-cap-gb", type=float, default=16)
     ap.add_argument("--labels", default="kinetics400")
+    ap.add_argument("--fragment-rows", type=int, default=50_000, help="rows per fragment (and per write batch)")
     ap.add_argument("--which", default="streaming,before")
     ap.add_argument("--commit-compare", metavar="INDEX", help="only: commit_compare on an index built here")
     args = ap.parse_args(argv)
@@ -245,14 +246,16 @@ def main(argv=None) -> None:
             if idx.exists():
                 subprocess.run(["rm", "-rf", str(idx)], check=True)
             t0 = time.perf_counter()
-            build_index(idx, n, model=str(model), dim=args.dim)
+            build_index(idx, n, model=str(model), dim=args.dim, fragment_rows=args.fragment_rows,
+                        batch_rows=args.fragment_rows)
             build_s = time.perf_counter() - t0
             cap = args.old_cap_gb * 2**30 if which == "before" else None
             r = run_measured(["relabel", "--index", str(idx), "--labels", args.labels], tree=tree,
                              timeout=args.old_cap_s if which == "before" else None, cap_bytes=cap)
             relabels = sorted((idx / "runs").glob("*relabel*.json"), key=lambda p: p.stat().st_mtime)
             seconds = json.loads(relabels[-1].read_text()).get("seconds") if relabels and r["rc"] == 0 else None
-            row = {"segments": n, "relabel": which, "build_s": round(build_s, 1), "rc": r["rc"], "wall_s": r["wall_s"],
+            row = {"segments": n, "relabel": which, "fragment_rows": args.fragment_rows,
+                   "build_s": round(build_s, 1), "rc": r["rc"], "wall_s": r["wall_s"],
                    "segments_per_s": round(n / r["wall_s"]) if r["rc"] == 0 else None, "phase_s": seconds,
                    "load_avg_1m": round(os.getloadavg()[0], 1),
                    "peak_rss_gib": round(r["peak_rss_bytes"] / 2**30, 2), "killed": r["killed"],
