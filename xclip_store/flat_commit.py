@@ -139,32 +139,94 @@ def write(uri: str, table: pa.Table, *, storage_options: dict | None = None, per
     return Staged(tuple(frags), tuple(sorted(first, key=first.get)), table.num_rows, rows, uuid.uuid4().hex)
 
 
-def existing(uri: str, video_ids: Sequence[str], *, storage_options: dict | None = None,
-             ds=None) -> set[str]:
-    """The ``video_ids`` that have rows in the dataset (through the scalar index when there is one)."""
-    ds = ds or _dataset(uri, storage_options)
-    found: set[str] = set()
+def lookup_fragments(ds, video_ids: Sequence[str], fragments=None) -> dict[int, set[str]]:
+    """Fragment id -> the ``video_ids`` with rows there: ONE index lookup (``IN`` filters of
+    ``LOOKUP_BATCH`` ids, through the scalar index on ``video_id`` where there is one; the rows not
+    indexed yet are scanned). Only in ``fragments`` (``LanceFragment``s) when given."""
+    found: dict[int, set[str]] = {}
+    if fragments is not None and not fragments:
+        return found
     for i in range(0, len(video_ids), LOOKUP_BATCH):
         where = f"{VIDEO_KEY} IN ({sql_list(list(video_ids[i:i + LOOKUP_BATCH]))})"
-        found.update(ds.to_table(columns=[VIDEO_KEY], filter=where).column(VIDEO_KEY).to_pylist())
+        t = ds.scanner(columns=[VIDEO_KEY], filter=where, with_row_address=True, fragments=fragments).to_table()
+        for v, a in zip(t.column(VIDEO_KEY).to_pylist(), t.column("_rowaddr").to_pylist()):
+            found.setdefault(a >> 32, set()).add(v)
     return found
 
 
-def _deletions(ds, video_ids: Sequence[str]):
-    """(removed fragment ids, updated FragmentMetadata) deleting every row of ``video_ids``:
-    the index finds the fragments; only those get a new deletion vector."""
-    frag_ids: set[int] = set()
-    for i in range(0, len(video_ids), LOOKUP_BATCH):
-        where = f"{VIDEO_KEY} IN ({sql_list(list(video_ids[i:i + LOOKUP_BATCH]))})"
-        addrs = ds.to_table(columns=[VIDEO_KEY], filter=where, with_row_address=True).column("_rowaddr")
-        frag_ids.update(a >> 32 for a in addrs.to_pylist())
+class RunRows:
+    """What one committer (the writer: one per table and run) knows of a dataset's rows without a
+    lookup, so that a commit costs the same at a run's last chunk as at its first.
+
+    ``own``: the fragments its commits added, id -> the videos with rows there (less those its later
+    commits deleted). ``others``: the only videos that may have rows in any other fragment (``None``:
+    any video). ``commit_replace(..., rows=...)`` finds the rows to delete in its own fragments from
+    ``own`` and looks up (:func:`lookup_fragments`) only the videos of ``others``, only in the other
+    fragments: the many small fragments a run appends are never scanned, and a video known to be new
+    costs no lookup. Kept conservative: a commit that raised (it may have landed) or is found landed
+    (``resume``) adds its videos to ``others``; a fragment of ``own`` gone from the dataset (a
+    compaction) forgets everything (``others = None``: every video looked up, in every fragment)."""
+
+    def __init__(self, others: Iterable[str] | None = None):
+        self.own: dict[int, set[str]] = {}
+        self.others = None if others is None else set(others)
+
+    def forget(self) -> None:
+        self.own, self.others = {}, None
+
+    def maybe_elsewhere(self, video_ids: Iterable[str]) -> None:
+        """``video_ids`` may have rows outside ``own`` now."""
+        if self.others is not None:
+            self.others.update(video_ids)
+
+    def locate(self, ds, video_ids: Sequence[str]) -> tuple[dict[int, set[str]], set[str]]:
+        """(fragment id -> the ``video_ids`` with rows there, the videos looked up in other fragments)."""
+        live = {f.fragment_id: f for f in ds.get_fragments()}
+        if not self.own.keys() <= live.keys():  # our fragments were rewritten: know nothing
+            self.forget()
+        wanted = set(video_ids)
+        where = {fid: vs & wanted for fid, vs in self.own.items() if not vs.isdisjoint(wanted)}
+        looked = [v for v in video_ids if self.others is None or v in self.others]
+        if looked:
+            rest = [f for fid, f in live.items() if fid not in self.own] if self.own else None
+            for fid, vs in lookup_fragments(ds, looked, rest).items():
+                where.setdefault(fid, set()).update(vs)
+        return where, set(looked)
+
+    def committed(self, ds, staged: Sequence[Staged], deleted: dict[int, set[str]], looked: set[str],
+                  removed: Sequence[int]) -> None:
+        """After a commit (``ds``: the version it made) that deleted the rows of ``deleted`` (fragment
+        id -> videos; ``removed``: the fragments left empty) and added ``staged``."""
+        for fid in removed:
+            self.own.pop(fid, None)
+        for fid, vs in deleted.items():
+            if fid in self.own:
+                self.own[fid] -= vs
+                if not self.own[fid]:
+                    del self.own[fid]
+        if self.others is not None:
+            self.others -= looked  # their rows outside our fragments are gone
+        paths = {f.data_files()[0].path: s.video_ids for s in staged for f in s.fragments}
+        for frag in reversed(ds.get_fragments()):  # a commit's new fragments come last
+            if not paths:
+                break
+            vids = paths.pop(frag.metadata.data_files()[0].path, None)
+            if vids is not None:
+                self.own[frag.fragment_id] = set(vids)
+        self.maybe_elsewhere(v for vids in paths.values() for v in vids)  # not found: be safe
+
+
+def _deletions(ds, where: dict[int, set[str]]):
+    """(removed fragment ids, updated FragmentMetadata) deleting the rows of ``where`` (fragment id
+    -> its videos whose rows go): only those fragments get a new deletion vector."""
     removed, updated = [], []
-    where = f"{VIDEO_KEY} IN ({sql_list(list(video_ids))})"
-    for fid in sorted(frag_ids):  # only the fragments holding rows get a new deletion vector
-        meta = ds.get_fragment(fid).delete(where)
+    for fid in sorted(where):
+        frag = ds.get_fragment(fid)
+        before = frag.metadata.deletion_file
+        meta = frag.delete(f"{VIDEO_KEY} IN ({sql_list(sorted(where[fid]))})")
         if meta is None:
             removed.append(fid)
-        else:
+        elif meta.deletion_file != before:
             updated.append(meta)
     return removed, updated
 
@@ -172,12 +234,14 @@ def _deletions(ds, video_ids: Sequence[str]):
 def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_video_ids: Sequence[str] = (),
                    replace_staged: bool = True, storage_options: dict | None = None,
                    before_commit: Callable[[], None] | None = None,
-                   properties: dict[str, str] | None = None, resume: bool = False,
+                   properties: dict[str, str] | None = None, resume: bool = False, rows: RunRows | None = None,
                    cfg: FlatCommitConfig = FlatCommitConfig()) -> int:
     """One transaction: every row of ``delete_video_ids`` (and, with ``replace_staged``, of the staged
     videos) disappears and the staged rows appear. Returns the new version (the current one when
     there was nothing to do). ``replace_staged=False`` skips the lookup for videos the caller knows
     have no rows (the lookup scans the rows not yet indexed: it grows with the unindexed delta).
+    ``rows``: what the caller's earlier commits tell of the rows (:class:`RunRows`; updated here):
+    only the videos it does not place are looked up, only outside the fragments it added.
     ``properties``: recorded as the transaction's properties, with the staged chunks' ids.
     ``resume``: this commit was tried before (its error may have come after it landed): when one of
     the last ``RESUME_LOOKBACK`` transactions holds these staged chunks, nothing is committed again."""
@@ -187,14 +251,23 @@ def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_v
     staged = [staged] if isinstance(staged, Staged) else list(staged)
     frags = [f for s in staged for f in s.fragments]
     vids = list(dict.fromkeys([*delete_video_ids, *(v for s in staged if replace_staged for v in s.video_ids)]))
+    new_vids = [v for s in staged for v in s.video_ids]
     props = {k: str(v) for k, v in (properties or {}).items()}
     if staged:
         props[STAGED_PROPERTY] = ",".join(s.stage_id for s in staged)
     for attempt in range(cfg.conflict_retries + 1):
         ds = _dataset(uri, storage_options)
         if staged and resume and _landed(ds, props[STAGED_PROPERTY]):
+            if rows is not None:  # landed in fragments we do not know
+                rows.maybe_elsewhere(new_vids)
             return ds.version
-        removed, updated = _deletions(ds, vids) if vids else ([], [])
+        if not vids:
+            where, looked = {}, set()
+        elif rows is None:
+            where, looked = lookup_fragments(ds, vids), set()
+        else:
+            where, looked = rows.locate(ds, vids)
+        removed, updated = _deletions(ds, where)
         if not (removed or updated or frags):
             return ds.version
         op = (lance.LanceOperation.Update(removed_fragment_ids=removed, updated_fragments=updated,
@@ -204,11 +277,19 @@ def commit_replace(uri: str, staged: Staged | Iterable[Staged] = (), *, delete_v
             before_commit()
         tx = lance.Transaction(read_version=ds.version, operation=op, transaction_properties=props)
         try:
-            return lance.LanceDataset.commit(ds, tx, storage_options=storage_options or None).version
+            done = lance.LanceDataset.commit(ds, tx, storage_options=storage_options or None)
         except CommitConflictError:
             if attempt == cfg.conflict_retries:
                 raise
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            continue
+        except BaseException:
+            if rows is not None:  # it may have landed all the same
+                rows.maybe_elsewhere(new_vids)
+            raise
+        if rows is not None:
+            rows.committed(done, staged, where, looked, removed)
+        return done.version
     raise AssertionError("unreachable")
 
 

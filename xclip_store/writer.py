@@ -35,13 +35,9 @@ S3/LanceDB errors retried with backoff (``xclip_store.retry``), a write still fa
 what it commits. A staged chunk whose commit failed stays pending for the next ``flush``; every
 commit replaces by ``video_id``, so a rerun repairs a chunk that failed half-way.
 
-Consistency order (a LanceDB reader never sees a segment without its videos row, nor a video
-without segments it had before). A segments chunk is committed in three steps: (1) placeholder
-videos rows ``status = 'indexing'`` (not for ``keep_visible``), (2) the segments replace the
-videos' earlier segments in one transaction, (3) later, the final videos rows replace the
-placeholders. A crash between (1) and (3) leaves ``indexing`` rows: readers filter on ``status =
-'ok'``, the next run reindexes them. Segments come after their videos row and go before it, so only
-videos that have one are looked up in ``segments``.
+Consistency order (placeholder videos rows, segments, final videos rows) and the hot path (no
+lookup for the rows this run wrote, none for videos new to the output): ``xclip_store.commit_plan``,
+the writer's ``commit_staged``.
 """
 from __future__ import annotations
 
@@ -54,12 +50,13 @@ import warnings
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, STATUS_OK, VIDEOS_KEY, VIDEOS_TABLE,
+from schemas import (SEGMENTS_KEY, SEGMENTS_TABLE, STATUS_INDEXING, VIDEOS_KEY, VIDEOS_TABLE,
                      check_table, segments_schema, videos_schema)
 from schemas.output import STATUS_DELETED
 from schemas.sql import sql_list
 from xclip_core import storage
 from xclip_store import flat_commit
+from xclip_store.commit_plan import PLACEHOLDER_COLUMNS, CommitPlan, per_video_columns  # noqa: F401 (re-exported)
 from xclip_store.errors import OutputError, OutputMismatchError  # noqa: F401 (OutputError: re-exported)
 from xclip_store.indexes import ensure_indexes
 from xclip_store.migrate import migrate_table
@@ -77,17 +74,7 @@ def _side_table_names() -> tuple[str, ...]:
     return (PROMPT_FEATURES_TABLE, THUMBNAILS_TABLE, SHOTS_TABLE)
 
 
-# the per-video columns a staged chunk carries to the committer (flat_commit.write(per_video=...)):
-# a segments chunk's placeholder videos rows are made of them; a videos chunk's status says which go
-PLACEHOLDER_COLUMNS = ("video_id", "uri", "model_id", "label_set", "run_id", "indexed_at")
-
-
-def per_video_columns(name: str) -> tuple[str, ...]:
-    """What ``flat_commit.write`` keeps of each video of a chunk of table ``name`` for ``commit_staged``."""
-    return {SEGMENTS_TABLE: PLACEHOLDER_COLUMNS, VIDEOS_TABLE: ("video_id", "status")}.get(name, ())
-
-
-class Writer:
+class Writer(CommitPlan):
     """Buffers ``videos``/``segments`` tables and commits them in chunks."""
 
     def __init__(self, cfg, *, run_id: str, dim: int, processing_id: str | None = None,
@@ -113,10 +100,8 @@ class Writer:
         self._token = uuid.uuid4().hex[:8]  # unique Parquet names even when a run_id is reused
         self.parquet_files: list[str] = []
         self.seconds = {"parquet": 0.0, "stage": 0.0, "lancedb": 0.0, "optimize": 0.0}
-        self.before_videos_commit = None  # fn(video_id, status of a videos chunk): what must precede it
-        self._keep_visible: set[str] = set()
         self._stale: set[str] = set()  # tables committed through Lance since their LanceDB handle was read
-        self._tried: set[tuple] = set()  # stage ids of the staged chunks whose commit failed
+        self._init_plan()  # xclip_store.commit_plan
         self.pool = None  # writer.writers > 1: a WritePool writes the chunks (xclip_store.pooled)
         self.db = self.out.db
         self.tables = {name: self.out.open_table(name, create_schema=schema) for name, schema in self.schemas.items()}
@@ -156,32 +141,12 @@ class Writer:
     def indexed(self) -> pa.Table:
         """Every existing videos row's key, URI, status, processing id and fingerprint (jobs.incremental)."""
         cols = [VIDEOS_KEY, "uri", "status", "processing_id", "source_size", "source_etag", "source_mtime"]
-        return self.out.read(VIDEOS_TABLE, lambda: self._table(VIDEOS_TABLE).search().select(cols).limit(None)
+        rows = self.out.read(VIDEOS_TABLE, lambda: self._table(VIDEOS_TABLE).search().select(cols).limit(None)
                              .to_arrow(), what="read videos")
+        self._known_videos(rows.column(VIDEOS_KEY).to_pylist())  # no lookup for the others (commit_plan)
+        return rows
 
-    # ------------------------------------------------------------ flat commits
-    def _replace(self, name: str, staged=(), *, delete=(), replace_staged: bool = True, what: str = "") -> None:
-        """ONE Lance transaction on table ``name``: the rows of ``delete`` (and, with ``replace_staged``,
-        of the staged chunks' videos) go, the staged rows come (``flat_commit.commit_replace``)."""
-        lease = self.out.lease
-        props = {"lance.commit.message": what, "xclip.run_id": self.run_id, "xclip.command": self.out.command,
-                 **({"xclip.lease_generation": lease.generation, "xclip.lease_id": lease.lease_id} if lease else {})}
-        ids = tuple(s.stage_id for s in ([staged] if isinstance(staged, flat_commit.Staged) else staged))
-        resume = bool(ids) and ids in self._tried  # tried before: it may have landed (retries, pending chunks)
-        self._tried.add(ids)
-        self._stale.add(name)
-        flat_commit.commit_replace(self.uri(name), staged, delete_video_ids=list(delete),
-                                   replace_staged=replace_staged, storage_options=self.storage_options,
-                                   properties=props, resume=resume)
-        self._tried.discard(ids)
-
-    def _flat(self, what: str, name: str, staged=(), *, delete=(), replace_staged: bool = True) -> None:
-        self._commit(what, lambda: self._replace(name, staged, delete=delete, replace_staged=replace_staged, what=what))
-
-    def _drop_other_side(self, video_ids: list[str]) -> None:
-        for name in self.other_side:
-            self._flat(f"delete stale {name}", name, delete=video_ids)
-
+    # ------------------------------------------------------------ deletions
     def delete_videos(self, video_ids: list[str], *, mark: bool = False) -> int:
         """Remove videos gone from the source: segments first (never a segment without its videos
         row), then side tables (``schemas.features``) when they exist, then the videos rows (or, with
@@ -199,6 +164,7 @@ class Writer:
                     self._flat(f"delete {side}", side, delete=ids)
             if mark:
                 tbl = self._table(VIDEOS_TABLE)
+                self._changed_elsewhere(VIDEOS_TABLE, ids)  # rows rewritten by LanceDB, not a flat commit
                 self._commit("mark videos deleted", lambda: tbl.update(
                     where=where, values={"status": STATUS_DELETED, "error": "gone from the source",
                                          "num_segments": 0, "run_id": self.run_id}), table=tbl)
@@ -230,6 +196,7 @@ class Writer:
         where = f"video_id IN ({sql_list(vids)})"
         self._log_removed(where, "duplicate rows: reindexing")
         tbl = self._table(VIDEOS_TABLE)
+        self._changed_elsewhere(VIDEOS_TABLE, vids)  # rows rewritten by LanceDB, not a flat commit
         self._commit("reset duplicated videos", lambda: tbl.update(
             where=where, values={"status": STATUS_INDEXING, "error": "duplicate rows: reindexing"}), table=tbl)
         for other in self.per_segment:  # side tables first, then segments: never a side row without them
@@ -304,46 +271,6 @@ class Writer:
         self.seconds["stage"] += time.perf_counter() - t1
         return out[0], uri
 
-    def commit_staged(self, name: str, staged, parquet_uri=None) -> None:
-        """Commit a staged chunk (or a list of consecutive ones: one commit) of table ``name`` in the
-        consistency order (module doc). Chunks staged elsewhere (``flat_commit.write(writer.uri(name),
-        rows, per_video=per_video_columns(name))``, ``xclip_store.pooled``) are committed here in
-        submission order; ``parquet_uri`` (or a list) is recorded in the manifest."""
-        staged = [staged] if isinstance(staged, flat_commit.Staged) else list(staged)
-        if name in (SEGMENTS_TABLE, VIDEOS_TABLE) and any(s.per_video is None for s in staged):
-            raise ValueError(f"commit_staged({name!r}): staged without write(..., per_video=per_video_columns({name!r}))")
-        self.parquet_files += [u for u in ([parquet_uri] if isinstance(parquet_uri, str) else parquet_uri or ())
-                               if u not in self.parquet_files]
-        t0 = time.perf_counter()
-        vids = [v for s in staged for v in s.video_ids]
-        per_video = pa.concat_tables([s.per_video for s in staged]) if name in (SEGMENTS_TABLE, VIDEOS_TABLE) else None
-        if name == SEGMENTS_TABLE:
-            have = self.out.read(VIDEOS_TABLE, lambda: flat_commit.existing(
-                self.uri(VIDEOS_TABLE), vids, storage_options=self.storage_options), what="read videos")
-            placeholders = self._indexing_rows(per_video)
-            if placeholders.num_rows:  # none for videos whose ok row must stay visible (keep_visible)
-                self._commit("commit videos (indexing)", lambda: self._replace(  # replaced by lookup: idempotent
-                    VIDEOS_TABLE, flat_commit.write(self.uri(VIDEOS_TABLE), placeholders,
-                                                    storage_options=self.storage_options),
-                    what="commit videos (indexing)"))
-            self._drop_other_side(vids)
-            self._flat("commit segments", SEGMENTS_TABLE, staged, delete=[v for v in vids if v in have],
-                       replace_staged=False)
-        elif name == VIDEOS_TABLE:
-            if self.before_videos_commit is not None:
-                self._commit("commit what precedes the videos rows", lambda: self.before_videos_commit(per_video))
-            self._flat("commit videos", VIDEOS_TABLE, staged)
-            not_ok = [v for v, st in zip(per_video.column("video_id").to_pylist(),
-                                         per_video.column("status").to_pylist())
-                      if st not in (STATUS_OK, STATUS_INDEXING)]
-            if not_ok:  # segments (and side rows) of a video no longer ok
-                for other in self.per_segment:
-                    self._flat(f"delete {other} of videos not ok", other, delete=not_ok)
-                self._drop_other_side(not_ok)
-        else:
-            self._flat(f"commit {name}", name, staged)
-        self.seconds["lancedb"] += time.perf_counter() - t0
-
     def _commit(self, what: str, fn, table=None) -> None:
         """Lease check, then the commit, retried (``xclip_store.output.Output.commit``)."""
         self.out.commit(what, fn, table=table)
@@ -352,28 +279,6 @@ class Writer:
         if not storage.is_s3(self.cfg.output):  # object stores have no folders to create
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         pq.write_table(table, path, filesystem=self.fs, compression="zstd")
-
-    def keep_visible(self, video_ids: set[str]) -> None:
-        """Videos whose earlier ``ok`` row stays until their new final row replaces it: no ``indexing``
-        placeholder for them (``jobs.visibility``)."""
-        self._keep_visible = set(video_ids)
-
-    def _indexing_rows(self, first: pa.Table) -> pa.Table:
-        """Placeholder videos rows (``status = 'indexing'``) for the videos of a segments chunk (``first``:
-        each video's ``PLACEHOLDER_COLUMNS``), except those of ``keep_visible``."""
-        import pyarrow.compute as pc
-
-        seg = first.filter(pc.invert(pc.is_in(first.column("video_id"),
-                                               pa.array(sorted(self._keep_visible), pa.string()))))
-        schema = self.schemas[VIDEOS_TABLE]
-        n = seg.num_rows
-        cols = {f.name: pa.nulls(n, f.type) for f in schema}
-        for c in PLACEHOLDER_COLUMNS:
-            cols[c] = seg.column(c).cast(schema.field(c).type)
-        cols["status"] = pa.array([STATUS_INDEXING] * n, pa.string())
-        cols["error"] = pa.array([f"being indexed by run {self.run_id}"] * n, pa.string())
-        cols["num_segments"] = pa.array([0] * n, pa.int32())
-        return pa.table([cols[f.name] for f in schema], schema=schema)
 
     # ------------------------------------------------------------ closing
     def close(self) -> dict:
