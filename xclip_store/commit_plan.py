@@ -56,17 +56,17 @@ class CommitPlan:
         self.before_videos_commit = None  # fn(video_id, status of a videos chunk): what must precede it
         self._keep_visible: set[str] = set()
         self._tried: set[tuple] = set()  # stage ids of the staged chunks whose commit failed
-        self._rows = {name: flat_commit.RunRows() for name in self.schemas}  # what this run knows (module doc)
+        self._run_rows = {name: flat_commit.RunRows() for name in self.schemas}  # what this run knows (module doc)
 
     def _known_videos(self, video_ids) -> None:
         """The videos rows there are (``Writer.indexed``): no other video has rows in videos or segments."""
         for name in (VIDEOS_TABLE, SEGMENTS_TABLE):
-            self._rows[name].others = set(video_ids)
+            self._run_rows[name].others = set(video_ids)
 
     def _changed_elsewhere(self, name: str, video_ids) -> None:
         """Rows of ``video_ids`` in table ``name`` were written by other than a flat commit (``tbl.update``)."""
-        if name in self._rows:
-            self._rows[name].maybe_elsewhere(video_ids)
+        if name in self._run_rows:
+            self._run_rows[name].maybe_elsewhere(video_ids)
 
     def _replace(self, name: str, staged=(), *, delete=(), replace_staged: bool = True, what: str = "") -> None:
         """ONE Lance transaction on table ``name``: the rows of ``delete`` (and, with ``replace_staged``,
@@ -80,7 +80,7 @@ class CommitPlan:
         self._stale.add(name)
         flat_commit.commit_replace(self.uri(name), staged, delete_video_ids=list(delete),
                                    replace_staged=replace_staged, storage_options=self.storage_options,
-                                   properties=props, resume=resume, rows=self._rows.get(name))
+                                   properties=props, resume=resume, rows=self._run_rows.get(name))
         self._tried.discard(ids)
 
     def _flat(self, what: str, name: str, staged=(), *, delete=(), replace_staged: bool = True) -> None:

@@ -206,11 +206,11 @@ class RunRows:
                     del self.own[fid]
         if self.others is not None:
             self.others -= looked  # their rows outside our fragments are gone
-        paths = {f.data_files()[0].path: s.video_ids for s in staged for f in s.fragments}
+        paths = {f.files[0].path: s.video_ids for s in staged for f in s.fragments}
         for frag in reversed(ds.get_fragments()):  # a commit's new fragments come last
             if not paths:
                 break
-            vids = paths.pop(frag.metadata.data_files()[0].path, None)
+            vids = paths.pop(frag.metadata.files[0].path, None)
             if vids is not None:
                 self.own[frag.fragment_id] = set(vids)
         self.maybe_elsewhere(v for vids in paths.values() for v in vids)  # not found: be safe
