@@ -273,3 +273,52 @@ def test_commit_cost_does_not_grow_with_the_table(tmp_path):
     for i, what in enumerate(("new videos", "rewritten videos")):
         small, large = out[4_096][i], out[big][i]
         assert large < 3 * small + 0.05, f"{what}: {large:.3f} s at 300k rows vs {small:.3f} s at 4k"
+
+
+def test_a_run_never_looks_up_its_own_rows_nor_new_videos(tmp_path, monkeypatch):
+    """The hot path (xclip_store.commit_plan): after ``indexed()``, a chunk of new videos costs no
+    index lookup, and a rewritten video is looked up once per table and chunk, never in the
+    fragments the run appended (their number grows with the run: scanning them made the commit's cost
+    grow). Counted by wrapping ``flat_commit.lookup_fragments`` (instrumentation: it still runs).
+    Without ``indexed()`` every video is looked up, but still only outside the run's fragments. The
+    tables end as they must (reader view, A rewritten, C kept, no duplicates)."""
+    calls = []
+    real = fc.lookup_fragments
+
+    def counted(ds, video_ids, fragments=None):
+        scanned = {f.fragment_id for f in (fragments if fragments is not None else ds.get_fragments())}
+        calls.append((ds.uri.rstrip("/").rsplit("/", 1)[-1], sorted(video_ids), scanned))
+        return real(ds, video_ids, fragments)
+
+    monkeypatch.setattr(fc, "lookup_fragments", counted)
+    for indexed in (True, False):
+        out = str(tmp_path / f"out{indexed}")
+        make_output(db(out))
+        start = {n: {f.fragment_id for f in lance.dataset(fc.table_uri(db(out), n)).get_fragments()}
+                 for n in ("videos", "segments")}
+        w = Writer(WriterConfig(output=out, chunk_rows=4), run_id="r2", dim=DIM)
+        if indexed:
+            w.indexed()
+        calls.clear()
+        for i in range(6):  # 6 chunks of new videos: a full chunk each, committed now
+            w.add("segments", segs(f"N{i}", 4, "r2"))
+        new_chunks = list(calls)
+        w.add("segments", segs("A", 4, "r2", seed=1))  # A: the output has it
+        rewrite = calls[len(new_chunks):]
+        w.add("videos", videos([(f"N{i}", STATUS_OK, 4) for i in range(6)] + [("A", STATUS_OK, 4)], "r2"))
+        w.close()
+        for table, _, scanned in calls:  # never one of the run's own fragments
+            assert scanned <= start[table.split(".")[0]], (indexed, table, scanned)
+        if indexed:
+            assert new_chunks == [] and [(t, v) for t, v, _ in rewrite] == [("videos.lance", ["A"]),
+                                                                         ("segments.lance", ["A"])]
+            assert all(v == ["A"] for _, v, _ in calls)  # the videos chunk looks up A only
+        else:
+            assert len(new_chunks) == 12  # every chunk: videos (placeholders) and segments, once each
+        v, s = state(db(out))
+        check_reader_view(v, s)
+        assert sorted(v.column("video_id").to_pylist()) == ["A", "C", *(f"N{i}" for i in range(6))]
+        assert set(v.column("status").to_pylist()) == {STATUS_OK}
+        a = s.filter(pc.equal(s.column("video_id"), "A"))
+        assert a.num_rows == 4 and set(a.column("run_id").to_pylist()) == {"r2"}
+        assert s.num_rows == 7 * 4 + 2  # C's 2 stay
