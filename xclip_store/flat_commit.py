@@ -9,7 +9,8 @@ chunk's commit is instead:
    data files (``lance.fragment.write_fragments``); nothing is visible yet. Only the small
    :class:`Staged` record (fragment metadata + the chunk's ``video_id`` list) goes to the committer.
 2. **commit** (one process): the rows of the chunk's videos already in the table are found through
-   the scalar index on ``video_id`` (``IN`` filter, ``with_row_address``), only the fragments
+   the scalar index on ``video_id`` (``IN`` filter, ``with_row_address``; with :class:`RunRows`,
+   only for the videos and fragments the committer's own commits do not account for), only the fragments
    holding them get a deletion vector (``LanceFragment.delete``), and ONE Lance transaction
    (``Update``: deletion vectors + new fragments, or ``Append`` when nothing is replaced) makes
    the new rows visible and the old ones invisible at once.

@@ -45,9 +45,9 @@ the same way and is raised as is.
 Measured (bench/write_pool.py; 2 cores shared with other sessions, so ratios only): 512-d
 segments, 4,096-row chunks; 200k rows: 1 writer 18k segments/s (median), 4 writers 1.37x, 4
 writers with up to 8 chunks a commit 1.63x; 1M rows: 4.3k, 2.3x, 3.1x. The committer is the limit
-once writes are parallel: its per-chunk cost grows with the chunks a run has committed (the
-``videos`` lookups of ``FlatCommitter.commit_segments`` scan one small unindexed placeholder
-fragment per chunk), hence ``max_batch``.
+once writes are parallel: its per-chunk cost grew with the chunks a run had committed (its
+lookups scanned one small unindexed placeholder fragment per chunk; no longer: ``commit_plan``),
+hence ``max_batch``.
 
 Chosen (bench/write_pool.py, bench/RESULTS.md "Writes from many workers"): Lance's fragment API
 (``lance.fragment.write_fragments`` in the tasks, one ``LanceDataset.commit`` per chunk in the
