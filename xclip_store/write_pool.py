@@ -44,26 +44,15 @@ the same way and is raised as is.
 
 Measured (bench/write_pool.py; 2 cores shared with other sessions, so ratios only): 512-d
 segments, 4,096-row chunks; 200k rows: 1 writer 18k segments/s (median), 4 writers 1.37x, 4
-writers with up to 8 chunks a commit 1.63x; 1M rows: 4.3k, 2.3x, 3.1x. The committer is the limit
-once writes are parallel: its per-chunk cost grew with the chunks a run had committed (its
-lookups scanned one small unindexed placeholder fragment per chunk; no longer: ``commit_plan``),
-hence ``max_batch``.
+writers with up to 8 chunks a commit 1.63x; 1M rows: 4.3k, 2.3x, 3.1x (before ``commit_plan``
+stopped the committer's cost per chunk from growing over a run), hence ``max_batch``.
 
 Chosen (bench/write_pool.py, bench/RESULTS.md "Writes from many workers"): Lance's fragment API
 (``lance.fragment.write_fragments`` in the tasks, one ``LanceDataset.commit`` per chunk in the
-driver (or per batch of chunks), ``flat_commit``). Rejected:
-
-* Ray Data ``Dataset.write_lance`` (Ray 2.60): its datasink commits ONE ``Append``/``Overwrite``
-  of all the dataset's fragments itself at the end (``on_write_complete``): no deletion vectors (a
-  rerun's rows cannot replace the old ones in the same transaction), no lease check before the
-  commit, no per-chunk order (no placeholder videos rows before the segments), and nothing visible
-  until the whole dataset is written. And it does not run here: Ray 2.60's datasink passes
-  ``storage_options_provider`` to ``write_fragments`` / ``LanceDataset``, which pylance 13.0.0
-  (the Lance of LanceDB 0.40) does not take (``TypeError`` in create and append mode alike).
-* lance-ray (0.5.0 on PyPI: ``pip download`` works; not installed, and it needs ``more_itertools``
-  on Python 3.11, which the venv lacks): its ``write_lance`` likewise commits ``Append``/``Overwrite``
-  itself (per batch in its streaming mode): same objections, plus a dependency for what
-  ``write_fragments`` + a commit already do. Not measured.
+driver (or per batch of chunks), ``flat_commit``). Rejected, reasons in bench/RESULTS.md: Ray
+Data ``Dataset.write_lance`` and lance-ray's ``write_lance`` commit ``Append``/``Overwrite``
+themselves (no deletion vectors for a rerun's old rows, no lease check, no per-chunk order), and
+Ray 2.60's datasink does not run with pylance 13.0.0 (``TypeError`` on ``storage_options_provider``).
 
 Imports nothing from jobs/ and no Ray (the store runs in the driver, ``tests/test_imports.py``): with
 ``writers > 1`` the write tasks run on an :class:`Executor`, ``jobs.write_tasks.RayTasks`` (Ray
