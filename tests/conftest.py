@@ -35,6 +35,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def ray_session(s3_server):
+    """The requesting module's own local Ray (``own_ray``), started after the S3 server and stopped
+    by this fixture at the end of that module (module scope: one per test module, never shared).
+    A module whose Ray needs something else (no S3, worker settings) defines its own."""
+    with own_ray():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random tiny X-CLIP checkpoint (4 frames per clip), written once per requesting module."""
+    from xclip_core.checkpoint import write_random_checkpoint
+
+    return str(write_random_checkpoint(tmp_path_factory.mktemp("model") / "tiny-xclip", preset="tiny", num_frames=4))
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """Start moto's S3 server on 127.0.0.1 and point the AWS env vars at it.

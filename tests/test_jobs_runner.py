@@ -12,7 +12,6 @@ import schemas
 from jobs.runner import index_videos
 from xclip_store.writer import CURRENT_SEGMENTS_SQL, CURRENT_VIDEOS_SQL
 from schemas.manifest import RunManifest
-from tests.conftest import own_ray
 from tests.jobs_helpers import SECRET_ENV, all_output_bytes, make_corpus, open_lance_table, read_lance, \
     reference_clip_embeddings
 from xclip_core import storage
@@ -21,12 +20,6 @@ pytestmark = pytest.mark.slow
 
 NUM_FRAMES = 4  # not the default 8: proves frames per clip come from the model config
 TOP_K = 3
-
-
-@pytest.fixture(scope="module")
-def ray_session(s3_server):
-    with own_ray():
-        yield
 
 
 @pytest.fixture(scope="module")

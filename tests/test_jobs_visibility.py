@@ -12,7 +12,6 @@ from jobs.assembler import VideoAssembler
 from jobs.runner import PipelineError, index_videos
 from jobs.visibility import KeepGood
 from xclip_store.writer import OutputError, Writer
-from tests.conftest import own_ray
 from tests.jobs_helpers import read_lance
 from tests.fault_points import fail_at
 
@@ -21,12 +20,6 @@ pytestmark = pytest.mark.slow
 N = 4
 OPTS = {"encoder": {"batch_size": 4}, "decoder": {"thumbnails": False}}
 DISK_FULL = OSError(28, "No space left on device")
-
-
-@pytest.fixture(scope="module")
-def ray_session(s3_server):
-    with own_ray():
-        yield
 
 
 @pytest.fixture(scope="module")

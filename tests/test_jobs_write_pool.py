@@ -12,7 +12,6 @@ import pytest
 
 import schemas
 from jobs.runner import index_videos
-from tests.conftest import own_ray
 from tests.jobs_helpers import make_corpus, open_lance_table
 from xclip_core import storage
 
@@ -22,19 +21,6 @@ DIFFERS = ("run_id", "indexed_at")  # per run by design; everything else must ma
 KEYS = ("video_id", "segment_id", "shot_id")
 OPTIONS = {"encoder": {"batch_size": 3, "top_k": 3, "store_prompt_features": True},
            "decoder": {"max_duration_s": 4.0, "thumbnails": True}}
-
-
-@pytest.fixture(scope="module")
-def ray_session(s3_server):
-    with own_ray():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from xclip_core.checkpoint import write_random_checkpoint
-
-    return str(write_random_checkpoint(tmp_path_factory.mktemp("model") / "tiny-xclip", preset="tiny", num_frames=4))
 
 
 BUCKET = "jobs-pool"
