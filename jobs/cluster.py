@@ -4,8 +4,13 @@
 ``ray job submit``), else start a local Ray; reuses an already initialised
 session (tests share one per module).
 
-``plan_resources(encoder, decoder, resources)``: where the stages run and how
+``plan_resources(encoder, decoder, resources, writers=N)``: where the stages run and how
 many encoder actors to ask for (the rules, with numbers: ``docs/planner.md``):
+
+- ``writer.writers > 1``: the write tasks' CPUs come first, ``WRITE_TASK_CPUS`` per writer but
+  at most half the cluster (``write_cpus``, split evenly: ``write_task_cpus``); the rules below
+  share the rest, and Ray Data is told to leave them (``jobs.dataset``), so decode tasks neither
+  starve the write tasks nor oversubscribe the cores with them.
 
 - GPU actors when ``encoder.device`` is ``cuda``/``auto`` and the cluster has
   GPUs now or may start them (``encoder.max_gpu_actors``: an autoscaler starts
@@ -34,6 +39,7 @@ import warnings
 from jobs.config import DecoderConfig, EncoderConfig
 
 DECODE_RESOURCE = "xclip_decode"  # declared by CPU decode nodes: decode tasks run only there
+WRITE_TASK_CPUS = 1.0  # a write task's CPUs when the cluster has them (Parquet zstd + Lance files)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,13 @@ class ResourcePlan:
     decode_clips_per_s: float = 0.0   # estimated decode capacity of the cluster now
     encode_clips_per_s: float = 0.0   # estimated encode capacity of max_actors GPU actors (0 on CPU)
     transfer_mb_s: float = 0.0        # frames decode nodes send to GPU nodes at that rate
+    writers: int = 1                  # write tasks at once (writer.writers; 1: the driver writes)
+    write_cpus: float = 0.0           # CPUs kept for them, out of Ray Data's reach (0 with one writer)
+
+    @property
+    def write_task_cpus(self) -> float:
+        """CPUs each write task books (``jobs.write_tasks.RayTasks(num_cpus=...)``)."""
+        return self.write_cpus / self.writers if self.writers > 1 else WRITE_TASK_CPUS
 
     @property
     def pool_size(self) -> tuple[int, int]:
@@ -87,25 +100,27 @@ def decode_cores_per_gpu(encoder: EncoderConfig, decoder: DecoderConfig) -> floa
 
 
 def plan_resources(encoder: EncoderConfig, decoder: DecoderConfig, resources: dict, *,
-                   clip_bytes: int = 0) -> ResourcePlan:
+                   clip_bytes: int = 0, writers: int = 1) -> ResourcePlan:
     """``resources``: ``ray.cluster_resources()``; ``clip_bytes``: bytes of one decoded clip
-    (T*S*S*3), for the frame transfer estimate."""
+    (T*S*S*3), for the frame transfer estimate; ``writers``: ``writer.writers``."""
     total_cpus = float(resources.get("CPU", 0.0))
     total_gpus = float(resources.get("GPU", 0.0))
     if total_cpus <= 0:
         raise RuntimeError("the Ray cluster reports no CPUs")
+    write_cpus = min(writers * WRITE_TASK_CPUS, total_cpus / 2) if writers > 1 else 0.0
+    cpus = total_cpus - write_cpus  # what decode tasks and encoder actors share
     gpus_possible = max(int(total_gpus), encoder.max_gpu_actors) if encoder.device != "cpu" else 0
     use_gpu = gpus_possible >= 1
     if encoder.device == "cuda" and not use_gpu:
         raise RuntimeError("encoder.device = 'cuda' but the Ray cluster has no GPU; if an autoscaler can start "
                            "GPU nodes, set encoder.max_gpu_actors (--max-gpus N), else use --device cpu/auto")
-    decode_cpus = min(decoder.num_cpus, total_cpus / 2)
+    decode_cpus = min(decoder.num_cpus, cpus / 2)
     decode_nodes = float(resources.get(DECODE_RESOURCE, 0.0))
     decode_resources = {DECODE_RESOURCE: decode_cpus} if decode_nodes > 0 else {}
     if use_gpu:
         actor_cpus = threads = encoder.num_cpus or 1.0
         actor_gpus = 1.0
-        decode_cores = decode_nodes or max(total_cpus - actor_cpus * total_gpus, decode_cpus)
+        decode_cores = decode_nodes or max(cpus - actor_cpus * total_gpus, decode_cpus)
         decode_cps = decode_cores * decoder.cpu_clips_per_s
         fed = max(1, math.ceil(decode_cps / encoder.gpu_clips_per_s))  # GPUs the decoders can keep busy
         if encoder.num_actors:
@@ -122,18 +137,18 @@ def plan_resources(encoder: EncoderConfig, decoder: DecoderConfig, resources: di
             log.warning("planner: asking for at most %d of %d possible GPU(s): the decode cores cannot feed more",
                         max_actors, gpus_possible)
     else:
-        threads = encoder.num_cpus or (1.0 if total_cpus <= 4 else 2.0)
-        min_actors = max_actors = encoder.num_actors or max(1, int((total_cpus / 2) // threads))
+        threads = encoder.num_cpus or (1.0 if cpus <= 4 else 2.0)
+        min_actors = max_actors = encoder.num_actors or max(1, int((cpus / 2) // threads))
         # A CPU actor books no CPU unless asked (encoder.num_cpus): it idles while it waits for
         # batches, and a booked core would be one decode task fewer (the 2-core box ran at a third of
         # its decode capacity). Its torch threads share the cores with the decode tasks; Ray Data's
         # backpressure stops decoding when the encoder falls behind.
         actor_cpus = encoder.num_cpus
         actor_gpus = 0.0
-        decode_cps = (decode_nodes or total_cpus) * decoder.cpu_clips_per_s
+        decode_cps = (decode_nodes or cpus) * decoder.cpu_clips_per_s
         encode_cps = 0.0
     if not decode_resources:  # decode tasks share nodes with the actors: leave one decode task room
-        budget = total_cpus - decode_cpus
+        budget = cpus - decode_cpus
         if min_actors * actor_cpus > budget:
             actor_cpus = budget / min_actors
             log.warning("encoder: %d actor(s) x %.2f CPU to leave %.2f CPU for decode tasks",
@@ -144,4 +159,5 @@ def plan_resources(encoder: EncoderConfig, decoder: DecoderConfig, resources: di
                         torch_threads=max(1, int(round(threads))),
                         total_cpus=total_cpus, total_gpus=total_gpus, max_actors=int(max_actors),
                         decode_resources=decode_resources, decode_clips_per_s=float(decode_cps),
-                        encode_clips_per_s=float(encode_cps), transfer_mb_s=float(transfer))
+                        encode_clips_per_s=float(encode_cps), transfer_mb_s=float(transfer),
+                        writers=int(writers), write_cpus=float(write_cpus))

@@ -30,20 +30,19 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import math
 import sys
 import time
 import uuid
 
 import pyarrow as pa
 
-from jobs import cluster, gpu_decode
+from jobs import cluster, dataset, gpu_decode
 from jobs.assembler import RunIdentity, VideoAssembler
 from jobs.breaker import Breaker, BreakerTripped
 from jobs.config import ConfigError, JobConfig, build_config
-from jobs.decoder import decode_batch, decode_config
+from jobs.decoder import decode_config
 from jobs.deletions import guard_deletions
-from jobs.encoder import Encoder, ModelError, inspect_model
+from jobs.encoder import ModelError, inspect_model
 from jobs.failures import bug_reason
 from jobs.errors import InternalError, PipelineError, ray_start_errors
 from jobs.identity import identity_encoder
@@ -102,41 +101,6 @@ def _package_version() -> str:
         return version("xclip-index")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def _blocks(inputs: pa.Table, total_cpus: float) -> list[pa.Table]:
-    """Split the input list into blocks: one decode task each, at most 64 videos per block."""
-    n = inputs.num_rows
-    count = min(n, max(math.ceil(n / 64), int(total_cpus) * 4))
-    size = math.ceil(n / count)
-    return [inputs.slice(i, size) for i in range(0, n, size)]
-
-
-def _build_dataset(cfg: JobConfig, inputs: pa.Table, info, dcfg, plan, encoder_extra: dict | None = None):
-    import ray
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = sys.stderr.isatty()
-    blocks = _blocks(inputs, plan.total_cpus)
-    # No ctx.max_errored_blocks: a block that fails for good fails the run (an application error is
-    # a bug, never retried; a crashed worker is retried by Ray's task retries first).
-    ds = ray.data.from_arrow(blocks)
-    # The memory request also keeps Ray from fusing decode into the encoder actors (it fuses
-    # task -> actor stages with equal resource requests), which would serialise decoding there.
-    ds = ds.map_batches(decode_batch, fn_kwargs={"cfg": dcfg, "thumbnails": cfg.decoder.thumbnails},
-                        batch_size=1, batch_format="pyarrow",
-                        num_cpus=plan.decode_cpus, memory=cfg.decoder.memory_mb * 2**20, zero_copy_batch=True,
-                        **plan.decode_remote_args())  # on decode nodes when the cluster has them (jobs.cluster)
-    # An autoscaling pool: a pending GPU actor is what makes a cluster autoscaler start a GPU node.
-    min_actors, max_actors = plan.pool_size
-    ds = ds.map_batches(Encoder, fn_constructor_kwargs={"cfg": cfg.encoder, "labels": info.labels,
-                                                              "num_threads": plan.torch_threads,
-                                                              "prompts": info.prompts,
-                                                              **(encoder_extra or {})},
-                        batch_size=cfg.encoder.batch_size, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
-                        num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)
-    return ds
 
 
 def _manifest(cfg, info, dcfg, run_id, started, status, counts, n_inputs, n_unchanged, n_segments, seconds,
@@ -267,19 +231,19 @@ def _run_leased(cfg, info, dcfg, inputs, lease, *, run_id, started, seconds, t_s
                 cluster.connect(cfg.ray_address)
                 # GPU defaults (precision, batch, compile) and the NVDEC share, from what the cluster has
                 cfg, dcfg = gpu_decode.resolve_for_cluster(cfg, dcfg, ray.cluster_resources())
-                plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(),
+                plan = cluster.plan_resources(cfg.encoder, cfg.decoder, ray.cluster_resources(), writers=cfg.writer.writers,
                                               clip_bytes=info.num_frames * info.crop_size ** 2 * 3)
             seconds["ray_init"] = time.perf_counter() - t0
             if cfg.writer.writers > 1:  # chunks written by Ray tasks, committed here
                 from jobs.write_tasks import RayTasks
                 from xclip_store.pooled import use_pool
-                pooled = use_pool(writer, RayTasks())
+                pooled = use_pool(writer, RayTasks(num_cpus=plan.write_task_cpus))
             log.info("resources: %s", plan)
             t_pipe = time.perf_counter()
             last_report = t_pipe
             try:
-                ds = _build_dataset(cfg, inputs, info, dcfg, plan,
-                                    encoder_extra=moderation.encoder_kwargs if moderation else None)
+                ds = dataset.build(cfg, inputs, info, dcfg, plan,
+                                   encoder_extra=moderation.encoder_kwargs if moderation else None)
                 for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                     lease.check()
                     t0 = time.perf_counter()

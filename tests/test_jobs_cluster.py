@@ -44,6 +44,29 @@ def test_plan_resources_respects_settings():
         plan_resources(EncoderConfig(model="m", device="cuda"), DecoderConfig(), {"CPU": 8.0})
 
 
+def test_plan_keeps_cpus_for_the_write_tasks():
+    """writer.writers > 1: a CPU per write task (at most half the cluster) is kept out of the decode
+    and encoder sizing (today: planned on every CPU, the write tasks waited for decode tasks to end)."""
+    from jobs.cluster import plan_resources
+    from jobs.config import EncoderConfig
+
+    enc = EncoderConfig(model="m")
+    one = plan_resources(enc, DecoderConfig(), {"CPU": 8.0}, writers=1)
+    assert (one.write_cpus, one.num_actors) == (0.0, 2)
+    plan = plan_resources(enc, DecoderConfig(), {"CPU": 8.0}, writers=2)
+    assert (plan.write_cpus, plan.write_task_cpus, plan.writers) == (2.0, 1.0, 2)
+    assert (plan.num_actors, plan.torch_threads, plan.decode_cpus) == (1, 2, 1.0)  # sized on 6 CPUs
+    assert plan.decode_clips_per_s == 6 * DecoderConfig().cpu_clips_per_s
+    # the 2-core box: half for 4 writers (a quarter CPU each), the other half for decoding
+    plan = plan_resources(enc, DecoderConfig(), {"CPU": 2.0}, writers=4)
+    assert (plan.write_cpus, plan.write_task_cpus, plan.decode_cpus, plan.num_actors) == (1.0, 0.25, 0.5, 1)
+    assert plan.num_actors * plan.actor_cpus + plan.decode_cpus + plan.write_cpus <= 2.0
+    # GPU actors: their cores and the write tasks' come off the decode cores
+    plan = plan_resources(enc, DecoderConfig(), {"CPU": 16.0, "GPU": 2.0}, writers=4)
+    assert plan.decode_clips_per_s == (16 - 4 - 2) * DecoderConfig().cpu_clips_per_s and plan.write_cpus == 4.0
+    assert plan.num_actors * plan.actor_cpus + plan.decode_cpus + plan.write_cpus <= 16.0
+
+
 def test_plan_asks_for_gpus_the_autoscaler_must_start():
     """0 GPUs now but max_gpu_actors: a GPU pool that starts at 1 actor (the pending actor is what makes
     the autoscaler start a GPU node) and grows up to the GPUs the decode cores can feed."""

@@ -1,5 +1,7 @@
 """Faults with real components: each run must end with every input exactly once and tables equal to a
-clean run. S3 (moto) is reached only through a fault-injecting proxy on loopback (tests/s3_proxy.py)."""
+clean run. S3 (moto) is reached only through a fault-injecting proxy on loopback (tests/s3_proxy.py).
+S3 faults, two runs at once and a killed driver run with one writer (the driver writes) and with
+``writer.writers = 2`` (write tasks write the chunks, the driver commits them: xclip_store.pooled)."""
 from __future__ import annotations
 
 import json
@@ -17,12 +19,14 @@ import pytest
 import schemas
 from xclip_cli import EXIT_LOCKED, EXIT_OK
 from jobs.runner import index_videos
+from tests.fault_points import KILLED, run_killed
 from tests.jobs_helpers import read_lance
 from tests.s3_proxy import FaultyS3Proxy
 
 CLI = str(Path(sys.executable).parent / "xclip-index")
 NUM_VIDEOS = 8
 OPTS = {"encoder": {"batch_size": 4}}
+POOL = {"writers": 2, "chunk_rows": 2}  # the write pool, with several chunks of each table in flight
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +67,13 @@ def data(tmp_path_factory, proxy):
         s3.upload_file(str(videos / f"v{i}.mp4"), bucket, f"in/v{i}.mp4")
     (videos / "broken.mp4").write_bytes(b"not a video")
     s3.put_object(Bucket=bucket, Key="in/broken.mp4", Body=b"not a video")
-    cfg = root / "job.toml"  # a short lease, so a killed driver's lease goes stale within the test
-    cfg.write_text("[writer]\nlease_heartbeat_s = 0.5\nlease_stale_after_s = 2.0\nchunk_rows = 1\n")
-    return {"model": model, "videos": str(videos), "bucket": bucket, "config": str(cfg), "root": root}
+    configs = {}  # per writer.writers; a short lease, so a killed driver's lease goes stale within the test
+    for writers in (1, 2):
+        configs[writers] = root / f"job-w{writers}.toml"
+        configs[writers].write_text(f"[writer]\nlease_heartbeat_s = 0.5\nlease_stale_after_s = 2.0\nchunk_rows = 1\n"
+                                    f"writers = {writers}\n")
+    return {"model": model, "videos": str(videos), "bucket": bucket, "config": {k: str(v) for k, v in configs.items()},
+            "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -95,31 +103,43 @@ def assert_equal(got: dict, want: dict) -> None:
         np.testing.assert_allclose(got["segments"][k], v, atol=1e-5)
 
 
-def _cli(data, output, *extra, ray_address):
-    return subprocess.Popen([CLI, "run", "--input", data["videos"], "--output", output, "--model", data["model"],
-                             "--batch-size", "4", "--config", data["config"], "--ray-address", ray_address, *extra],
+def _argv(data, output, *extra, ray_address, writers=1) -> list[str]:
+    return ["run", "--input", data["videos"], "--output", output, "--model", data["model"], "--batch-size", "4",
+            "--config", data["config"][writers], "--ray-address", ray_address, *extra]
+
+
+def _cli(data, output, *extra, ray_address, writers=1):
+    return subprocess.Popen([CLI, *_argv(data, output, *extra, ray_address=ray_address, writers=writers)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
-def test_s3_failing_ten_percent_of_requests(data, clean, proxy):
-    out = f"s3://{data['bucket']}/index"
+@pytest.mark.parametrize("writers", [1, 2])
+def test_s3_failing_ten_percent_of_requests(data, clean, proxy, writers):
+    """writers=2: the write tasks (Ray workers, through the proxy too) retry their Parquet and Lance
+    writes, the driver its commits."""
+    out = f"s3://{data['bucket']}/index-w{writers}"
     before = dict(proxy.counts)
     proxy.fail_rate = 0.10
     try:
-        summary = index_videos(f"s3://{data['bucket']}/in/", out, data["model"], run_id="flaky", **OPTS)
+        summary = index_videos(f"s3://{data['bucket']}/in/", out, data["model"], run_id=f"flaky-w{writers}", **OPTS,
+                               writer=POOL if writers > 1 else {})
     finally:
         proxy.fail_rate = 0.0
     faults = sum(proxy.counts[k] - before[k] for k in ("503", "500", "dropped"))
     assert faults >= 5, proxy.counts  # the run really went through failures
     assert summary.counts["ok"] == NUM_VIDEOS and summary.counts["failed"] == 1
+    if writers > 1:  # the chunks really went through write tasks, several at once
+        pool = summary.tables["write_pool"]
+        assert pool["tasks"] == pool["chunks"] >= 6 and pool["max_seen_in_flight"] >= 2, pool
     assert_equal(snapshot(out), clean)
 
 
 @pytest.mark.slow
-def test_two_runs_at_once_one_refuses(data, clean, ray_address):
-    out = str(data["root"] / "twice")
-    procs = [_cli(data, out, ray_address=ray_address) for _ in range(2)]
+@pytest.mark.parametrize("writers", [1, 2])
+def test_two_runs_at_once_one_refuses(data, clean, ray_address, writers):
+    out = str(data["root"] / f"twice-w{writers}")
+    procs = [_cli(data, out, ray_address=ray_address, writers=writers) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [EXIT_OK, EXIT_LOCKED], results
@@ -127,27 +147,35 @@ def test_two_runs_at_once_one_refuses(data, clean, ray_address):
     assert "is in use by run" in refused and "Traceback" not in refused
     assert_equal(snapshot(out), clean)
     assert len(os.listdir(os.path.join(out, "runs"))) == 2  # the refused run wrote nothing (json + html)
+    if writers > 1:
+        manifest = next(f for f in os.listdir(os.path.join(out, "runs")) if f.endswith(".json"))
+        with open(os.path.join(out, "runs", manifest)) as f:
+            assert json.load(f)["tables"]["write_pool"]["tasks"] > 0
+
+
+# The driver dies (os._exit, no cleanup: tests/fault_points.py) before its 14th Lance commit: with
+# chunks of one row, after the first videos chunk (its thumbnails, segments with their placeholder
+# videos rows, then its videos rows: at most 13 commits for a batch of 4 clips) and long before the
+# last (some 45 commits); with writers=2 while write tasks are in flight.
+KILL_AT = ("lance.dataset:LanceDataset.commit", 14)
 
 
 @pytest.mark.slow
-def test_driver_killed_mid_run_then_rerun(data, clean, ray_address):
-    out = str(data["root"] / "killed")
-    proc = _cli(data, out, "--run-id", "killed", ray_address=ray_address)
-    parquet = Path(out) / "parquet" / "videos"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if parquet.exists() and len(list(parquet.iterdir())) >= 2:  # some videos committed, not all
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+@pytest.mark.parametrize("writers", [1, 2])
+def test_driver_killed_mid_run_then_rerun(data, clean, ray_address, writers):
+    out = str(data["root"] / f"killed-w{writers}")
+    proc = run_killed([KILL_AT], _argv(data, out, "--run-id", "killed", ray_address=ray_address, writers=writers))
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
     with open(os.path.join(out, "runs", "killed.json")) as f:
         assert json.load(f)["status"] == "running"
+    committed = [v for v in read_lance(out, schemas.VIDEOS_TABLE).to_pylist() if v["status"] != schemas.STATUS_INDEXING]
+    assert 0 < len(committed) < NUM_VIDEOS + 1  # killed mid-way: some videos committed, not all
     time.sleep(2.5)  # the dead driver's lease goes stale (lease_stale_after_s = 2 in the test config)
-    summary = index_videos(data["videos"], out, data["model"], run_id="resumed", config_file=data["config"], **OPTS)
+    summary = index_videos(data["videos"], out, data["model"], run_id="resumed", config_file=data["config"][writers],
+                           **OPTS)
     c = summary.counts
     assert c["unchanged"] >= 1 and c["ok"] + c["unchanged"] == NUM_VIDEOS and c["failed"] == 1
+    assert ("write_pool" in summary.tables) == (writers > 1)
     with open(os.path.join(out, "runs", "killed.json")) as f:
         assert json.load(f)["status"] == "interrupted"
     assert_equal(snapshot(out), clean)

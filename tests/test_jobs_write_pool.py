@@ -119,10 +119,15 @@ def test_two_writers_write_the_same_tables_and_parquet_rows_as_one(runs):
 
 
 def test_the_chunks_were_written_by_ray_tasks(runs):
+    import ray
+
     (_, s1), (_, s2) = runs[1], runs[2]
     assert "write_pool" not in s1.tables  # one writer: the driver stages, no pool
     pool = s2.tables["write_pool"]
     assert pool["writers"] == 2 and pool["max_in_flight"] == 4
+    # the planner kept half of this 2-CPU Ray for the 2 write tasks, out of Ray Data's reach (jobs.dataset)
+    assert pool["task_cpus"] == 0.5, pool
+    assert ray.data.DataContext.get_current().execution_options.exclude_resources.cpu == 1.0
     assert pool["tasks"] > 0 and pool["tasks"] == pool["chunks"], pool  # every chunk by a Ray task
     assert 1 <= pool["commits"] <= pool["chunks"] and 1 <= pool["max_seen_in_flight"] <= 4, pool
     assert s2.stage_seconds["write_parquet"] == 0 and s2.stage_seconds["write_stage"] == 0  # not in the driver

@@ -55,6 +55,7 @@ class PooledWrites:
     def stats(self) -> dict:
         return {"writers": self.pool.cfg.writers, "max_in_flight": self.pool.cfg.in_flight_limit,
                 "tasks": int(getattr(self.executor, "started", 0)), "chunks": self.pool.committed,
+                "task_cpus": float(getattr(self.executor, "num_cpus", 0.0)),
                 "commits": self.pool.commits, "max_seen_in_flight": self.pool.max_seen_in_flight,
                 "wait_s": round(self.wait_s, 3)}
 
