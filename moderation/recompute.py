@@ -23,8 +23,12 @@ into ``allow``); ``result.kept`` counts the videos whose matches were kept.
 ``drop_blocklist=True`` (``--drop-blocklist``) drops them.
 It streams (``moderation.stream`` on Ray, ``jobs.fragment_map``): clips are scored per ``segments``
 fragment and grouped by video in ``video_id`` partitions, one partition decided per task; no table
-is loaded whole here (the driver keeps one decision row per video for the report and queue).
-The rows are upserted into the ``moderation`` table (one upsert per partition) under a new run id; the run writes
+is loaded whole here, and the driver holds one partition's decision rows at a time: each partition's
+rows are upserted into the ``moderation`` table (one upsert per partition, under a new run id) and
+folded into a ``moderation.summary.Summary`` (running counts, bounded top items; the review queue an
+external sort of sorted per-partition chunks under the run's stage, merged when written).
+``result.rows`` reads this run's rows back from its Parquet log. The ``--blocklist`` check that
+every ok video has stored hashes runs per partition too. The run writes
 ``runs/<run_id>-moderation.html`` (cumulative, after review) and ``runs/<run_id>.json``
 (``"kind": "moderate"``: policy, mode, counts, report).
 """

@@ -13,8 +13,11 @@ fragments on Ray (``jobs.fragment_map``); each returns a small result, never a t
    videos only (the blocklist's index stays in the driver: ``finish_part`` matches each partition's
    ok videos there). Returns the partition's decisions (one small record per video).
 
+With ``--blocklist``, first ``hashed_ids`` (per ``frame_pdq`` fragment) and ``unhashed`` (per
+partition) count the ok videos without stored hashes (``moderation.recompute`` refuses them).
+
 Memory per task: one batch of embeddings/tokens; one partition's clips (about ``VIDEOS_PER_PART``
-videos). The driver holds the decision rows (one per video) for the report and the review queue.
+videos). The driver holds one partition's decision rows at a time (``moderation.recompute``).
 """
 from __future__ import annotations
 
