@@ -102,7 +102,11 @@ def build_index(out: str | Path, n_segments: int, *, model: str, dim: int, per_v
     (out / "runs" / "grow.json").write_text(json.dumps({
         "kind": "run", "run_id": "grow", "status": "finished", "model_source": str(model), "model_id": "bench",
         "weights_sha256": weights_sha256(model), "started_at": "2026-01-01T00:00:00+00:00",
-        "config": {"encoder": {"top_k": 5}}, "label_set": {"name": "old", "sha256": "0" * 64, "labels": ["old"]}}))
+        "config": {"encoder": {"top_k": 5}}, "label_set": {"name": "old", "sha256": "0" * 64, "labels": ["old"]},
+        # the rest of a RunManifest (schemas.manifest), so `moderate` reads it too
+        "finished_at": "2026-01-01T00:00:01+00:00", "package_version": "bench", "inputs": [], "output": str(out),
+        "num_inputs": n_videos, "num_unchanged": 0, "counts": {"ok": n_videos}, "num_segments": n_segments,
+        "decode_config": {}, "stage_seconds": {}, "clips_per_s": 0.0, "tables": {}, "parquet_files": []}))
     return str(out)
 
 

@@ -88,13 +88,14 @@ class ModerationRun:
     def close(self, writer) -> dict:
         """Commit what is left, then the report and the review queue (cumulative: every current video
         after review); returns the manifest's table entry."""
-        from moderation.report import write_outputs
+        from moderation.report import index_summary, write_outputs
         from moderation.store import open_table
 
         self.commit_chunk()  # nothing is left when every videos row went through the writer
         out = dict(self._written) or {"version": int(open_table(self.cfg.writer.output).version),
                                       "rows": int(open_table(self.cfg.writer.output).count_rows()), "parquet": []}
-        done = write_outputs(self.cfg.writer.output, self.run_id, self.collector.rows, self.policy,
+        summary = index_summary(self.cfg.writer.output, self.collector.rows, self.policy)
+        done = write_outputs(self.cfg.writer.output, self.run_id, summary,
                              review_out=self.cfg.writer.review_out)  # cumulative report and queue
         done.pop("counts")
         out.update(done)

@@ -28,6 +28,7 @@ in), so reformatting or reordering keys of the YAML does not change it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -80,7 +81,7 @@ class Policy:
             out["snap_to_shots"] = True
         return out
 
-    @property
+    @functools.cached_property  # frozen: computed once (decision_row asks per video)
     def sha256(self) -> str:
         text = json.dumps(self.normalised(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()

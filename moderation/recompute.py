@@ -23,13 +23,18 @@ into ``allow``); ``result.kept`` counts the videos whose matches were kept.
 ``drop_blocklist=True`` (``--drop-blocklist``) drops them.
 It streams (``moderation.stream`` on Ray, ``jobs.fragment_map``): clips are scored per ``segments``
 fragment and grouped by video in ``video_id`` partitions, one partition decided per task; no table
-is loaded whole here (the driver keeps one decision row per video for the report and queue).
-The rows are upserted into the ``moderation`` table (one upsert per partition) under a new run id; the run writes
+is loaded whole here, and the driver holds one partition's decision rows at a time: each partition's
+rows are upserted into the ``moderation`` table (one upsert per partition, under a new run id) and
+folded into a ``moderation.summary.Summary`` (running counts, bounded top items; the review queue an
+external sort of sorted per-partition chunks under the run's stage, merged when written).
+``result.rows`` reads this run's rows back from its Parquet log. The ``--blocklist`` check that
+every ok video has stored hashes runs per partition too. The run writes
 ``runs/<run_id>-moderation.html`` (cumulative, after review) and ``runs/<run_id>.json``
 (``"kind": "moderate"``: policy, mode, counts, report).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import json
@@ -58,15 +63,24 @@ class ModerateResult:
     run_id: str
     mode: str               # exact | approximate | mixed
     counts: dict            # decision -> videos
-    table: dict             # write_decisions() result
-    rows: list
+    table: dict             # write_decisions() result (the last partition's)
+    num_videos: int
+    parquet: tuple = ()     # this run's Parquet log files (one per partition)
     review_items: int | None = None
     matched: int = 0        # videos with a blocklist match
     kept: int = 0           # videos whose earlier blocklist matches were kept (no --blocklist)
 
+    @property
+    def rows(self) -> list[dict]:
+        """This run's decision rows, read back from its Parquet log when asked (the run holds them
+        one partition at a time)."""
+        from xclip_search.relabel_tasks import read_parquet
+
+        return [r for p in self.parquet for r in read_parquet(p).to_pylist()]
+
     def format(self) -> str:
         c = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
-        return f"moderate {self.run_id}: {len(self.rows)} videos ({c}); scores: {self.mode}"
+        return f"moderate {self.run_id}: {self.num_videos} videos ({c}); scores: {self.mode}"
 
 
 def latest_manifest(index: str) -> RunManifest:
@@ -102,17 +116,12 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     names = set(db.list_tables().tables)
     if not {VIDEOS_TABLE, SEGMENTS_TABLE} <= names:
         raise ModerateError(f"--index {index}: no videos/segments tables; is it an xclip-index output?")
-    videos_tbl, segments_tbl = db.open_table(VIDEOS_TABLE), db.open_table(SEGMENTS_TABLE)
+    segments_tbl = db.open_table(SEGMENTS_TABLE)
     features_tbl = db.open_table(PROMPT_FEATURES_TABLE) if PROMPT_FEATURES_TABLE in names else None
     items = _blocklist(blocklist) if blocklist else None
-    hashes_tbl = None
-    if items is not None:
-        if FRAME_PDQ_TABLE not in names:
-            raise ModerateError(f"--index {index}: no stored frame hashes ({FRAME_PDQ_TABLE} table): it was built "
-                                f"before they were stored; rehash it with xclip-index run --full --output {index}")
-        hashes_tbl = db.open_table(FRAME_PDQ_TABLE)
-        _check_hashed(index, videos_tbl, hashes_tbl)
-    matched, kept = 0, 0
+    if items is not None and FRAME_PDQ_TABLE not in names:
+        raise ModerateError(f"--index {index}: no stored frame hashes ({FRAME_PDQ_TABLE} table): it was built "
+                            f"before they were stored; rehash it with xclip-index run --full --output {index}")
     other = segments_tbl.search().where(f"model_id != '{manifest.model_id}'").select(["model_id"]).limit(1) \
         .to_arrow()
     if other.num_rows:
@@ -130,10 +139,12 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     text = class_text_features(model, tokenizer, pol.class_prompts)
 
     # streamed over the tables' fragments on Ray (moderation.stream): per-video decisions from clips
-    # grouped by video in hash partitions, never a whole table in this process
+    # grouped by video in hash partitions, never a whole table in this process, nor a row per video
     from jobs.fragment_map import FragmentMap
+    from moderation.reviews import review_index, with_reviews
     from moderation.store import open_table
     from moderation.stream import VIDEOS_PER_PART, ModerateJob, decide_part, finish_part, score_segments, video_rows
+    from moderation.summary import Summary
     from schemas.moderation import MODERATION_TABLE
     from xclip_core.scoring import ScaleOnly
     from xclip_store.label_commit import dataset
@@ -151,26 +162,33 @@ def moderate(index: str, policy: str, *, review_out: str | None = None, run_id: 
     job = ModerateJob(db_uri, opts, storage.join(index, f"runs/{run_id}-stage"), versions, parts, pol,
                       ClipScorer(model if features_tbl is not None else ScaleOnly(model), text),
                       manifest.model_id, run_id, keep_earlier=keep_earlier)
-    rows, modes, table = [], set(), None
+    # the report and queue are cumulative (every current video after review); every video of the
+    # index is decided here (the lease keeps the tables still), so they are this run's live rows
+    summary, reviews = Summary(pol, spill=job.stage), review_index(index)
+    counts, modes, logs, table, matched, kept = collections.Counter(), set(), [], None, 0, 0
     with FragmentMap.start(rows=seg_ds.count_rows()) as fmap:
-        list(fmap.map(score_segments, [f.fragment_id for f in seg_ds.get_fragments()], job))
         list(fmap.map(video_rows, [f.fragment_id for f in vid_ds.get_fragments()], job))
+        if items is not None:
+            _check_hashed(index, fmap, job)
+        list(fmap.map(score_segments, [f.fragment_id for f in seg_ds.get_fragments()], job))
         for res in fmap.map(decide_part, range(parts), job):
-            part_rows, found = finish_part(job, res, items)
+            part_rows, found = finish_part(job, res, items)  # one partition's rows at a time
             if part_rows:
-                table = write_decisions(index, run_id, rows_table(part_rows), part=res["part"])
-            rows += part_rows
+                written = rows_table(part_rows)
+                table = write_decisions(index, run_id, written, part=res["part"])
+                logs.append(table["parquet"])
+                summary.add_run(part_rows)
+                summary.add_current(with_reviews([r for r, d in zip(written.to_pylist(), part_rows) if d["live"]],
+                                                 *reviews))  # as read back from the table
+            counts.update(r["decision"] for r in part_rows)
+            modes.update(r["score_mode"] for r in part_rows)
             matched, kept = matched + found, kept + res["kept"]
-    modes = {r["score_mode"] for r in rows}
     modes.discard(None)
     mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else "none")
     table = table or write_decisions(index, run_id, rows_table([]))
-    done = write_outputs(index, run_id, rows, pol, review_out=review_out)  # cumulative report and queue
-    counts: dict = {}
-    for r in rows:
-        counts[r["decision"]] = counts.get(r["decision"], 0) + 1
-    result = ModerateResult(run_id=run_id, mode=mode, counts=counts, table=table, rows=rows,
-                            review_items=done.get("review_items"), matched=matched, kept=kept)
+    done = write_outputs(index, run_id, summary, review_out=review_out)  # cumulative report and queue
+    result = ModerateResult(run_id=run_id, mode=mode, counts=dict(counts), table=table, num_videos=summary.run_videos,
+                            parquet=tuple(logs), review_items=done.get("review_items"), matched=matched, kept=kept)
     held(index).write_text(f"runs/{run_id}.json", moderate_manifest(result, pol, started, done))  # atomic, leased
     return result
 
@@ -184,14 +202,17 @@ def _blocklist(uri: str):
         raise ModerateError(str(e)) from None
 
 
-def _check_hashed(index: str, videos_tbl, hashes_tbl) -> None:
-    """Every ok video must have stored hashes: else one line with the count and the fix."""
-    ok = {r["video_id"] for r in videos_tbl.search().where("status = 'ok'").select(["video_id"]).limit(None)
-          .to_arrow().to_pylist()}
-    hashed = {r["video_id"] for r in hashes_tbl.search().select(["video_id"]).limit(None).to_arrow().to_pylist()}
-    missing = ok - hashed
+def _check_hashed(index: str, fmap, job) -> None:
+    """Every ok video must have stored hashes: else one line with the count and the fix. Checked per
+    partition (``moderation.stream.hashed_ids``, ``unhashed``), never a set of every video id here."""
+    from moderation.stream import hashed_ids, unhashed
+
+    list(fmap.map(hashed_ids, [f.fragment_id for f in job.ds(FRAME_PDQ_TABLE).get_fragments()], job))
+    ok = missing = 0
+    for res in fmap.map(unhashed, range(job.parts), job):
+        ok, missing = ok + res["ok"], missing + res["missing"]
     if missing:
-        raise ModerateError(f"--index {index}: {len(missing)} of {len(ok)} ok videos have no stored frame hashes "
+        raise ModerateError(f"--index {index}: {missing} of {ok} ok videos have no stored frame hashes "
                             f"(indexed before they were stored, or by the decord/NVDEC decoder), so the blocklist "
                             f"cannot be checked against them; rehash with xclip-index run --full --output {index}")
 

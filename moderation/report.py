@@ -7,20 +7,18 @@ moment: ``xclip_search.links``) and, when the
 ``thumbnails`` table exists (``schemas.features``), the thumbnail of the segment at the start
 of the first range (inline base64 JPEG). Without that table the items are listed without images.
 Cumulative: the counts, queue and errors (named, with their reason) cover every current video of the
-index after review (``moderation.reviews``), not only the videos this run decided.
+index after review (``moderation.reviews``), not only the videos this run decided; they come from a
+``moderation.summary.Summary``, which holds bounded state (the errors listed are the first 1,000
+by URI when there are more; the heading gives their number).
 """
 from __future__ import annotations
 
 import base64
-import collections
 import html
 
 from moderation.decide import DECISIONS
 from moderation.policy import Policy
-from moderation.store import review_queue
-
-TOP_ITEMS = 20
-_BINS = 10
+from moderation.summary import BINS, Summary
 
 
 def _thumbnails(output: str, items: list[dict]) -> dict[str, bytes]:
@@ -67,49 +65,40 @@ def _evidence(e: dict) -> str:
             f"{e['best_distance']} / median {e['median_distance']:g} of 256")
 
 
-def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str,
-                  run_rows: list[dict] | None = None) -> str:
-    """The HTML text of the report. ``rows``: every current video's decision (cumulative, with
-    ``effective`` after review: ``moderation.reviews.current_decisions``; plain rows count their own
-    decision); ``run_rows``: this run's rows (histograms of peak confidence; default ``rows``)."""
-    from moderation.reviews import queue_rows
+def render_report(summary: Summary, *, output: str, run_id: str) -> str:
+    """The HTML text of the report from ``summary`` (``moderation.summary``): its current rows are every
+    current video's decision (cumulative, after review: ``moderation.reviews``), its run rows this
+    run's (histograms of peak confidence)."""
     from xclip_search.links import moment_url
 
     e = html.escape
-    run_rows = rows if run_rows is None else run_rows
-    model = collections.Counter(r["decision"] for r in rows)
-    effective = collections.Counter(r.get("effective", r["decision"]) for r in rows)
-    flagged = collections.Counter(c for r in rows for c in {f["category"] for f in (r["flags"] or [])})
+    s, policy = summary, summary.policy
+    effective = s.effective
     parts = [f"<h1>Moderation report: run {e(run_id)}</h1>",
-             f"<p>policy {e(policy.source)} ({e(policy.policy_hash)}); {len(rows)} videos in the index "
-             f"(every run, not only this one); this run decided {len(run_rows)}</p>",
+             f"<p>policy {e(policy.source)} ({e(policy.policy_hash)}); {s.videos} videos in the index "
+             f"(every run, not only this one); this run decided {s.run_videos}</p>",
              "<h2>Decisions (after review)</h2>",
              _table(["decision", "videos"], [[d, effective.get(d, 0)] for d in DECISIONS]
                     + ([["escalate", effective["escalate"]]] if effective.get("escalate") else []), "decisions"),
              "<h2>The model's decisions</h2>",
              _table(["decision", "videos", "reviewed"],
-                    [[d, model.get(d, 0), sum(1 for r in rows if r["decision"] == d and r.get("review"))]
-                     for d in DECISIONS], "model"),
+                    [[d, s.model.get(d, 0), s.reviewed.get(d, 0)] for d in DECISIONS], "model"),
              "<h2>Flagged videos per category</h2>",
              _table(["category", "action", "min_confidence", "videos"],
-                    [[c.name, c.action, c.min_confidence, flagged.get(c.name, 0)] for c in policy.categories],
+                    [[c.name, c.action, c.min_confidence, s.flagged.get(c.name, 0)] for c in policy.categories],
                     "categories"),
              "<h2>Peak confidence per video (this run)</h2>"]
     for c in policy.categories:
-        peaks = [r["peaks"][c.name] for r in run_rows if r.get("peaks") and c.name in r["peaks"]]
-        counts = [0] * _BINS
-        for p in peaks:
-            counts[min(int(p * _BINS), _BINS - 1)] += 1
+        counts = s.histograms[c.name]
         top = max(counts) or 1
-        lines = [f"{b / _BINS:.1f}-{(b + 1) / _BINS:.1f} {'#' * round(40 * n / top):<40} {n}"
+        lines = [f"{b / BINS:.1f}-{(b + 1) / BINS:.1f} {'#' * round(40 * n / top):<40} {n}"
                  for b, n in enumerate(counts)]
         parts.append(f'<h3>{e(c.name)}</h3><pre class="histogram" data-category="{e(c.name)}">'
                      + e("\n".join(lines)) + "</pre>")
-    errors = sorted((r for r in rows if r.get("effective", r["decision"]) == "error"), key=lambda r: r["uri"])
-    parts.append(f"<h2>Errors ({len(errors)}): not scored</h2>"
-                 + _table(["uri", "reason"], [[r["uri"], r.get("error") or "no reason given"] for r in errors],
-                          "errors"))
-    items = review_queue(queue_rows(rows))[:TOP_ITEMS]
+    shown = f", the first {len(s.error_rows)} by URI" if s.errors > len(s.error_rows) else ""
+    parts.append(f"<h2>Errors ({s.errors}{shown}): not scored</h2>"
+                 + _table(["uri", "reason"], [[uri, reason] for uri, _, reason in s.error_rows], "errors"))
+    items = s.top
     thumbs = _thumbnails(output, items)
     parts.append(f"<h2>Review queue (top {len(items)})</h2><ol class=\"queue\">")
     for i in items:
@@ -130,24 +119,33 @@ def render_report(rows: list[dict], policy: Policy, *, output: str, run_id: str,
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
-def write_outputs(output: str, run_id: str, run_rows: list[dict], policy: Policy, *,
-                  review_out: str | None = None) -> dict:
+def index_summary(output: str, run_rows: list[dict], policy: Policy) -> Summary:
+    """The summary of every current video of ``output`` (read whole: ``current_decisions``) and of
+    ``run_rows``; for a ``--policy`` run, whose collector holds its rows anyway (``moderation.job``)."""
+    from moderation.reviews import current_decisions
+
+    s = Summary(policy)
+    s.add_current(current_decisions(output))
+    s.add_run(run_rows)
+    return s
+
+
+def write_outputs(output: str, run_id: str, summary: Summary, *, review_out: str | None = None) -> dict:
     """After a run's decisions are written: the cumulative report ``runs/<run_id>-moderation.html``
-    and, with ``review_out``, the review queue of every current video (effective decisions).
-    Returns ``{"report", "review_items"?, "review_out"?, "counts"}`` (counts: effective decisions)."""
-    from moderation.reviews import current_decisions, queue_rows
-    from moderation.store import write_review_queue, write_text
+    and, with ``review_out``, the review queue of every current video (effective decisions), both
+    from ``summary``. Returns ``{"report", "review_items"?, "review_out"?, "counts"}`` (counts:
+    effective decisions)."""
+    from moderation.store import write_lines, write_text
     from xclip_core import storage
     from xclip_store import held
 
-    rows = current_decisions(output)
-    page = render_report(rows, policy, output=output, run_id=run_id, run_rows=run_rows)
+    page = render_report(summary, output=output, run_id=run_id)
     owner = held(output)  # under `run` / `moderate`: the leased output writes it (atomic, lease checked)
     relpath = f"runs/{run_id}-moderation.html"
     out = {"report": owner.write_text(relpath, page) if owner is not None else write_text(storage.join(output, relpath), page),
-           "counts": dict(collections.Counter(r["effective"] for r in rows))}
+           "counts": dict(summary.effective)}
     if review_out:
-        out["review_items"] = write_review_queue(review_out, queue_rows(rows))
+        out["review_items"] = write_lines(review_out, summary.queue_lines())
         out["review_out"] = review_out
     return out
 
@@ -162,7 +160,7 @@ def moderate_manifest(result, policy: Policy, started, done: dict) -> str:
         "kind": "moderate", "run_id": result.run_id, "status": "finished", "started_at": started.isoformat(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "policy": policy.source,
         "policy_hash": policy.policy_hash, "mode": result.mode, "counts": result.counts,
-        "counts_after_review": done["counts"], "num_videos": len(result.rows), "blocklist_matched": result.matched,
+        "counts_after_review": done["counts"], "num_videos": result.num_videos, "blocklist_matched": result.matched,
         "blocklist_kept": result.kept,
         "tables": {"moderation": result.table}, "report": done["report"],
         "review_out": done.get("review_out"), "review_items": done.get("review_items")}, indent=2)

@@ -97,11 +97,22 @@ def current_decisions(output: str) -> list[dict]:
         live = {v for v, s in zip(videos.column("video_id").to_pylist(), videos.column("status").to_pylist())
                 if s != "deleted"}
         rows = [r for r in rows if r["video_id"] in live]
+    return with_reviews(rows, *review_index(output))
+
+
+def review_index(output: str) -> tuple[dict[str, dict], dict[str, int]]:
+    """(video_id -> latest review, video_id -> number of reviews) of every review (people's work:
+    one entry per reviewed video, not per video of the index)."""
     reviews = read_reviews(output)
-    latest = latest_reviews(reviews)
     counts: dict[str, int] = {}
     for r in reviews:
         counts[r["video_id"]] = counts.get(r["video_id"], 0) + 1
+    return latest_reviews(reviews), counts
+
+
+def with_reviews(rows: list[dict], latest: dict, counts: dict) -> list[dict]:
+    """``rows`` (``moderation`` rows, changed in place) with ``review``, ``reviews`` and ``effective``
+    (``current_decisions``) from ``review_index``."""
     for r in rows:
         r["review"] = latest.get(r["video_id"])
         r["reviews"] = counts.get(r["video_id"], 0)

@@ -74,24 +74,37 @@ def review_queue(rows: list[dict]) -> list[dict]:
                       "confidence": max((f["confidence"] for f in flags), default=0.0), "ranges": flags,
                       "evidence": r.get("evidence") or [],
                       "error": (r.get("error") or "no reason given") if r["decision"] == "error" else None})
-    items.sort(key=lambda i: (_SEVERITY[i["decision"]], -i["confidence"], i["uri"]))
+    items.sort(key=queue_key)
     return items
+
+
+def queue_key(item: dict) -> list:
+    """The review queue's order (module doc); the video id last, so that ties have one order."""
+    return [_SEVERITY[item["decision"]], -item["confidence"], item["uri"], item["video_id"]]
+
+
+def write_lines(uri: str, lines) -> int:
+    """Write the text pieces ``lines`` (any iterable, written as it is consumed) to a local path
+    or ``s3://`` URI; returns how many were written."""
+    fs, path = storage.pyarrow_filesystem(uri)
+    if not storage.is_s3(uri):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    n = 0
+    with fs.open_output_stream(path) as f:
+        for line in lines:
+            f.write(line.encode("utf-8"))
+            n += 1
+    return n
 
 
 def write_text(uri: str, text: str) -> str:
     """Write a small text file to a local path or ``s3://`` URI."""
-    fs, path = storage.pyarrow_filesystem(uri)
-    if not storage.is_s3(uri):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(text.encode("utf-8"))
+    write_lines(uri, [text])
     return uri
 
 
 def write_review_queue(uri: str, rows: list[dict]) -> int:
-    items = review_queue(rows)
-    write_text(uri, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
-    return len(items)
+    return write_lines(uri, (json.dumps(i, ensure_ascii=False) + "\n" for i in review_queue(rows)))
 
 
 class FramePdqSink:

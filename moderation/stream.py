@@ -13,8 +13,11 @@ fragments on Ray (``jobs.fragment_map``); each returns a small result, never a t
    videos only (the blocklist's index stays in the driver: ``finish_part`` matches each partition's
    ok videos there). Returns the partition's decisions (one small record per video).
 
+With ``--blocklist``, first ``hashed_ids`` (per ``frame_pdq`` fragment) and ``unhashed`` (per
+partition) count the ok videos without stored hashes (``moderation.recompute`` refuses them).
+
 Memory per task: one batch of embeddings/tokens; one partition's clips (about ``VIDEOS_PER_PART``
-videos). The driver holds the decision rows (one per video) for the report and the review queue.
+videos). The driver holds one partition's decision rows at a time (``moderation.recompute``).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from moderation.collector import decision_row, video_decision
 from moderation.decide import Clip, with_matches
 from schemas.features import PROMPT_FEATURES_TABLE
 from schemas.moderation import FRAME_PDQ_TABLE, MODERATION_TABLE
-from schemas.output import SEGMENTS_TABLE, VIDEOS_TABLE
+from schemas.output import SEGMENTS_TABLE, STATUS_DELETED, STATUS_OK, VIDEOS_TABLE
 from schemas.sql import sql_list
 from xclip_core import storage
 from xclip_core.scoring import APPROXIMATE, EXACT
@@ -101,6 +104,32 @@ def video_rows(job: ModerateJob, fid: int) -> dict:
     return {"fragment": fid, "videos": t.num_rows}
 
 
+def hashed_ids(job: ModerateJob, fid: int) -> dict:
+    """``--blocklist`` check, step 1 (one per ``frame_pdq`` fragment): its video ids, partitioned
+    like the videos (``<stage>/hashed/p<k>/``)."""
+    t = job.ds(FRAME_PDQ_TABLE).get_fragment(fid).to_table(columns=["video_id"])
+    if t.num_rows:
+        _spill(job, "hashed", fid, t)
+    return {"fragment": fid}
+
+
+def unhashed(job: ModerateJob, part: int) -> dict:
+    """``--blocklist`` check, step 2 (one per partition, after ``video_rows`` and ``hashed_ids``): how
+    many of its ok videos have no stored frame hashes (``{"ok", "missing"}``)."""
+    def ids(kind: str, columns: list[str]) -> pa.Table | None:
+        files = list_parquet(storage.join(job.stage, f"{kind}/p{part:05d}"))
+        return pa.concat_tables([read_parquet(f).select(columns) for f in files]) if files else None
+
+    videos = ids("videos", ["video_id", "status"])
+    if videos is None:
+        return {"part": part, "ok": 0, "missing": 0}
+    ok = {v for v, s in zip(videos.column("video_id").to_pylist(), videos.column("status").to_pylist())
+          if s == STATUS_OK}
+    hashed = ids("hashed", ["video_id"])
+    missing = ok - set(hashed.column("video_id").to_pylist() if hashed is not None else [])
+    return {"part": part, "ok": len(ok), "missing": len(missing)}
+
+
 def _lookup(job: ModerateJob, name: str, ids: list[str], columns: list[str]) -> dict:
     """video_id -> row of table ``name`` for ``ids`` (``VIDEOS_PER_QUERY`` ids a query)."""
     out = {}
@@ -135,19 +164,21 @@ def decide_part(job: ModerateJob, part: int) -> dict:
         if v["video_id"] in earlier and d.decision != "error":
             d = with_matches(d, earlier[v["video_id"]])
             kept += 1
-        decided.append((v["video_id"], v["uri"], d, tuple(sorted({EXACT if x else APPROXIMATE for _, _, x, _ in vs}))))
+        kinds = tuple(sorted({EXACT if x else APPROXIMATE for _, _, x, _ in vs}))
+        decided.append((v["video_id"], v["uri"], d, kinds, v["status"]))
     return {"part": part, "decided": decided, "kept": kept}
 
 
 def finish_part(job: ModerateJob, res: dict, items=None) -> tuple[list[dict], int]:
     """Driver side of a partition: known-bad matching of its ok videos' stored PDQ against ``items``
-    (``--blocklist``), then its decision rows; returns (rows, videos matched)."""
+    (``--blocklist``), then its decision rows; returns (rows, videos matched). Each row's ``live``
+    (not a column): its video is still in the index (not ``deleted``: ``moderation.reviews``)."""
     from moderation.blocklist import frame_hashes_from_lists
 
-    stored = _lookup(job, FRAME_PDQ_TABLE, [v for v, _, _, _ in res["decided"]], ["times", "hashes", "mirror", "quality"]) \
+    stored = _lookup(job, FRAME_PDQ_TABLE, [v for v, *_ in res["decided"]], ["times", "hashes", "mirror", "quality"]) \
         if items is not None else {}
     rows, matched = [], 0
-    for vid, uri, d, kinds in res["decided"]:
+    for vid, uri, d, kinds, status in res["decided"]:
         h = stored.get(vid)
         if h is not None and h["hashes"] and d.decision != "error":
             found = items.match(frame_hashes_from_lists(h["times"], h["hashes"], h["mirror"], h["quality"]))
@@ -155,7 +186,7 @@ def finish_part(job: ModerateJob, res: dict, items=None) -> tuple[list[dict], in
             d = with_matches(d, found)
         mode = None if d.decision == "error" else (kinds[0] if len(kinds) == 1 else "mixed")
         rows.append(decision_row(d, video_id=vid, uri=uri, policy=job.policy, model_id=job.model_id,
-                                 run_id=job.run_id, score_mode=mode))
+                                 run_id=job.run_id, score_mode=mode) | {"live": status != STATUS_DELETED})
     return rows, matched
 
 

@@ -49,3 +49,28 @@ def test_decisions_upserted_on_s3_and_logged_to_parquet(s3_server, s3_bucket):
     assert write_review_queue(uri, ROWS) == 5
     lines = [json.loads(x) for x in storage.read_bytes(uri).decode().splitlines()]
     assert [x["decision"] for x in lines] == ["block", "block", "review", "review", "error"]
+
+
+def test_summary_in_chunks_equals_one_pass_and_spills_sorted_chunks_on_s3(s3_server, s3_bucket, monkeypatch):
+    """moderation.summary: ROWS fed in 3 chunks (spilled to S3) give the queue of one sort over all of
+    them (merged from the chunks), the counts, the top items; errors listed are bounded."""
+    import moderation.summary as summary_mod
+    from moderation.policy import load_policy
+    from moderation.summary import Summary
+
+    monkeypatch.setattr(summary_mod, "TOP_ITEMS", 3)
+    spill = f"s3://{s3_bucket}/stage"
+    chunked, whole = Summary(load_policy("example"), spill=spill), Summary(load_policy("example"))
+    for rows in (ROWS[:2], ROWS[2:5], ROWS[5:]):
+        chunked.add_current([dict(r) for r in rows])
+    whole.add_current([dict(r) for r in ROWS])
+    assert all(storage.exists(f"{spill}/queue/c{k:05d}.jsonl") for k in range(3))
+    want = [json.dumps(i, ensure_ascii=False) + "\n" for i in review_queue(ROWS)]
+    assert list(chunked.queue_lines()) == list(whole.queue_lines()) == want
+    assert [i["video_id"] for i in chunked.top] == ["d", "b", "f"] and chunked.queued == 5
+    assert chunked.model == whole.model and chunked.model["block"] == 2 and chunked.videos == 6
+    assert chunked.errors == 1 and chunked.error_rows == [("s3://b/e.mp4", "e", "failed: bad")]
+    monkeypatch.setattr(summary_mod, "ERRORS_SHOWN", 1)
+    bounded = Summary(load_policy("example"))
+    bounded.add_current([_row("y", "error", []), _row("x", "error", [])])
+    assert bounded.errors == 2 and bounded.error_rows == [("s3://b/x.mp4", "x", "failed: bad")]
