@@ -153,8 +153,8 @@ class _Partials:
             if u in self.sums:
                 self.sums[u] += s[j]
                 self.counts[u] += int(c[j])
-            else:
-                self.sums[u], self.counts[u] = s[j], int(c[j])
+            else:  # a copy: a view would keep the batch's whole sums array alive
+                self.sums[u], self.counts[u] = s[j].copy(), int(c[j])
         if len(self.sums) >= self.max_videos:
             self.flush()
 
@@ -204,13 +204,6 @@ class _LogWriter:
                 w.file_handle.close()
 
 
-def _own(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A copy of a batch's column as numpy: holding a slice of a decoded batch would keep the whole
-    batch (its embeddings) alive; measured ~2.7 KB per row held that way at 512-d."""
-    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    return np.array(arr.to_numpy(zero_copy_only=False), copy=True)
-
-
 def label_segments(job: LabelJob, fid: int) -> dict:
     """Task 1 (module doc) for fragment ``fid``; ``{"missing_tokens": True}`` in exact mode when a
     segment has no stored tokens (the caller reruns in approximate mode).
@@ -224,7 +217,7 @@ def label_segments(job: LabelJob, fid: int) -> dict:
     pf = dataset(job.db_uri, PROMPT_FEATURES_TABLE, version=job.versions[PROMPT_FEATURES_TABLE],
                  storage_options=job.storage_options) if job.exact else None
     frag = ds.get_fragment(fid)
-    addrs, cols, rows = [], [], 0
+    addrs, cols, rows = np.empty(frag.count_rows(), np.uint64), [], 0  # one allocation, not one a batch
     partials = _Partials(job, fid, PARTIAL_VIDEOS)
     with _LogWriter(storage.join(job.stage, f"segments/f{fid:08d}.parquet")) as logw:
         for batch in frag.to_batches(columns=["segment_id", "video_id", "embedding", "indexed_at"],
@@ -243,14 +236,14 @@ def label_segments(job: LabelJob, fid: int) -> dict:
                                                 "indexed_at": batch.column("indexed_at")})
             logw.write(labelled.append_column("run_id", pa.array([job.relabel_id] * batch.num_rows, pa.string())))
             cols.append(labelled.select(LABEL_COLUMNS))  # built here: they hold nothing of the batch
-            addrs.append(_own(batch.column(ROW_ADDR)))
+            addrs[rows:rows + batch.num_rows] = batch.column(ROW_ADDR).to_numpy()  # copied: no view of the batch
             partials.add(batch.column("video_id").to_pylist(), probs)
             rows += batch.num_rows
         partials.flush()
         log = logw.close()
     if not rows:
         return {"fragment": fid, "rows": 0}
-    meta, fields = rewrite_fragment(frag, np.concatenate(addrs), pa.concat_tables(cols))
+    meta, fields = rewrite_fragment(frag, addrs[:rows], pa.concat_tables(cols))
     return {"fragment": fid, "rows": rows, "meta": meta, "fields": fields, "log": log,
             "read_version": job.versions[SEGMENTS_TABLE]}
 
