@@ -18,6 +18,8 @@ number at a time; ``relabel`` and ``moderate`` stream their tables through it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
@@ -26,10 +28,28 @@ log = logging.getLogger(__name__)
 RAY_MIN_ROWS = 100_000
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def fix_mmap_threshold(nbytes: int = 128 * 1024) -> bool:
+    """Fix glibc's mmap threshold in this process (``mallopt(M_MMAP_THRESHOLD)``). By default glibc
+    raises the threshold to the size of each large block freed, so a task's per-batch arrays (a few
+    MB) then come from the heap, interleaved with the small buffers it keeps, and the heap never
+    shrinks: a relabel task grew ~3 KB per row of its fragment that way (bench/RESULTS.md "Relabel
+    at scale"). Fixed, every block over ``nbytes`` is mapped and returned when freed. False where
+    there is no glibc (nothing to do)."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, int(nbytes)))
+
+
 def _call(fn, shared, item):
     import torch
 
     torch.set_num_threads(1)  # one core per task: the tasks are the parallelism
+    fix_mmap_threshold()
     return fn(shared, item)
 
 
@@ -67,6 +87,7 @@ class FragmentMap:
     def map(self, fn: Callable, items: Iterable, shared=None) -> Iterator:
         """``fn(shared, item)`` for every item; results in completion order."""
         if not self.use_ray:
+            fix_mmap_threshold()
             for item in items:
                 yield fn(shared, item)
             return

@@ -33,6 +33,7 @@ Not covered: a reader that keeps a handle open across a relabel keeps the versio
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -147,8 +148,8 @@ def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict
             if doc["columns"] is not None:
                 _commit(uri, tables[name], name, StagedColumns.from_json(doc["columns"]), message)
             updated[name] = int(doc["rows"])
-            for f in doc["log"]:  # the Parquet log hears of it too, one fragment's rows at a time
-                logged.append(_log_labels(uri, name, _read_staged(f), rid))
+            for f in doc["log"]:  # the Parquet log hears of it too: each task's file copied, unread
+                logged.append(_log_labels(uri, name, f, rid))
         else:
             cols = _read_staged(manifest["staged"][name])
             updated[name] = apply_labels(tables[name], name, cols, uri=uri, message=message)
@@ -171,23 +172,42 @@ def _finish(uri: str, tables: dict, manifest: dict, *, keep_days: float) -> dict
     manifest["tables"] = {**manifest.get("tables", {}),
                           "after": {n: int(tables[n].version) for n in (SEGMENTS_TABLE, VIDEOS_TABLE)}}
     write_json(uri, f"runs/{manifest['run_id']}.json", manifest)
+    _remove_stage(uri, rid)
     return manifest
+
+
+def _remove_stage(uri: str, relabel_id: str) -> None:
+    """Delete the staged files of a finished relabel (``runs/<relabel_id>-labels/``): its manifest
+    says finished, so nothing reads them again (a kill between the two leaves them behind, unread)."""
+    fs, path = storage.pyarrow_filesystem(storage.join(uri, f"runs/{relabel_id}-labels"))
+    fs.delete_dir_contents(path, missing_dir_ok=True)
+    if not storage.is_s3(uri):
+        fs.delete_dir(path)
 
 
 def _read_json(uri: str) -> dict:
     return json.loads(storage.read_bytes(uri).decode("utf-8"))
 
 
-def _log_labels(uri: str, name: str, cols: pa.Table, relabel_id: str) -> str | None:
-    """Label rows in the Parquet log (``xclip_store.parquet_log.log_labels``), lease-checked when held."""
-    from xclip_store.parquet_log import log_labels
+def _log_labels(uri: str, name: str, cols: pa.Table | str, relabel_id: str) -> str | None:
+    """Label rows in the Parquet log (``xclip_store.parquet_log.log_labels``), lease-checked when held;
+    ``cols``: the rows, or a task's Parquet file of them (copied when it has ``run_id``, as every task
+    of this version writes; a file staged by an older version is read and logged)."""
+    from xclip_store.parquet_log import copy_log, log_labels
 
+    if isinstance(cols, str):
+        fs, path = storage.pyarrow_filesystem(cols)
+        if "run_id" in pq.read_schema(path, filesystem=fs).names:
+            write = functools.partial(copy_log, uri, name, cols, run_id=relabel_id, tag="labels")
+        else:
+            write = functools.partial(log_labels, uri, name, _read_staged(cols), relabel_id=relabel_id)
+    else:
+        write = functools.partial(log_labels, uri, name, cols, relabel_id=relabel_id)
     out = held(uri)
     if out is None:
-        return log_labels(uri, name, cols, relabel_id=relabel_id)
+        return write()
     found = []
-    out.commit(f"log the relabelled {name} labels in Parquet",
-               lambda: found.append(log_labels(uri, name, cols, relabel_id=relabel_id)))
+    out.commit(f"log the relabelled {name} labels in Parquet", lambda: found.append(write()))
     return found[-1]
 
 

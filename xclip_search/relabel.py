@@ -43,7 +43,15 @@ from xclip_store import held, leased, migrate_table
 from xclip_store.label_commit import dataset, merge_staged
 
 EXACT, APPROXIMATE = "exact", "approximate"
-VIDEOS_PER_PART = 100_000  # per-video partial sums are reduced in partitions of about this many videos
+VIDEOS_PER_PART = 100_000  # per-video partial sums are reduced in partitions of at most this many videos
+PART_SUM_BYTES = 64 * 2**20  # ... and of at most this many bytes of float64 sums (videos x labels x 8)
+
+
+def video_partitions(num_videos: int, num_labels: int) -> int:
+    """How many partitions the per-video sums are reduced in: each holds at most ``VIDEOS_PER_PART``
+    videos and ``PART_SUM_BYTES`` of sums, so a reduce task's memory does not follow the table."""
+    per = max(1, min(VIDEOS_PER_PART, PART_SUM_BYTES // (8 * max(1, num_labels))))
+    return max(1, math.ceil(num_videos / per))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +101,10 @@ def relabel(uri: str, labels: str, *, top_k: int | None = None, model: str | Non
         pf = dataset(db_uri, PROMPT_FEATURES_TABLE, storage_options=opts)
         versions[PROMPT_FEATURES_TABLE] = int(pf.version)
         exact = pf.count_rows() >= num_segments  # each task checks its segments' tokens too
-    parts = max(1, math.ceil(vid_ds.count_rows() / VIDEOS_PER_PART))
+    parts = video_partitions(vid_ds.count_rows(), len(ls.labels))
     stage = storage.join(uri, f"runs/{relabel_id}-labels")
     job = LabelJob(db_uri, opts, stage, versions, tuple(ls.labels), top_k, label_set_id, parts, exact,
-                   ClipScorer(idx.model if exact else ScaleOnly(idx.model), text), batch_size)
+                   ClipScorer(idx.model if exact else ScaleOnly(idx.model), text), batch_size, relabel_id)
     t0 = time.perf_counter()
     seconds = {}
     with FragmentMap.start(rows=num_segments, use_ray=use_ray) as fmap:

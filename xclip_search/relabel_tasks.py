@@ -12,11 +12,16 @@
 3. ``label_videos`` (one per ``videos`` fragment): the labels of its ``ok`` rows from the partitions,
    rewritten like 1 (``<stage>/videos/``).
 
-Memory per task: one fragment's label columns (the rewrite joins them on row address), one batch of
-embeddings/tokens, one partition's partials. Nothing holds a video x segment comparison.
+Memory per task: one fragment's label columns and row addresses (Lance's rewrite joins them on row
+address in memory: ~100-150 bytes a row, so a 1M-row fragment ~150 MB), one batch of
+embeddings/tokens, at most ``PARTIAL_VIDEOS`` videos' running sums, one partition's partials (the
+caller sizes partitions, ``xclip_search.relabel.video_partitions``). Nothing holds a video x segment
+comparison, and no task holds rows of the decoded batches once the batch is done. Every log file
+carries ``run_id`` (the relabel id): the finish step copies it into the Parquet log unread.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import zlib
 
@@ -33,6 +38,7 @@ from xclip_core import storage
 from xclip_store.label_commit import ROW_ADDR, dataset, rewrite_fragment
 
 LABEL_COLUMNS = ("labels", "label_scores", "label_text", "label_set")
+PARTIAL_VIDEOS = 8192  # per-video sums a segments task holds before writing them out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +56,7 @@ class LabelJob:
     exact: bool
     scorer: object = None
     batch_rows: int = 2048
+    relabel_id: str = ""             # the log's run_id column
 
 
 def part_of(video_ids: list[str], parts: int) -> np.ndarray:
@@ -130,53 +137,114 @@ def tokens_for(pf, ids: list[str]) -> np.ndarray | None:
     return tok if found.all() else None
 
 
+class _Partials:
+    """A segments task's per-video running sums (probabilities, segment count), written to the
+    partitions (``<stage>/partials/p<k>/f<fid>-<piece>.parquet``) whenever ``max_videos`` videos are
+    held: a fragment of one-segment videos never holds a row per video. A video split over pieces
+    (or fragments) is summed again by ``label_video_part``."""
+
+    def __init__(self, job: LabelJob, fid: int, max_videos: int):
+        self.job, self.fid, self.max_videos = job, fid, max_videos
+        self.sums, self.counts, self.pieces = {}, {}, 0
+
+    def add(self, video_ids: list[str], probs: np.ndarray) -> None:
+        uniq, s, c = group_sum(video_ids, probs)
+        for j, u in enumerate(uniq):
+            if u in self.sums:
+                self.sums[u] += s[j]
+                self.counts[u] += int(c[j])
+            else:  # a copy: a view would keep the batch's whole sums array alive
+                self.sums[u], self.counts[u] = s[j].copy(), int(c[j])
+        if len(self.sums) >= self.max_videos:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.sums:
+            return
+        vids = list(self.sums)
+        parts, k = part_of(vids, self.job.parts), len(self.job.labels)
+        for p in np.unique(parts):
+            sel = [v for v, q in zip(vids, parts) if q == p]
+            write_parquet(storage.join(self.job.stage, f"partials/p{int(p):05d}/f{self.fid:08d}-{self.pieces:04d}.parquet"),
+                          pa.table({"video_id": pa.array(sel, pa.string()),
+                                    "n": pa.array([self.counts[v] for v in sel], pa.int64()),
+                                    "sum": pa.FixedSizeListArray.from_arrays(
+                                        pa.array(np.concatenate([self.sums[v] for v in sel])), k)}))
+        self.sums, self.counts, self.pieces = {}, {}, self.pieces + 1
+
+
+class _LogWriter:
+    """The label rows of one task for the Parquet log, written batch by batch (one file)."""
+
+    def __init__(self, uri: str):
+        self.uri, self.writer = uri, None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            fs, path = storage.pyarrow_filesystem(self.uri)
+            if not storage.is_s3(self.uri):
+                fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            self.writer = pq.ParquetWriter(path, table.schema, filesystem=fs, compression="zstd")
+        self.writer.write_table(table)
+
+    def close(self) -> str | None:
+        if self.writer is None:
+            return None
+        self.writer.close()
+        return self.uri
+
+    def __enter__(self) -> "_LogWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.writer is not None:  # a failed task leaves a partial file, unnamed
+            w, self.writer = self.writer, None
+            w.is_open = False  # its footer is not written (the disk may be full): no second error at exit
+            with contextlib.suppress(OSError):
+                w.file_handle.close()
+
+
 def label_segments(job: LabelJob, fid: int) -> dict:
     """Task 1 (module doc) for fragment ``fid``; ``{"missing_tokens": True}`` in exact mode when a
-    segment has no stored tokens (the caller reruns in approximate mode)."""
+    segment has no stored tokens (the caller reruns in approximate mode).
+
+    Holds, besides one batch: the fragment's new label columns and row addresses (Lance's
+    ``update_columns`` joins them in memory: ~100-150 bytes a row), at most ``PARTIAL_VIDEOS`` videos'
+    running sums; the label rows for the log go to Parquet batch by batch."""
     import torch
 
     ds = dataset(job.db_uri, SEGMENTS_TABLE, version=job.versions[SEGMENTS_TABLE], storage_options=job.storage_options)
     pf = dataset(job.db_uri, PROMPT_FEATURES_TABLE, version=job.versions[PROMPT_FEATURES_TABLE],
                  storage_options=job.storage_options) if job.exact else None
     frag = ds.get_fragment(fid)
-    addrs, out, vids, counts, sums = [], [], [], {}, {}
-    for batch in frag.to_batches(columns=["segment_id", "video_id", "embedding", "indexed_at"],
-                                 with_row_address=True, batch_size=job.batch_rows, batch_readahead=2):
-        ids = batch.column("segment_id").to_pylist()
-        emb = torch.from_numpy(matrix(batch.column("embedding")))
-        tok = None
-        if pf is not None:
-            tok = tokens_for(pf, ids)
-            if tok is None:
-                return {"fragment": fid, "missing_tokens": True}
-            tok = torch.from_numpy(tok)
-        with torch.inference_mode():
-            probs = job.scorer.probs(emb, tok).numpy().astype(np.float32)
-        out.append(label_table(job, probs, {"segment_id": batch.column("segment_id"),
-                                            "indexed_at": batch.column("indexed_at")}))
-        addrs.append(batch.column(ROW_ADDR))
-        uniq, s, c = group_sum(batch.column("video_id").to_pylist(), probs)
-        for j, u in enumerate(uniq):  # per video, within this fragment: bounded by the fragment
-            if u in sums:
-                sums[u] += s[j]
-                counts[u] += int(c[j])
-            else:
-                sums[u], counts[u] = s[j], int(c[j])
-                vids.append(u)
-    if not out:
+    addrs, cols, rows = np.empty(frag.count_rows(), np.uint64), [], 0  # one allocation, not one a batch
+    partials = _Partials(job, fid, PARTIAL_VIDEOS)
+    with _LogWriter(storage.join(job.stage, f"segments/f{fid:08d}.parquet")) as logw:
+        for batch in frag.to_batches(columns=["segment_id", "video_id", "embedding", "indexed_at"],
+                                     with_row_address=True, batch_size=job.batch_rows, batch_readahead=2):
+            ids = batch.column("segment_id").to_pylist()
+            emb = torch.from_numpy(matrix(batch.column("embedding")))
+            tok = None
+            if pf is not None:
+                tok = tokens_for(pf, ids)
+                if tok is None:
+                    return {"fragment": fid, "missing_tokens": True}
+                tok = torch.from_numpy(tok)
+            with torch.inference_mode():
+                probs = job.scorer.probs(emb, tok).numpy().astype(np.float32)
+            labelled = label_table(job, probs, {"segment_id": pa.array(ids, pa.string()),
+                                                "indexed_at": batch.column("indexed_at")})
+            logw.write(labelled.append_column("run_id", pa.array([job.relabel_id] * batch.num_rows, pa.string())))
+            cols.append(labelled.select(LABEL_COLUMNS))  # built here: they hold nothing of the batch
+            addrs[rows:rows + batch.num_rows] = batch.column(ROW_ADDR).to_numpy()  # copied: no view of the batch
+            partials.add(batch.column("video_id").to_pylist(), probs)
+            rows += batch.num_rows
+        partials.flush()
+        log = logw.close()
+    if not rows:
         return {"fragment": fid, "rows": 0}
-    cols = pa.concat_tables(out)
-    meta, fields = rewrite_fragment(frag, pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
-                                                            else a for a in addrs]), cols.select(LABEL_COLUMNS))
-    log = write_parquet(storage.join(job.stage, f"segments/f{fid:08d}.parquet"), cols)
-    parts = part_of(vids, job.parts)
-    k = len(job.labels)
-    for p in np.unique(parts):
-        sel = [v for v, q in zip(vids, parts) if q == p]
-        write_parquet(storage.join(job.stage, f"partials/p{int(p):05d}/f{fid:08d}.parquet"), pa.table({
-            "video_id": pa.array(sel, pa.string()), "n": pa.array([counts[v] for v in sel], pa.int64()),
-            "sum": pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate([sums[v] for v in sel])), k)}))
-    return {"fragment": fid, "rows": cols.num_rows, "meta": meta, "fields": fields, "log": log,
+    meta, fields = rewrite_fragment(frag, addrs[:rows], pa.concat_tables(cols))
+    return {"fragment": fid, "rows": rows, "meta": meta, "fields": fields, "log": log,
             "read_version": job.versions[SEGMENTS_TABLE]}
 
 
@@ -216,7 +284,8 @@ def label_videos(job: LabelJob, fid: int) -> dict:
     cols = labels.take(hit.column("_j")).select(LABEL_COLUMNS)
     meta, fields = rewrite_fragment(frag, hit.column(ROW_ADDR), cols)
     logged = pa.table({"video_id": hit.column("video_id"), "indexed_at": hit.column("indexed_at"),
-                       **{c: cols.column(c) for c in LABEL_COLUMNS}})
+                       **{c: cols.column(c) for c in LABEL_COLUMNS},
+                       "run_id": pa.array([job.relabel_id] * hit.num_rows, pa.string())})
     log = write_parquet(storage.join(job.stage, f"videos/f{fid:08d}.parquet"), logged)
     return {"fragment": fid, "rows": hit.num_rows, "meta": meta, "fields": fields, "log": log,
             "read_version": job.versions[VIDEOS_TABLE]}

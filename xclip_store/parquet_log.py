@@ -79,6 +79,17 @@ def append_log(output: str, name: str, table: pa.Table, *, run_id: str, tag: str
     return ("s3://" + path) if storage.is_s3(output) else path
 
 
+def copy_log(output: str, name: str, src: str, *, run_id: str, tag: str = "log") -> str:
+    """``append_log`` for rows already written as Parquet at ``src`` (every column the log wants,
+    ``run_id`` included): the file is copied (server-side on S3), never read into memory."""
+    fs, base = storage.pyarrow_filesystem(output)
+    path = f"{base.rstrip('/')}/parquet/{name}/{run_id}-{tag}-{uuid.uuid4().hex[:8]}.parquet"
+    if not storage.is_s3(output):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    fs.copy_file(storage.pyarrow_filesystem(src)[1], path)
+    return ("s3://" + path) if storage.is_s3(output) else path
+
+
 def tombstones(rows: list[dict], schema: pa.Schema, *, run_id: str, reason: str) -> pa.Table:
     """Tombstone videos rows (``schema``: the videos schema) for ``rows`` (current videos rows, at least
     ``video_id``, ``uri``, ``model_id``, ``label_set``): no vectors, no labels."""
