@@ -103,7 +103,7 @@ def test_relabel_peak_memory_follows_neither_the_table_nor_the_fragment(model, t
     segments a video): the process tree's peak RSS stays under 4 GiB, the 4x larger table peaks within
     1.25x of the smaller one, and the one-fragment table within 1.25x of the same rows in 8 fragments.
     Before streaming (commit b30a7b5) the table ratio was 2.05x; before the tasks stopped holding their
-    decoded batches (commit 8a6e941)X
+    decoded batches (commit 8a6e941) see bench/RESULTS.md "Relabel at scale"."""
     bench = _bench()
     peaks = {}
     for n, rows_per_fragment in ((100_000, 50_000), (400_000, 50_000), (400_000, 400_000)):
