@@ -8,13 +8,19 @@ Rows: the real ``segments`` schema (512-d, 64 segments per video; ``bench/scale.
 and re-tagged with new video ids per chunk, so generating rows costs almost nothing in the loop.
 
 Each writer count writes every chunk into a fresh output (a ``videos`` and a ``segments`` table,
-BTree index on ``video_id``) through ``WritePool``: per chunk its Parquet file and its Lance data
-files (``writers = 1``: in this process; N: N Ray tasks, Ray local with max(N, cores) logical CPUs),
-and the one committer (this process) commits each chunk in order as the writer will
-(``FlatCommitter.commit_segments``: placeholder videos rows for the chunk's new videos, then the
-segments, each one Lance commit; ``4b8``: up to 8 written chunks a commit), then one videos chunk
-with the final rows. Segments/s = rows ÷
-wall time from the first submit to the last commit.
+BTree index on ``video_id``) through the job's write path, as ``jobs/runner.py`` drives it:
+``xclip_store.writer.Writer`` (``chunk_rows`` 4,096, no optimize, unleased, no
+``before_videos_commit``), ``indexed()`` and ``keep_visible`` first, then per chunk
+``add("segments", ...)`` and ``add("videos", final rows)`` (a videos chunk every 4,096 videos,
+the rest at ``flush``). ``writers = 1``: the writer stages each chunk (Parquet file, Lance data
+files) and commits it in this process, as the job does; N: ``xclip_store.pooled.use_pool`` with
+``jobs.write_tasks.RayTasks`` (N Ray tasks, Ray local with max(N, cores) logical CPUs) and the
+writer commits in submission order through ``Writer.commit_staged`` (placeholder videos rows, then
+the segments; videos chunks behind a barrier). ``N``: the pool's ``max_batch`` as the job leaves it
+(up to ``max_in_flight`` chunks a commit); ``NbM``: up to M (``4b1``: a commit per chunk). Every
+``commit_staged`` is timed. Segments/s = rows ÷ wall time from the first ``add`` to the end of
+``flush``. (Repaired to this path on 2026-12-04; it used to commit through the removed
+``flat_commit.FlatCommitter``.)
 
 ``--today``: the same chunks through today's writer path in this process (Parquet file, then
 ``merge_insert`` placeholder videos rows and ``merge_insert(segment_id)`` +
@@ -88,49 +94,60 @@ def new_output(path: str):
     return tbls
 
 
-def run_pool(path: str, chunks: int, templates: list[pa.Table], writers: int, max_batch: int = 1) -> dict:
-    from xclip_store import flat_commit as fc
-    from xclip_store.write_pool import WritePool, WritePoolConfig
+def run_pool(path: str, chunks: int, templates: list[pa.Table], writers: int, max_batch: int = 0) -> dict:
+    """One run through the job's write path (``jobs/runner.py``): ``xclip_store.writer.Writer`` (in
+    this process, unleased, no optimize), ``indexed()`` and ``keep_visible`` first; ``writers > 1``:
+    ``xclip_store.pooled.use_pool`` with ``jobs.write_tasks.RayTasks``; ``max_batch`` > 0 overrides
+    the pool's (the job leaves it 0: up to ``max_in_flight``). Every ``Writer.commit_staged`` is timed."""
+    import dataclasses
 
-    new_output(path)
-    com = fc.FlatCommitter(os.path.join(path, "lancedb"), commit_message="bench")
-    secs = {"commit": 0.0}
-    per_chunk = []
-
-    def commit(batch):
-        t0 = time.perf_counter()
-        staged = [w.staged for w in batch]
-        if batch[0].name == "segments":
-            com.commit_segments(staged, pa.concat_tables([w.info for w in batch]))
-        else:
-            fc.commit_replace(com.videos_uri, staged)
-        per_chunk.append(time.perf_counter() - t0)
-        secs["commit"] += per_chunk[-1]
-
-    cfg = WritePoolConfig(writers=writers, max_batch=max_batch)
-    from jobs.write_tasks import RayTasks
-
-    pool = WritePool(path, run_id=RUN, commit=commit, cfg=cfg, executor=RayTasks() if writers > 1 else None)
-    finals = []
-    t0 = time.perf_counter()
-    with pool:
-        for i in range(chunks):
-            chunk = retag(templates[i % len(templates)], i * CHUNK_VIDEOS)
-            pool.submit("segments", chunk, info=video_rows(chunk, STATUS_INDEXING))
-            finals.append(video_rows(chunk, STATUS_OK))
-        pool.submit("videos", pa.concat_tables(finals), barrier=True)
-    wall = time.perf_counter() - t0
-    rows = chunks * CHUNK_VIDEOS * PER_VIDEO
     import lance
 
-    got = lance.dataset(com.segments_uri).count_rows()
-    assert got == rows, (got, rows)
-    return {"writers": writers, "max_batch": max_batch, "commits": pool.commits, "rows": rows,
-            "wall_s": round(wall, 2), "commit_s": round(secs["commit"], 2),
-            "segments_per_s": round(rows / wall), "max_in_flight": cfg.in_flight_limit,
-            "commit_s_first_10_median": round(float(np.median(per_chunk[:10])), 3),
-            "commit_s_last_10_median": round(float(np.median(per_chunk[-11:-1])), 3),
-            "parquet_files": len(pool.parquet_files)}
+    from jobs.config import WriterConfig
+    from xclip_store.writer import Writer
+
+    new_output(path)  # the tables and their BTree index on video_id; the Writer opens them
+    w = Writer(WriterConfig(output=path, chunk_rows=CHUNK_VIDEOS * PER_VIDEO, optimize=False, writers=writers),
+               run_id=RUN, dim=DIM)
+    w.keep_visible(set(w.indexed().column("video_id").to_pylist()))  # as the runner (an empty output: none)
+    pooled = None
+    if writers > 1:
+        from jobs.write_tasks import RayTasks
+        from xclip_store.pooled import use_pool
+
+        pooled = use_pool(w, RayTasks())
+        if max_batch:
+            pooled.pool.cfg = dataclasses.replace(pooled.pool.cfg, max_batch=max_batch)
+    times: dict[str, list[float]] = {"segments": [], "videos": []}
+    real = w.commit_staged
+
+    def timed(name, *a, **k):
+        t0 = time.perf_counter()
+        real(name, *a, **k)
+        times.setdefault(name, []).append(time.perf_counter() - t0)
+
+    w.commit_staged = timed  # the pool's committer and the driver path both call it through the instance
+    t0 = time.perf_counter()
+    for i in range(chunks):
+        chunk = retag(templates[i % len(templates)], i * CHUNK_VIDEOS)
+        w.add("segments", chunk)  # a full chunk: staged (or submitted) now
+        w.add("videos", video_rows(chunk, STATUS_OK))  # a videos chunk every 4,096 videos, and at flush
+    w.flush()  # drains the pool
+    wall = time.perf_counter() - t0
+    rows = chunks * CHUNK_VIDEOS * PER_VIDEO
+    got = lance.dataset(w.uri("segments")).count_rows()
+    ok = lance.dataset(w.uri("videos")).count_rows(f"status = '{STATUS_OK}'")
+    assert (got, ok) == (rows, chunks * CHUNK_VIDEOS), (got, rows, ok)
+    seg = times["segments"]
+    cfg = pooled.pool.cfg if pooled else None
+    return {"writers": writers, "max_batch": cfg.batch_limit if cfg else 1,
+            "commits": sum(len(v) for v in times.values()), "rows": rows,
+            "wall_s": round(wall, 2), "commit_s": round(sum(map(sum, times.values())), 2),
+            "segments_per_s": round(rows / wall), "max_in_flight": cfg.in_flight_limit if cfg else 1,
+            "commit_s_first_10_median": round(float(np.median(seg[:10])), 3),
+            "commit_s_last_10_median": round(float(np.median(seg[-10:])), 3),
+            "videos_commits_s": [round(x, 3) for x in times["videos"]],
+            "parquet_files": len(w.parquet_files), **({"pool": pooled.stats()} if pooled else {})}
 
 
 def run_today(path: str, chunks: int, templates: list[pa.Table]) -> dict:
@@ -192,7 +209,7 @@ def _warm() -> int:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--segments", type=int, default=200_000)
-    p.add_argument("--writers", default="1,4", help="writer counts; 4b8: 4 writers, up to 8 chunks a commit")
+    p.add_argument("--writers", default="1,4", help="writer counts; 4b8: 4 writers, up to 8 chunks a commit (4: as the job)")
     p.add_argument("--today", action="store_true")
     p.add_argument("--ray-data", action="store_true")
     p.add_argument("--workdir", default=None)
@@ -203,7 +220,7 @@ def main(argv=None) -> None:
     work = args.workdir or tempfile.mkdtemp(prefix="xclip-write-pool-")
     chunks = max(1, args.segments // (CHUNK_VIDEOS * PER_VIDEO))
     templates = [segments_rows(10**9 + t * CHUNK_VIDEOS, CHUNK_VIDEOS, run_id=RUN, seed=t) for t in range(TEMPLATES)]
-    writers = [tuple(int(x) for x in (w.split("b") + ["1"])[:2]) for w in args.writers.split(",")]
+    writers = [tuple(int(x) for x in (w.split("b") + ["0"])[:2]) for w in args.writers.split(",")]
     cpus = max([*(w for w, _ in writers), os.cpu_count() or 1])
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     # start the workers and do their first imports before timing
