@@ -51,3 +51,15 @@ def brute_force(vectors: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k rows of ``vectors`` with the highest cosine to ``query``."""
     v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.argsort(-(v @ (query / np.linalg.norm(query))), kind="stable")[:k]
+
+
+def relabel_bench():
+    """bench/relabel_scale.py as a module (its ``build_index`` grows synthetic indexes, ``run_measured``
+    runs ``xclip-index`` in its own process and samples the tree's peak RSS)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "relabel_scale.py"
+    spec = importlib.util.spec_from_file_location("relabel_scale", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -5,12 +5,12 @@ sorted per-partition chunks merged at the end (``moderation.summary``). Tables a
 Lance's fragment API (bench/relabel_scale.py), one segment per video, so per-video state dominates."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.search_helpers import relabel_bench
 
 pytestmark = pytest.mark.slow
 
@@ -19,14 +19,6 @@ DIM = 32  # the tiny preset's projection dim
 POLICY = {"version": 1, "neutral": ["people talking", "a landscape"], "categories": [
     {"name": "weapons", "prompts": ["a person holding a gun"], "min_confidence": 0.3, "action": "block"},
     {"name": "everything", "prompts": ["a video"], "min_confidence": 0.0, "action": "review"}]}
-
-
-def _bench():
-    path = Path(__file__).resolve().parents[1] / "bench" / "relabel_scale.py"
-    spec = importlib.util.spec_from_file_location("relabel_scale", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +34,7 @@ def test_moderate_peak_memory_does_not_grow_with_the_videos(model, tmp_path):
     peak RSS stays under 1.25 GiB and the 4x larger index peaks within 1.25x of the smaller one. The
     driver before (commit 8a6e941: one decision row per video, then the whole moderation table read for
     the report and queue) measured 862 vs 1,173 MiB here (1.36x) and fails; this one 848 vs 890 MiB (1.05x)."""
-    bench = _bench()
+    bench = relabel_bench()
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(POLICY))
     peaks = {}

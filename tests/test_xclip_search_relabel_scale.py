@@ -3,25 +3,15 @@ whole table, and its peak memory (the whole process tree: driver, Ray's daemons 
 grow with the table. Tables are grown with Lance's fragment API (bench/relabel_scale.py)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.search_helpers import LABELS, label_file, text_features
+from tests.search_helpers import LABELS, label_file, relabel_bench, text_features
 
 pytestmark = pytest.mark.slow
 
 DIM = 32  # the tiny preset's projection dim
-
-
-def _bench():
-    path = Path(__file__).resolve().parents[1] / "bench" / "relabel_scale.py"
-    spec = importlib.util.spec_from_file_location("relabel_scale", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +49,7 @@ def test_streaming_relabel_equals_numpy_over_the_whole_table(model, tmp_path, mo
 
     monkeypatch.setattr(relabel_mod, "VIDEOS_PER_PART", 50)  # 188 videos: 4 partitions
 
-    uri = _bench().build_index(tmp_path / "idx", 12_000, model=model, dim=DIM, fragment_rows=1000, batch_rows=4000)
+    uri = relabel_bench().build_index(tmp_path / "idx", 12_000, model=model, dim=DIM, fragment_rows=1000, batch_rows=4000)
     before = _rows(uri, "segments")
     labels = label_file(tmp_path, LABELS)
     result = relabel(uri, labels, top_k=3, use_ray=True)
@@ -104,7 +94,7 @@ def test_relabel_peak_memory_follows_neither_the_table_nor_the_fragment(model, t
     1.25x of the smaller one, and the one-fragment table within 1.25x of the same rows in 8 fragments.
     Before streaming (commit b30a7b5) the table ratio was 2.05x; before the tasks stopped holding their
     decoded batches (commit 8a6e941) see bench/RESULTS.md "Relabel at scale"."""
-    bench = _bench()
+    bench = relabel_bench()
     peaks = {}
     for n, rows_per_fragment in ((100_000, 50_000), (400_000, 50_000), (400_000, 400_000)):
         uri = bench.build_index(tmp_path / f"idx-{n}-{rows_per_fragment}", n, model=model, dim=DIM, per_video=4000,
