@@ -185,8 +185,8 @@ def gate_actor():
 
 
 class Hold:
-    """Write hook: the task of segments chunk ``hold`` waits (before writing) until the tasks of
-    ``until`` have written their chunks; every task reports entering and leaving."""
+    """Write hook: the task of segments chunk ``hold`` waits (inside, before writing) until the tasks
+    of ``until`` have written their chunks; every task reports entering and leaving."""
 
     def __init__(self, gate, hold: int, until: tuple[int, ...], fail: Exception | None = None):
         self.gate, self.hold, self.until, self.fail = gate, hold, until, fail
@@ -194,20 +194,21 @@ class Hold:
     def __call__(self, name, seq, point):
         import ray
 
-        if point == "parquet" and name == "segments" and seq == self.hold:
+        if point != "parquet":
+            ray.get(self.gate.leave.remote())
+            ray.get(self.gate.arrive.remote((point, seq) if name == "segments" else (point, name)))
+            return
+        ray.get(self.gate.enter.remote())  # the held task counts as inside while it waits: a task
+        if name == "segments" and seq == self.hold:  # of ``until`` is then inside with it, always
             for other in self.until:
                 try:
                     ray.get(self.gate.wait.remote(("done", other), TIMEOUT_S))
                 except ray.exceptions.RayError as e:  # not retried as storage trouble: the test fails at once
                     raise AssertionError(f"chunk {other} was never written: {e}") from None
             if self.fail is not None:
+                ray.get(self.gate.leave.remote())
                 ray.get(self.gate.arrive.remote(("failed", seq)))
                 raise self.fail
-        if point == "parquet":
-            ray.get(self.gate.enter.remote())
-        else:
-            ray.get(self.gate.leave.remote())
-            ray.get(self.gate.arrive.remote((point, seq) if name == "segments" else (point, name)))
 
 
 @pytest.mark.parametrize("max_batch", [1, 4])
