@@ -84,3 +84,17 @@ def test_presets():
     assert parameter_count(preset_config("demo")) < 10_000_000
     with pytest.raises(ValueError, match="unknown preset"):
         preset_config("huge")
+
+
+def test_projection_dim_override_loads_in_transformers_and_ours(tmp_path):
+    # bench/night.py's tiny model with 512-d embeddings (the writer's cost follows the row width)
+    d = write_random_checkpoint(tmp_path / "wide", preset="tiny", projection_dim=512)
+    hf = transformers.XCLIPModel.from_pretrained(d).eval()
+    ours = XCLIP.from_pretrained(d)
+    tok = tokenize(d, ["playing sports", "go shopping"])
+    pixels = torch.randn(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = hf(pixel_values=pixels, **tok)
+        out = ours(pixels, tok["input_ids"], tok["attention_mask"])
+    assert out.video_embeds.shape == ref.video_embeds.shape == (1, 512)
+    assert torch.allclose(out.video_embeds, ref.video_embeds, atol=1e-6)

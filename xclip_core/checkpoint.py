@@ -6,6 +6,7 @@ The files load in transformers' ``XCLIPModel.from_pretrained`` and in
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -118,8 +119,9 @@ def preprocessor_config(size: int) -> dict:
 
 
 def write_random_checkpoint(path: str | os.PathLike, *, preset: str = "tiny", num_frames: int = 8,
-                            seed: int = 0) -> Path:
-    """Write config.json, model.safetensors, preprocessor_config.json and tokenizer files to ``path``."""
+                            seed: int = 0, projection_dim: int | None = None) -> Path:
+    """Write config.json, model.safetensors, preprocessor_config.json and tokenizer files to ``path``.
+    ``projection_dim`` overrides the preset's embedding width (a tiny model with 512-d embeddings)."""
     from safetensors.torch import save_file
 
     from .tokenizer import write_tokenizer_files
@@ -131,6 +133,10 @@ def write_random_checkpoint(path: str | os.PathLike, *, preset: str = "tiny", nu
     # tiny/demo: the tokenizer's small default vocabulary; base-patch32: the full CLIP one
     vocab_size = write_tokenizer_files(out, **({"vocab_size": 49408} if preset == "base-patch32" else {}))
     config = preset_config(preset, num_frames=num_frames, vocab_size=vocab_size)
+    if projection_dim is not None:
+        vision = dataclasses.replace(config.vision_config, mit_hidden_size=projection_dim,
+                                     mit_intermediate_size=4 * projection_dim)
+        config = dataclasses.replace(config, vision_config=vision, projection_dim=projection_dim)
     model = init_weights(XCLIP(config), seed=seed)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
