@@ -16,6 +16,9 @@ Per tree ("now" = this checkout; "before" = ``--old-tree``, e.g. ``git worktree 
 4. 32 NEW videos land in the input folder; the same night ``xclip-index run`` into ``small`` (32
    unchanged + 32 new) and into ``big`` (the 1M output): its ``stage_seconds`` side by side.
 
+``--again FIRST`` (after a run, this tree only): one more night of 32 new videos, in a folder of
+their own, into ``small`` and ``big`` as that run left them (every index now in place).
+
 Every command runs in its own process from the tree under test (``python -m xclip_cli``, PYTHONPATH
 = the tree), with the process tree's peak RSS (psutil) and an optional time cap. The checkpoint is a
 random tiny X-CLIP with 512-d embeddings (``write_random_checkpoint(projection_dim=512)``): the
@@ -31,6 +34,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -117,6 +122,11 @@ def grow(out: Path, rows: int) -> float:
             lance.LanceDataset.commit(ds, lance.LanceOperation.Append(frags), read_version=ds.version)
             staged = []
     vids = stamped(video_rows(-(-rows // PER_VIDEO), dim=DIM, per_video=PER_VIDEO))
+    rng = np.random.default_rng(1)  # a video row holds its mean embedding: unit vectors, not zeros
+    emb = rng.standard_normal((len(vids), DIM), dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    i = vids.schema.get_field_index("embedding")
+    vids = vids.set_column(i, vids.schema.field(i), pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM))
     ds = lance.dataset(vid_uri)
     vids = vids.cast(ds.schema)
     assert pc.sum(pc.is_in(vids["video_id"], ds.to_table(columns=["video_id"])["video_id"])).as_py() in (0, None)
@@ -153,6 +163,22 @@ def night(tree: Path, work: Path, model: Path, videos: Path, rows: int, *, cap_s
     return res
 
 
+def again(tree: Path, work: Path, model: Path, first: int) -> dict:
+    """One more night into the ``small`` and ``big`` outputs ``night`` left (every index in place):
+    32 new videos (from index ``first``) in a folder of their own, so nothing else changes."""
+    folder = work / f"videos-{first}"
+    make_videos(folder, first, 32)
+    run = ["run", "--model", str(model), "--labels", str(work.parent / "labels.txt"), "--input", str(folder)]
+    res = {}
+    for name, out in (("small", work / "small"), ("big", work / "big")):
+        r = res[f"again_{name}"] = cli([*run, "--output", str(out)], tree=tree, log=work / f"again_{name}.log")
+        if r["rc"] == 0:
+            m = latest_manifest(out)
+            r["stage_seconds"], r["counts"] = m["stage_seconds"], m.get("counts")
+            r["tables"] = {k: v for k, v in (m.get("tables") or {}).items() if k in ("segments", "videos")}
+    return res
+
+
 def main(argv=None) -> None:
     from xclip_core.checkpoint import write_random_checkpoint
 
@@ -163,6 +189,8 @@ def main(argv=None) -> None:
     ap.add_argument("--which", default="now,before")
     ap.add_argument("--cap-s", type=float, default=3600, help="time cap per command")
     ap.add_argument("--out", default=str(ROOT / "bench" / "night.json"))
+    ap.add_argument("--again", type=int, metavar="FIRST",
+                    help="only: one more night into the outputs a previous run left, with 32 new videos from FIRST")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -170,10 +198,17 @@ def main(argv=None) -> None:
     if not (model / "config.json").exists():
         write_random_checkpoint(model, projection_dim=DIM)
     (work / "labels.txt").write_text("\n".join(f"label {i}" for i in range(32)) + "\n")
+    doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {"runs": []}
+    if args.again is not None:
+        r = {"which": "now", "again": args.again, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             **again(ROOT, work / "now", model, args.again)}
+        doc["runs"].append(r)
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+        print(json.dumps(r), flush=True)
+        return
     videos = work / "videos"
     shutil.rmtree(videos, ignore_errors=True)
     make_videos(videos, 0, 32)
-    doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {"runs": []}
     for which, tree in (("now", ROOT), ("before", Path(args.old_tree) if args.old_tree else None)):
         if tree is None or which not in args.which.split(","):
             continue
