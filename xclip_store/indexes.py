@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 MIN_VECTOR_ROWS = 256
 # ANN search defaults of xclip_search queries (bench/query.py measured recall and latency with them)
-# (1M clustered vectors: recall@10 0.942 without refining, 0.984 with refine 2 at +3-4 ms; RESULTS.md "Query")
+# (1M clustered vectors: recall@10 0.942 without refining, 0.984 with refine 2 at +3-4 ms with 125
+# partitions; 0.934 / 0.970 with the row-count rule's 1 partition; RESULTS.md "Query")
 SEARCH_NPROBES = 20
 SEARCH_REFINE_FACTOR = 2  # rerank 2x the hits on the full vectors: the 8-bit SQ alone caps recall near 0.95
 DEFAULT_KIND = "ivf_hnsw_sq"
