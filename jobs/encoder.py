@@ -17,8 +17,9 @@ preprocessing config once, and encodes the label prompts once
 
 Status rows pass through untouched. Frames arrive as uint8 ``[T, S, S, 3]``;
 scaling and normalisation (``xclip_core.preprocess``) run here, on the
-actor's device. If the model fails on a batch, its clip rows carry the error
-(``encode failed: ...``) and null vectors instead of failing the job.
+actor's device. A clip whose frame bytes do not match its shape, and every clip of a
+batch that ran out of memory, carry the error (``encode failed: ...``) and null vectors;
+any other error of the model is a bug in us or a dependency and fails the run.
 
 ``inspect_model(cfg)`` runs on the driver before Ray starts: it loads
 everything once so an unusable model or label set stops the job early with a
@@ -38,11 +39,17 @@ from jobs import gpu_decode
 from jobs.config import DEFAULT_LABELS, EncoderConfig
 from jobs.finite import NONFINITE, nonfinite_rows
 from jobs.gpu_defaults import resolve_encoder
-from xclip_store.retry import PROGRAMMING_ERRORS
 from schemas.output import vectors
 from schemas.stream import FRAMES, FRAMES_SHAPE, KIND_CLIP, POLICY_PROBS, VISUAL_TOKENS, encoded_schema
 
 log = logging.getLogger(__name__)
+
+
+def _out_of_memory() -> tuple[type[BaseException], ...]:
+    """The one failure of a model call recorded per clip (torch is imported in the actors only)."""
+    import torch
+
+    return (MemoryError, torch.OutOfMemoryError)
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -248,26 +255,29 @@ class Encoder:
             t0 = time.perf_counter()
             frames_col = batch.column(FRAMES)
             shapes = batch.column(FRAMES_SHAPE)
-            frames = None
+            frames, rows_ok = [], []
+            for i in clip_rows:  # a clip whose bytes do not match its shape fails alone
+                try:
+                    frames.append(gpu_frames[i] if gpu_frames[i] is not None else
+                                  np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py()))
+                    rows_ok.append(i)
+                except ValueError as exc:
+                    errors[i] = f"encode failed: {type(exc).__name__}: {exc}"[:500]
+            step = self.cfg.batch_size  # NVDEC rows can expand a batch past it
             try:
-                frames = [gpu_frames[i] if gpu_frames[i] is not None else
-                          np.frombuffer(frames_col[i].as_buffer(), np.uint8).reshape(shapes[i].as_py())
-                          for i in clip_rows]
-                step = self.cfg.batch_size  # NVDEC rows can expand a batch past it
-                for a in range(0, len(clip_rows), step):
-                    rows = clip_rows[a:a + step]
+                for a in range(0, len(rows_ok), step):
+                    rows = rows_ok[a:a + step]
                     e, p, t, pp = self._encode(frames[a:a + step])
                     emb[rows], probs[rows], valid[rows] = e, p, True
                     if tokens is not None:
                         tokens[rows] = t
                     if pp is not None:
                         policy[rows] = pp
-            except PROGRAMMING_ERRORS:  # a bug in us or a dependency fails the run (jobs.failures)
-                raise
-            except Exception as exc:  # e.g. out of memory: recorded per clip; the writer fails those videos
+            except _out_of_memory() as exc:  # recorded per clip; the writer fails those videos
+                # anything else from the model is a bug in us or a dependency and fails the run
                 msg = f"encode failed: {type(exc).__name__}: {exc}"[:500]
-                log.warning("%s (%d clips)", msg, len(clip_rows))
-                for i in clip_rows:
+                log.warning("%s (%d clips)", msg, len(rows_ok))
+                for i in rows_ok:
                     errors[i] = msg
             bad = nonfinite_rows(emb, probs) & valid  # e.g. a half-precision overflow on this input
             for i in np.flatnonzero(bad):

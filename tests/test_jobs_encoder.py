@@ -61,6 +61,27 @@ def test_encoder_failure_becomes_row_errors(model_dir, decoded):
     assert rows[-1]["error"] is None and rows[-1]["status"] == "ok"
 
 
+def test_out_of_memory_becomes_row_errors_and_any_other_model_error_fails_loudly(model_dir, decoded):
+    import torch
+
+    enc = Encoder(EncoderConfig(model=model_dir, device="cpu", batch_size=4), num_threads=1)
+
+    def oom(x):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    enc._step = oom
+    rows = enc(decoded).to_pylist()
+    assert all(r["error"] == "encode failed: OutOfMemoryError: CUDA out of memory" and r["embedding"] is None
+               for r in rows if r["kind"] == KIND_CLIP)
+
+    def bug(x):  # e.g. a shape mismatch inside the model: a bug, not a bad video
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    enc._step = bug
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        enc(decoded)
+
+
 def test_labels_from_the_driver_need_no_file_on_the_worker(model_dir, decoded):
     enc = Encoder(EncoderConfig(model=model_dir, device="cpu", labels="/only/on/the/driver.txt"), labels=("a", "b", "c"))
     out = enc(decoded)
