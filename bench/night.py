@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from relabel_scale import TreePeak, segment_rows, video_rows  # noqa: E402
+from relabel_scale import run_measured, segment_rows, video_rows  # noqa: E402
 
 DIM = 512
 PER_VIDEO = 64
@@ -59,30 +58,21 @@ def make_videos(folder: Path, first: int, n: int, *, seconds: int = 60, fps: int
 
 
 def cli(argv: list[str], *, tree: Path, log: Path, timeout: float | None = None) -> dict:
-    """``xclip-index ARGV`` from ``tree`` in a fresh process (output to ``log``): wall s, rc, peak RSS."""
-    import psutil
+    """``xclip-index ARGV`` from ``tree`` in a fresh process (``run_measured``; output to ``log``)."""
+    r = run_measured(argv, tree=tree, timeout=timeout, log=log, every_s=0.2)
+    return {"rc": r["rc"], "wall_s": round(r["wall_s"], 1), "peak_rss_gib": round(r["peak_rss_bytes"] / 2**30, 2),
+            "killed": r["killed"], "load_1m": round(os.getloadavg()[0], 1),
+            "tail": r["stderr"][-600:] if r["rc"] else ""}
 
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "xclip_cli", *argv], cwd=str(tree), env=env,
-                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-        peak, killed = TreePeak(proc.pid, every_s=0.2), None
-        while proc.poll() is None:
-            if timeout and time.perf_counter() - t0 > timeout:
-                killed = f"ran past the {timeout:.0f} s cap"
-                for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
-                    try:
-                        p.kill()
-                    except psutil.Error:
-                        pass
-                proc.wait()
-                break
-            time.sleep(0.2)
-        top = peak.stop()
-    return {"rc": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1),
-            "peak_rss_gib": round(top / 2**30, 2), "killed": killed,
-            "load_1m": round(os.getloadavg()[0], 1), "tail": log.read_text()[-600:] if proc.returncode else ""}
+
+def measured_night(argv: list[str], out: Path, *, tree: Path, log: Path, timeout: float | None = None) -> dict:
+    """``cli`` of one ``run`` into ``out``, with its manifest's stage seconds, counts and table stats."""
+    r = cli([*argv, "--output", str(out)], tree=tree, log=log, timeout=timeout)
+    if r["rc"] == 0:
+        m = latest_manifest(out)
+        r["stage_seconds"], r["counts"] = m["stage_seconds"], m.get("counts")
+        r["tables"] = {k: v for k, v in (m.get("tables") or {}).items() if k in ("segments", "videos")}
+    return r
 
 
 def latest_manifest(out: Path) -> dict:
@@ -112,9 +102,7 @@ def grow(out: Path, rows: int) -> float:
     batch = 65_536
     staged = []
     for first in range(0, rows, batch):
-        t = stamped(segment_rows(first, min(batch, rows - first), dim=DIM, per_video=PER_VIDEO))
-        t = t.cast(lance.dataset(seg_uri).schema) if first == 0 else t
-        staged.append(t)
+        staged.append(stamped(segment_rows(first, min(batch, rows - first), dim=DIM, per_video=PER_VIDEO)))
         if sum(len(s) for s in staged) >= FRAGMENT_ROWS or first + batch >= rows:
             ds = lance.dataset(seg_uri)
             whole = pa.concat_tables(staged).cast(ds.schema)
@@ -142,21 +130,16 @@ def night(tree: Path, work: Path, model: Path, videos: Path, rows: int, *, cap_s
         shutil.rmtree(p, ignore_errors=True)
     run = ["run", "--model", str(model), "--labels", str(work.parent / "labels.txt"), "--input", str(videos)]
     res: dict = {"tree": str(tree)}
-    res["first_night_empty"] = cli([*run, "--output", str(small)], tree=tree, log=work / "first.log", timeout=cap_s)
+    res["first_night_empty"] = measured_night(run, small, tree=tree, log=work / "first.log", timeout=cap_s)
     if res["first_night_empty"]["rc"]:
         return res
-    res["first_night_empty"]["stage_seconds"] = latest_manifest(small)["stage_seconds"]
     shutil.copytree(small, big)
     res["grow_s"] = grow(big, rows)
     res["build_index"] = cli(["build-index", "--index", str(big)], tree=tree, log=work / "build.log", timeout=cap_s)
     make_videos(videos, 32, 32)  # the night's new videos
     for name, out in (("night_small", small), ("night_big", big)):
-        r = res[name] = cli([*run, "--output", str(out)], tree=tree, log=work / f"{name}.log", timeout=cap_s)
-        if r["rc"] == 0:
-            m = latest_manifest(out)
-            r["stage_seconds"], r["counts"] = m["stage_seconds"], m.get("counts")
-            r["tables"] = {k: v for k, v in (m.get("tables") or {}).items() if k in ("segments", "videos")}
-        print(json.dumps({name: r}), flush=True)
+        res[name] = measured_night(run, out, tree=tree, log=work / f"{name}.log", timeout=cap_s)
+        print(json.dumps({name: res[name]}), flush=True)
     for f in videos.glob("v*.mp4"):  # back to the first night's 32 for the next tree
         if int(f.stem[1:]) >= 32:
             f.unlink()
@@ -169,14 +152,8 @@ def again(tree: Path, work: Path, model: Path, first: int) -> dict:
     folder = work / f"videos-{first}"
     make_videos(folder, first, 32)
     run = ["run", "--model", str(model), "--labels", str(work.parent / "labels.txt"), "--input", str(folder)]
-    res = {}
-    for name, out in (("small", work / "small"), ("big", work / "big")):
-        r = res[f"again_{name}"] = cli([*run, "--output", str(out)], tree=tree, log=work / f"again_{name}.log")
-        if r["rc"] == 0:
-            m = latest_manifest(out)
-            r["stage_seconds"], r["counts"] = m["stage_seconds"], m.get("counts")
-            r["tables"] = {k: v for k, v in (m.get("tables") or {}).items() if k in ("segments", "videos")}
-    return res
+    return {f"again_{name}": measured_night(run, work / name, tree=tree, log=work / f"again_{name}.log")
+            for name in ("small", "big")}
 
 
 def main(argv=None) -> None:

@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -144,35 +145,42 @@ class TreePeak:
 
 
 def run_measured(argv: list[str], *, tree: Path = ROOT, timeout: float | None = None,
-                 cap_bytes: int | None = None, env: dict | None = None) -> dict:
+                 cap_bytes: int | None = None, env: dict | None = None, log: Path | None = None,
+                 every_s: float = 0.05) -> dict:
     """``xclip-index ARGV`` from source tree ``tree`` in a fresh process; its wall time, exit code and
-    process-tree peak RSS. With ``cap_bytes`` the tree is killed once it passes the cap."""
+    process-tree peak RSS. With ``cap_bytes`` the tree is killed once it passes the cap. Its stdout
+    and stderr go to files (``log`` and ``log``.err, or a temporary folder), never to pipes that
+    nobody drains while it runs; the result holds their last 2,000 characters."""
     import psutil
 
     e = {**os.environ, "PYTHONPATH": str(tree), **(env or {})}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "xclip_cli", *argv], cwd=str(tree), env=e,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    peak, killed = TreePeak(proc.pid), None
-    try:
-        while proc.poll() is None:
-            if cap_bytes and peak.peak > cap_bytes:
-                killed = f"peak RSS passed the {cap_bytes / 2**30:.0f} GiB cap"
-            elif timeout and time.perf_counter() - t0 > timeout:
-                killed = f"ran past the {timeout:.0f} s cap"
-            if killed:
-                for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
-                    try:
-                        p.kill()
-                    except psutil.Error:
-                        pass
-                break
-            time.sleep(0.1)
-        out, err = proc.communicate()
-    finally:
-        top = peak.stop()
-    return {"rc": proc.returncode, "wall_s": round(time.perf_counter() - t0, 2), "peak_rss_bytes": top,
-            "killed": killed, "stdout": out[-2000:], "stderr": err[-2000:]}
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(log) if log else Path(tmp) / "stdout"
+        err_path = out_path.with_name(out_path.name + ".err")
+        t0 = time.perf_counter()
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "xclip_cli", *argv], cwd=str(tree), env=e,
+                                    stdout=out, stderr=err, start_new_session=True)
+            peak, killed = TreePeak(proc.pid, every_s), None
+            try:
+                while proc.poll() is None:
+                    if cap_bytes and peak.peak > cap_bytes:
+                        killed = f"peak RSS passed the {cap_bytes / 2**30:.0f} GiB cap"
+                    elif timeout and time.perf_counter() - t0 > timeout:
+                        killed = f"ran past the {timeout:.0f} s cap"
+                    if killed:
+                        for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+                            try:
+                                p.kill()
+                            except psutil.Error:
+                                pass
+                        break
+                    time.sleep(0.1)
+                proc.wait()
+            finally:
+                top = peak.stop()
+        return {"rc": proc.returncode, "wall_s": round(time.perf_counter() - t0, 2), "peak_rss_bytes": top,
+                "killed": killed, "stdout": out_path.read_text()[-2000:], "stderr": err_path.read_text()[-2000:]}
 
 
 def commit_compare(idx: Path, label: str = "cmp") -> dict:
